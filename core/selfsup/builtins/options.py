@@ -1,0 +1,46 @@
+"""Options of the core's built-in components (no torch import)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from selfsup.options import ExistingFile, Options
+
+
+class TensorFileOptions(Options):
+    path: ExistingFile = Field(description="A .npz, .npy or .safetensors file.")
+    input_key: str = Field("input", description="Array that becomes the sample's 'input' (npz/safetensors).")
+    label_key: str | None = Field("label", description="Array of integer labels, if present.")
+    split: str = Field("all", pattern="^(all|train|val)$")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = Field(0, ge=0)
+
+
+class MLPOptions(Options):
+    in_dim: int = Field(gt=0)
+    hidden_dims: list[int] = Field(default_factory=lambda: [256], description="Hidden layer widths.")
+    out_dim: int = Field(128, gt=0)
+    norm: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _widths(self) -> "MLPOptions":
+        if any(h <= 0 for h in self.hidden_dims):
+            raise ValueError("hidden_dims must all be positive")
+        return self
+
+
+class NoiseOptions(Options):
+    std: float = Field(0.1, gt=0)
+    key: str = "input"
+
+
+class KNNOptions(Options):
+    k: int = Field(200, gt=0)
+    temperature: float = Field(0.1, gt=0)
+
+
+class LinearProbeOptions(Options):
+    max_iter: int = Field(200, gt=0, description="L-BFGS iterations on the full feature set.")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty on the weights.")
+    standardize: bool = True

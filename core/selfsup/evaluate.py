@@ -1,0 +1,50 @@
+"""``selfsup eval RUN_DIR``: rebuild a run from its saved recipe, load a checkpoint, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from selfsup.plugins import PluginManager
+from selfsup.recipe import apply_overrides, check_components, parse_recipe
+
+
+def evaluate_run(
+    run_dir: Path, pm: PluginManager, *, checkpoint: Path | None = None, names: list[str] | None = None,
+    overrides: list[str] | None = None, device: str | None = None,
+) -> tuple[dict[str, float], Path]:
+    """Metrics of the run's evaluators on ``checkpoint`` (default: the newest); also written to
+    ``<checkpoint>/eval.json``. Returns ``(metrics, checkpoint path)``."""
+    import torch
+
+    from selfsup.train import checkpoint as ckpt
+    from selfsup.train.build import build_run
+    from selfsup.train.evaluation import run_evaluators
+    from selfsup.train.loop import resolve_device
+
+    saved_path = Path(run_dir) / "recipe.json"
+    if not saved_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a selfsup run directory (no recipe.json)")
+    saved = json.loads(saved_path.read_text())
+    source = f"{saved_path}"
+    recipe = parse_recipe(apply_overrides(saved["recipe"], list(overrides or [])), source)
+    base_dir = Path(saved["base_dir"])
+    check_components(recipe, pm.registry, source, base_dir)
+    names = list(names or recipe.evaluators)
+    unknown = [n for n in names if n not in recipe.evaluators]
+    if unknown:
+        raise ValueError(f"no evaluator named {unknown[0]!r} in the run's recipe (it has {', '.join(recipe.evaluators) or 'none'})")
+    if not names:
+        raise ValueError(f"the recipe of {run_dir} has no [evaluators]; add some with --set or to the recipe")
+    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(Path(run_dir))
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
+    built = build_run(recipe, pm.registry, base_dir=base_dir, source=source)
+    dev = resolve_device(device or recipe.train.device)
+    ckpt.load_weights(path, built.model)
+    built.model.to(dev)
+    step = json.loads((path / "meta.json").read_text())["step"]
+    with torch.no_grad():
+        metrics = run_evaluators(recipe, built, names=names, step=step, device=dev, run_dir=Path(run_dir))
+    (path / "eval.json").write_text(json.dumps(metrics, indent=2))
+    return metrics, path

@@ -1,0 +1,54 @@
+"""Helpers for plugins' options models.
+
+Paths in recipes are relative to the recipe file. Use these types in an options model so that a
+missing file is reported against the recipe field, at validation time::
+
+    class FolderOptions(selfsup.options.Options):
+        root: ExistingDir
+        limit: int | None = Field(None, gt=0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+
+
+class Options(BaseModel):
+    """Base class for component options: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve(value: Any, info: ValidationInfo) -> Path:
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir") if info.context else None
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
+def _existing(kind: str):
+    def check(value: Any, info: ValidationInfo) -> Path:
+        path = _resolve(value, info)
+        if kind == "file" and not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        if kind == "dir" and not path.is_dir():
+            raise ValueError(f"directory not found: {path}")
+        if kind == "any" and not path.exists():
+            raise ValueError(f"path not found: {path}")
+        return path
+
+    return check
+
+
+#: A path that must name an existing file (relative to the recipe's directory).
+ExistingFile = Annotated[Path, AfterValidator(_existing("file"))]
+#: A path that must name an existing directory (relative to the recipe's directory).
+ExistingDir = Annotated[Path, AfterValidator(_existing("dir"))]
+#: A path that must exist, file or directory (relative to the recipe's directory).
+ExistingPath = Annotated[Path, AfterValidator(_existing("any"))]
+#: A path that may not exist yet (an output), made relative to the recipe's directory.
+RecipePath = Annotated[Path, AfterValidator(_resolve)]

@@ -1,0 +1,391 @@
+"""Recipes: one TOML file = one run, validated by pydantic in two passes.
+
+1. :class:`Recipe` checks the structure (``extra="forbid"`` everywhere, types, ranges).
+2. :func:`check_components` checks every ``type`` against the registry (suggesting the nearest
+   name, or the distribution to install), every component's ``options`` against the model its
+   plugin registered, and every cross-reference (a task's ``data``, ``backbone``, ``augment``).
+
+Errors are collected and raised together as one :class:`RecipeError` naming each field path.
+See docs/recipes.md for every field.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from selfsup.catalog import load_catalog
+from selfsup.registry import LABEL_OF_KIND, Kind, Registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------------------------ structure
+
+
+class ComponentSpec(_Strict):
+    type: str = Field(description="Registered component name.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Validated by the component's own model.")
+
+
+class DataSpec(ComponentSpec):
+    """``[data.<name>]``: a data source."""
+
+
+class AugmentationSpec(ComponentSpec):
+    """``[augmentations.<name>]``: one augmentation; tasks list them in order."""
+
+
+class BackboneSpec(ComponentSpec):
+    """``[backbones.<name>]``: an encoder, shareable by several tasks."""
+
+
+class TaskSpec(ComponentSpec):
+    """``[tasks.<name>]``: a pretext task with its data, augmentation pipeline, backbone and weight."""
+
+    data: str
+    backbone: str
+    augment: list[str] = Field(default_factory=list)
+    weight: float = Field(1.0, gt=0, description="Loss weight (sum/round_robin) or sampling weight (sample).")
+    batch_size: int | None = Field(None, gt=0, description="Global batch for this task; default train.batch_size.")
+
+
+class EvaluatorSpec(ComponentSpec):
+    """``[evaluators.<name>]``: measures a backbone every ``every`` steps and/or at the end."""
+
+    data: str
+    fit_data: str | None = None
+    backbone: str | None = None
+    augment: list[str] = Field(default_factory=list)
+    every: int = Field(0, ge=0, description="Run every N optimizer steps; 0 = only at the end.")
+    at_end: bool = True
+    batch_size: int = Field(256, gt=0)
+
+
+class AdamOptions(_Strict):
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+class SGDOptions(_Strict):
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+
+
+class LARSOptions(_Strict):
+    momentum: float = Field(0.9, ge=0, lt=1)
+    trust_coefficient: float = Field(0.001, gt=0)
+    eps: float = Field(1e-8, gt=0)
+    exclude_bias_and_norm: bool = True
+
+
+class AdagradOptions(_Strict):
+    lr_decay: float = Field(0.0, ge=0)
+    eps: float = Field(1e-10, gt=0)
+
+
+OPTIMIZER_OPTIONS: dict[str, type[BaseModel]] = {
+    "adamw": AdamOptions,
+    "adam": AdamOptions,
+    "sgd": SGDOptions,
+    "lars": LARSOptions,
+    "adagrad": AdagradOptions,
+}
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+class TrainSpec(_Strict):
+    """``[train]``: optimisation and run settings."""
+
+    optimizer: Literal["adamw", "adam", "adagrad", "sgd", "lars"] = "adamw"
+    optimizer_options: dict[str, Any] = Field(default_factory=dict)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    device: str = "auto"
+    workers: int = Field(0, ge=0)
+    task_policy: Literal["sum", "sample", "round_robin"] = "sum"
+    log_every: int = Field(10, gt=0)
+    checkpoint_every: int = Field(0, ge=0, description="0 = only at the end.")
+    keep_checkpoints: int = Field(3, gt=0)
+    deterministic: bool = False
+    tensorboard: bool = True
+    find_unused_parameters: bool | None = None
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return value
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainSpec:
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("set exactly one of train.max_steps and train.epochs")
+        if self.warmup_steps and self.max_steps is not None and self.warmup_steps >= self.max_steps:
+            raise ValueError("train.warmup_steps must be smaller than train.max_steps")
+        if self.min_lr > self.lr:
+            raise ValueError("train.min_lr must not exceed train.lr")
+        return self
+
+
+class Recipe(_Strict):
+    """A whole run."""
+
+    name: str | None = Field(None, description="Run name; defaults to the recipe file's stem.")
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    output_dir: str | None = Field(None, description="Default runs/<name>; relative to the working directory.")
+    data: dict[str, DataSpec] = Field(min_length=1)
+    augmentations: dict[str, AugmentationSpec] = Field(default_factory=dict)
+    backbones: dict[str, BackboneSpec] = Field(min_length=1)
+    tasks: dict[str, TaskSpec] = Field(min_length=1)
+    evaluators: dict[str, EvaluatorSpec] = Field(default_factory=dict)
+    train: TrainSpec
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name or 'run'}")
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+class RecipeError(Exception):
+    """A recipe is invalid. ``problems`` is a list of ``(field path, message)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        if len(self.problems) == 1:
+            path, msg = self.problems[0]
+            return f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
+        lines = [f"{self.source}: {len(self.problems)} problems"]
+        lines += [f"  {path}: {msg}" if path else f"  {msg}" for path, msg in self.problems]
+        return "\n".join(lines)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """Turn pydantic's errors into ``(path, message)`` pairs, with the offending value."""
+    problems = []
+    for e in err.errors():
+        path = _loc(tuple(e["loc"]))
+        path = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if e["type"] not in ("missing",) and "input" in e and not isinstance(e["input"], dict):
+            msg += f" (got {_short(e['input'])})"
+        problems.append((path, msg))
+    return problems
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(source, [("", f"invalid TOML: {exc}")]) from None
+
+
+def parse_override(expr: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> ``(["train", "lr"], 3e-4)``. Values are TOML (numbers, booleans,
+    strings, arrays, inline tables); a bare word that is not valid TOML is taken as a string."""
+    if "=" not in expr:
+        raise RecipeError("--set", [(expr, "expected KEY=VALUE, e.g. train.lr=3e-4")])
+    key, raw = expr.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".")]
+    if not all(path):
+        raise RecipeError("--set", [(key, "empty key segment")])
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for expr in overrides:
+        path, value = parse_override(expr)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise RecipeError("--set", [(".".join(path[: i + 1]), f"is {_short(nxt)}, not a table")])
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def parse_recipe(data: dict[str, Any], source: str, default_name: str | None = None) -> Recipe:
+    if default_name and "name" not in data:
+        data = {**data, "name": default_name}
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(source, pydantic_problems(err)) from None
+
+
+# ------------------------------------------------------------------------------------ components
+
+
+def _unknown_name(registry: Registry, kind: Kind, name: str) -> str:
+    label = LABEL_OF_KIND[kind]
+    catalog = {e.name: e for e in load_catalog()} if kind == "pretext_task" else {}
+    known = registry.names(kind)
+    if name in catalog:
+        dist = catalog[name].distribution
+        return f"{label} {name!r} is provided by {dist}, which is not installed: run `selfsup install {dist}`"
+    suggestion = registry.closest(kind, name, extra=list(catalog))
+    msg = f"unknown {label} {name!r}"
+    if suggestion in catalog and suggestion not in known:
+        msg += f"; did you mean {suggestion!r} (from {catalog[suggestion].distribution}, not installed)?"
+    elif suggestion:
+        msg += f"; did you mean {suggestion!r}?"
+    elif known:
+        msg += f"; installed: {', '.join(known)}"
+    else:
+        msg += f"; no {label}s are installed"
+    return msg
+
+
+def _reference(section: str, table: dict[str, Any], name: str) -> str:
+    import difflib
+
+    msg = f"no [{section}.{name}] in the recipe"
+    near = difflib.get_close_matches(name, list(table), n=1)
+    if near:
+        msg += f"; did you mean {near[0]!r}?"
+    elif table:
+        msg += f"; defined: {', '.join(sorted(table))}"
+    return msg
+
+
+def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: Path) -> None:
+    """Validate names, options and references against the installed plugins."""
+    problems: list[tuple[str, str]] = []
+    context = {"base_dir": base_dir}
+
+    def check(kind: Kind, path: str, spec: ComponentSpec) -> None:
+        component = registry.get(kind, spec.type)
+        if component is None:
+            problems.append((f"{path}.type", _unknown_name(registry, kind, spec.type)))
+            return
+        try:
+            component.options.model_validate(spec.options, context=context)
+        except ValidationError as err:
+            problems.extend(pydantic_problems(err, prefix=f"{path}.options"))
+
+    def ref(path: str, section: str, table: dict[str, Any], name: str | None) -> None:
+        if name is not None and name not in table:
+            problems.append((path, _reference(section, table, name)))
+
+    for name, spec in recipe.data.items():
+        check("data_source", f"data.{name}", spec)
+    for name, spec in recipe.augmentations.items():
+        check("augmentation", f"augmentations.{name}", spec)
+    for name, spec in recipe.backbones.items():
+        check("backbone", f"backbones.{name}", spec)
+    for name, spec in recipe.tasks.items():
+        check("pretext_task", f"tasks.{name}", spec)
+        ref(f"tasks.{name}.data", "data", recipe.data, spec.data)
+        ref(f"tasks.{name}.backbone", "backbones", recipe.backbones, spec.backbone)
+        for i, aug in enumerate(spec.augment):
+            ref(f"tasks.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
+    for name, spec in recipe.evaluators.items():
+        check("evaluator", f"evaluators.{name}", spec)
+        ref(f"evaluators.{name}.data", "data", recipe.data, spec.data)
+        ref(f"evaluators.{name}.fit_data", "data", recipe.data, spec.fit_data)
+        if spec.backbone is None and len(recipe.backbones) > 1:
+            problems.append((f"evaluators.{name}.backbone", "required when the recipe has several backbones"))
+        ref(f"evaluators.{name}.backbone", "backbones", recipe.backbones, spec.backbone)
+        for i, aug in enumerate(spec.augment):
+            ref(f"evaluators.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
+
+    opt_model = OPTIMIZER_OPTIONS[recipe.train.optimizer]
+    try:
+        opt_model.model_validate(recipe.train.optimizer_options)
+    except ValidationError as err:
+        problems.extend(pydantic_problems(err, prefix="train.optimizer_options"))
+
+    if problems:
+        raise RecipeError(source, problems)
+
+
+def resolve_source(source: str, registry: Registry) -> tuple[str, str, Path, str]:
+    """A recipe file path or a registered recipe name -> (TOML text, label, base dir, default name)."""
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise RecipeError(source, [("", "recipe file not found")])
+        return path.read_text(encoding="utf-8"), str(path), path.resolve().parent, path.stem
+    component = registry.get("recipe", source)
+    if component is None:
+        near = registry.closest("recipe", source)
+        hint = f"; did you mean {near!r}?" if near else "; `selfsup recipes` lists the shipped ones"
+        raise RecipeError(source, [("", f"no recipe file or shipped recipe named {source!r}{hint}")])
+    return component.factory(), f"recipe {source!r} ({component.plugin})", Path.cwd(), source
+
+
+def load_recipe(source: str, registry: Registry, overrides: list[str] | tuple[str, ...] = ()) -> LoadedRecipe:
+    """Read, override and fully validate a recipe."""
+    text, label, base_dir, default_name = resolve_source(source, registry)
+    data = apply_overrides(parse_toml(text, label), list(overrides))
+    recipe = parse_recipe(data, label, default_name)
+    check_components(recipe, registry, label, base_dir)
+    return LoadedRecipe(recipe=recipe, source=label, base_dir=base_dir)
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe and where it came from."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    recipe: Recipe
+    source: str
+    base_dir: Path

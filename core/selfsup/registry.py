@@ -1,0 +1,157 @@
+"""What plugins registered: one :class:`Component` per name and kind, with the plugin that gave it."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+Kind = Literal["data_source", "augmentation", "pretext_task", "backbone", "evaluator", "recipe"]
+
+KINDS: tuple[Kind, ...] = (
+    "data_source",
+    "augmentation",
+    "pretext_task",
+    "backbone",
+    "evaluator",
+    "recipe",
+)
+
+#: The hook that registers each kind.
+HOOK_OF_KIND: dict[Kind, str] = {
+    "data_source": "register_data_sources",
+    "augmentation": "register_augmentations",
+    "pretext_task": "register_pretext_tasks",
+    "backbone": "register_backbones",
+    "evaluator": "register_evaluators",
+    "recipe": "register_recipes",
+}
+
+#: How each kind reads in messages.
+LABEL_OF_KIND: dict[Kind, str] = {
+    "data_source": "data source",
+    "augmentation": "augmentation",
+    "pretext_task": "pretext task",
+    "backbone": "backbone",
+    "evaluator": "evaluator",
+    "recipe": "recipe",
+}
+
+
+class NoOptions(BaseModel):
+    """Options model of a component that takes none: any key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegistrationError(Exception):
+    """A plugin registered something invalid (duplicate name, bad options model, ...)."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered component."""
+
+    kind: Kind
+    name: str
+    factory: Callable[..., Any]
+    options: type[BaseModel]
+    plugin: str
+    distribution: str | None
+    modality: str | None = None
+    summary: str = ""
+
+    def parse_options(self, raw: dict[str, Any] | BaseModel | None = None) -> BaseModel:
+        """Validate ``raw`` against this component's options model (raises pydantic's error)."""
+        if isinstance(raw, self.options):
+            return raw
+        return self.options.model_validate(raw or {})
+
+    def build(self, options: dict[str, Any] | BaseModel | None, context: Any) -> Any:
+        """Validate options and call the factory."""
+        return self.factory(self.parse_options(options), context)
+
+
+class Register(Protocol):
+    """The callback every ``register_*`` hook receives."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type[BaseModel] | None = None,
+        modality: str | None = None,
+        summary: str = "",
+    ) -> None: ...
+
+
+@dataclass
+class Registry:
+    """All components, by kind then name."""
+
+    components: dict[Kind, dict[str, Component]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def make_register(self, kind: Kind, plugin: str, distribution: str | None) -> Register:
+        """A ``register`` callback that records ``plugin`` as the provider of what it registers."""
+
+        def register(
+            name: str,
+            factory: Callable[..., Any],
+            *,
+            options: type[BaseModel] | None = None,
+            modality: str | None = None,
+            summary: str = "",
+        ) -> None:
+            if not isinstance(name, str) or not name.strip():
+                raise RegistrationError(f"{LABEL_OF_KIND[kind]} names must be non-empty strings, got {name!r}")
+            if not callable(factory):
+                raise RegistrationError(f"{LABEL_OF_KIND[kind]} {name!r}: factory must be callable")
+            if options is None:
+                options = NoOptions
+            if not (isinstance(options, type) and issubclass(options, BaseModel)):
+                raise RegistrationError(
+                    f"{LABEL_OF_KIND[kind]} {name!r}: options must be a pydantic BaseModel subclass"
+                )
+            existing = self.components[kind].get(name)
+            if existing is not None:
+                raise RegistrationError(
+                    f"{LABEL_OF_KIND[kind]} {name!r} is registered twice: by plugin "
+                    f"{existing.plugin!r} and by plugin {plugin!r}"
+                )
+            self.components[kind][name] = Component(
+                kind=kind,
+                name=name,
+                factory=factory,
+                options=options,
+                plugin=plugin,
+                distribution=distribution,
+                modality=modality,
+                summary=summary.strip(),
+            )
+
+        return register
+
+    def get(self, kind: Kind, name: str) -> Component | None:
+        return self.components[kind].get(name)
+
+    def names(self, kind: Kind) -> list[str]:
+        return sorted(self.components[kind])
+
+    def by_plugin(self, plugin: str) -> dict[Kind, list[str]]:
+        out: dict[Kind, list[str]] = {}
+        for kind, comps in self.components.items():
+            names = sorted(n for n, c in comps.items() if c.plugin == plugin)
+            if names:
+                out[kind] = names
+        return out
+
+    def closest(self, kind: Kind, name: str, extra: list[str] | None = None) -> str | None:
+        """The registered (or ``extra``) name nearest to ``name``, if any is close."""
+        candidates = sorted(set(self.components[kind]) | set(extra or []))
+        match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        return match[0] if match else None

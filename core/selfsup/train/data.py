@@ -1,0 +1,178 @@
+"""Endless, resumable, seeded batch streams, one per pretext task.
+
+Order and augmentation randomness depend only on (run seed, task, epoch, sample index), never on
+global RNG, worker count or rank layout, so a resumed run sees exactly the batches it would have
+seen, and a DDP run at the same global batch sees the same samples as one process.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
+
+Pipeline = Sequence[Callable[[dict[str, Any], torch.Generator], dict[str, Any]]]
+
+
+def stream_id(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def sample_generator(seed: int, stream: int, epoch: int, index: int) -> torch.Generator:
+    """A generator seeded from the sample's coordinates (cheap, well mixed)."""
+    state = np.random.SeedSequence([seed, stream, epoch, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def apply_pipeline(sample: dict[str, Any], pipeline: Pipeline, generator: torch.Generator) -> dict[str, Any]:
+    for augment in pipeline:
+        sample = augment(sample, generator)
+    return sample
+
+
+class AugmentedView(Dataset):
+    """A map-style source seen through an augmentation pipeline; keys are ``(epoch, index)``."""
+
+    def __init__(self, source: Any, pipeline: Pipeline, seed: int, stream: int):
+        self.source, self.pipeline, self.seed, self.stream = source, list(pipeline), seed, stream
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        sample = self.source[index]
+        if not self.pipeline:
+            return sample
+        return apply_pipeline(sample, self.pipeline, sample_generator(self.seed, self.stream, epoch, index))
+
+
+class AugmentedStream(IterableDataset):
+    """An iterable source's epoch seen through the pipeline, skipping ``skip`` samples (resume),
+    split between data-loader workers."""
+
+    def __init__(self, source: Any, pipeline: Pipeline, seed: int, stream: int, epoch: int, rank: int, world: int, skip: int):
+        self.source, self.pipeline = source, list(pipeline)
+        self.seed, self.stream, self.epoch, self.rank, self.world, self.skip = seed, stream, epoch, rank, world, skip
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        it = self.source.iterate(epoch=self.epoch, rank=self.rank, world_size=self.world, seed=self.seed)
+        for position, sample in enumerate(it):
+            if position < self.skip or position % workers != worker:
+                continue
+            g = sample_generator(self.seed, self.stream, self.epoch, position)
+            yield apply_pipeline(sample, self.pipeline, g) if self.pipeline else sample
+
+
+def is_iterable_source(source: Any) -> bool:
+    return hasattr(source, "iterate") and not hasattr(source, "__getitem__")
+
+
+class TaskStream:
+    """Endless batches for one task. ``state_dict()`` is ``{"epoch", "batches"}``: the epoch in
+    progress and how many of its batches were handed out; loading it resumes exactly there."""
+
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        pipeline: Pipeline,
+        *,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+        collate: Callable[[list[dict[str, Any]]], Any] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None,
+        pin_memory: bool = False,
+    ):
+        self.name, self.source, self.pipeline = name, source, list(pipeline)
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.workers, self.collate = workers, collate or default_collate
+        self.on_epoch_start, self.pin_memory = on_epoch_start, pin_memory
+        self.stream = stream_id(name)
+        self.iterable = is_iterable_source(source)
+        self.epoch, self.batches = 0, 0
+        self._it: Iterator[Any] | None = None
+        self._started_epoch: int | None = None
+
+    # ------------------------------------------------------------ epoch layout (map-style)
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        """This rank's batches of ``epoch``: lists of ``(epoch, index)`` keys."""
+        sampler = DistributedSampler(
+            range(len(self.source)), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=self.seed + self.stream % 100_003, drop_last=True
+        )
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        full = len(order) // self.batch_size
+        return [[(epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]] for b in range(full)]
+
+    def batches_per_epoch(self) -> int:
+        if self.iterable:
+            raise ValueError(f"task {self.name!r}: a streaming data source has no fixed epoch length; set train.max_steps")
+        return len(self.source) // self.world_size // self.batch_size
+
+    # ------------------------------------------------------------ iteration
+
+    def _loader(self) -> Iterator[Any]:
+        common = dict(collate_fn=self.collate, num_workers=self.workers, pin_memory=self.pin_memory)
+        if self.iterable:
+            data = AugmentedStream(
+                self.source, self.pipeline, self.seed, self.stream, self.epoch, self.rank, self.world_size,
+                skip=self.batches * self.batch_size,
+            )
+            return iter(DataLoader(data, batch_size=self.batch_size, drop_last=True, **common))
+        batches = self.epoch_batches(self.epoch)
+        if not batches:
+            raise ValueError(
+                f"task {self.name!r}: its data source has {len(self.source)} samples, fewer than one batch "
+                f"of {self.batch_size} per process (x{self.world_size} processes)"
+            )
+        view = AugmentedView(self.source, self.pipeline, self.seed, self.stream)
+        return iter(DataLoader(view, batch_sampler=batches[self.batches :], **common))
+
+    def __iter__(self) -> TaskStream:
+        return self
+
+    def __next__(self) -> Any:
+        for _attempt in range(2):
+            if self._it is None:
+                if self._started_epoch != self.epoch and self.batches == 0 and self.on_epoch_start is not None:
+                    self.on_epoch_start(self.epoch)
+                self._started_epoch = self.epoch
+                self._it = self._loader()
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                self.epoch, self.batches = self.epoch + 1, 0
+                continue
+            self.batches += 1
+            return batch
+        raise ValueError(f"task {self.name!r}: its data source yielded no batch in a whole epoch")
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self.batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
+        self._it = None
+        self._started_epoch = None
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a nested batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch

@@ -1,0 +1,90 @@
+"""Running evaluators on frozen backbones (during training, at the end, and by ``selfsup eval``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import default_collate
+
+from selfsup.components import EvalContext
+from selfsup.recipe import Recipe
+from selfsup.train.build import Built
+from selfsup.train.data import apply_pipeline, is_iterable_source, sample_generator, stream_id, to_device
+
+
+def _samples(source: Any, pipeline: list[Any], seed: int, stream: int):
+    if is_iterable_source(source):
+        it = source.iterate(epoch=0, rank=0, world_size=1, seed=seed)
+    else:
+        it = (source[i] for i in range(len(source)))
+    for i, sample in enumerate(it):
+        yield apply_pipeline(sample, pipeline, sample_generator(seed, stream, 0, i)) if pipeline else sample
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: torch.nn.Module, source: Any, *, pipeline: list[Any], batch_size: int, device: torch.device, seed: int, stream: int = 0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``backbone.embed`` over a whole source in order: ``(features [N, D] float32 on CPU, labels [N] or None)``."""
+    was_training = backbone.training
+    backbone.eval()
+    feats, labels, chunk = [], [], []
+
+    def flush() -> None:
+        batch = default_collate(chunk)
+        feats.append(backbone.embed(to_device(batch, device)).float().cpu())
+        if "label" in batch:
+            labels.append(torch.as_tensor(batch["label"]).long().cpu())
+        chunk.clear()
+
+    try:
+        for sample in _samples(source, pipeline, seed, stream):
+            chunk.append(sample)
+            if len(chunk) == batch_size:
+                flush()
+        if chunk:
+            flush()
+    finally:
+        backbone.train(was_training)
+    if not feats:
+        raise ValueError("cannot evaluate on an empty data source")
+    return torch.cat(feats), (torch.cat(labels) if len(labels) == len(feats) else None)
+
+
+def run_evaluators(
+    recipe: Recipe, built: Built, *, names: list[str], step: int, device: torch.device, run_dir: Path
+) -> dict[str, float]:
+    """Run the named evaluators; returns ``{"<evaluator>/<metric>": value}``."""
+    results: dict[str, float] = {}
+    backbones = built.model.backbones
+    for name in names:
+        spec = recipe.evaluators[name]
+        backbone = backbones[spec.backbone or next(iter(backbones.keys()))]
+        pipeline = built.pipeline(spec.augment)
+        cache: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+        def features(source: Any, backbone=backbone, pipeline=pipeline, cache=cache, name=name):
+            if id(source) not in cache:
+                cache[id(source)] = extract_features(
+                    backbone, source, pipeline=pipeline, batch_size=spec.batch_size, device=device,
+                    seed=recipe.seed, stream=stream_id(f"eval:{name}"),
+                )
+            return cache[id(source)]
+
+        context = EvalContext(
+            name=name,
+            step=step,
+            seed=recipe.seed,
+            device=device,
+            backbone=backbone,
+            data=built.data[spec.data],
+            fit_data=built.data[spec.fit_data] if spec.fit_data else None,
+            run_dir=Path(run_dir),
+            batch_size=spec.batch_size,
+            features=features,
+        )
+        metrics = built.evaluators[name].evaluate(context)
+        results.update({f"{name}/{k}": float(v) for k, v in metrics.items()})
+    return results
