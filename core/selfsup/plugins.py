@@ -158,7 +158,7 @@ class PluginManager:
     def call_each(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of ``hook_name`` on its own, isolating failures."""
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order
             self._call_impl(hook_name, impl, kwargs)
 
     def _call_impl(self, hook_name: str, impl: Any, kwargs: dict[str, Any]) -> None:
@@ -184,7 +184,7 @@ class PluginManager:
 
     def _collect(self, registry: Registry, kind: Kind) -> None:
         hook_name = HOOK_OF_KIND[kind]
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():  # registration order
             info = self.infos.get(impl.plugin_name)
             register = registry.make_register(kind, impl.plugin_name, info.distribution if info else None)
             self._call_impl(hook_name, impl, {"register": register})

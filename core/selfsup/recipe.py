@@ -143,11 +143,11 @@ class TrainSpec(_Strict):
     @model_validator(mode="after")
     def _length(self) -> TrainSpec:
         if (self.max_steps is None) == (self.epochs is None):
-            raise ValueError("set exactly one of train.max_steps and train.epochs")
+            raise ValueError("set exactly one of max_steps and epochs")
         if self.warmup_steps and self.max_steps is not None and self.warmup_steps >= self.max_steps:
-            raise ValueError("train.warmup_steps must be smaller than train.max_steps")
+            raise ValueError("warmup_steps must be smaller than max_steps")
         if self.min_lr > self.lr:
-            raise ValueError("train.min_lr must not exceed train.lr")
+            raise ValueError("min_lr must not exceed lr")
         return self
 
 
@@ -233,15 +233,21 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         raise RecipeError(source, [("", f"invalid TOML: {exc}")]) from None
 
 
+UNSET = object()
+
+
 def parse_override(expr: str) -> tuple[list[str], Any]:
     """``"train.lr=3e-4"`` -> ``(["train", "lr"], 3e-4)``. Values are TOML (numbers, booleans,
-    strings, arrays, inline tables); a bare word that is not valid TOML is taken as a string."""
+    strings, arrays, inline tables); a bare word that is not valid TOML is taken as a string.
+    An empty value (``"train.max_steps="``) gives :data:`UNSET`: the key is removed."""
     if "=" not in expr:
         raise RecipeError("--set", [(expr, "expected KEY=VALUE, e.g. train.lr=3e-4")])
     key, raw = expr.split("=", 1)
     path = [p.strip() for p in key.strip().split(".")]
     if not all(path):
         raise RecipeError("--set", [(key, "empty key segment")])
+    if not raw.strip():
+        return path, UNSET
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -258,7 +264,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(nxt, dict):
                 raise RecipeError("--set", [(".".join(path[: i + 1]), f"is {_short(nxt)}, not a table")])
             node = nxt
-        node[path[-1]] = value
+        if value is UNSET:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = value
     return data
 
 

@@ -122,7 +122,10 @@ class TaskStream:
     # ------------------------------------------------------------ iteration
 
     def _loader(self) -> Iterator[Any]:
-        common = dict(collate_fn=self.collate, num_workers=self.workers, pin_memory=self.pin_memory)
+        # an own generator: creating a loader iterator must not draw from the global RNG, or a
+        # resumed run (which creates one mid-epoch) would drift from an uninterrupted one
+        generator = sample_generator(self.seed, self.stream, self.epoch, 2**32 - 1)
+        common = dict(collate_fn=self.collate, num_workers=self.workers, pin_memory=self.pin_memory, generator=generator)
         if self.iterable:
             data = AugmentedStream(
                 self.source, self.pipeline, self.seed, self.stream, self.epoch, self.rank, self.world_size,

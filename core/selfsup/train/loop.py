@@ -146,13 +146,6 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
         torch.cuda.set_device(device)
     set_determinism(cfg.deterministic)
 
-    checkpoints = ckpt.list_checkpoints(run_dir)
-    if checkpoints and not resume:
-        raise RunDirInUse(
-            f"{run_dir} already holds checkpoints ({checkpoints[-1].name}); pass --resume to continue that run "
-            f"or choose another directory (--set output_dir=...)"
-        )
-
     # --- components (weights initialised from the seed, identical on every rank) --------------
     built = build_run(recipe, pm.registry, base_dir=loaded.base_dir, source=loaded.source)
     model = built.model.to(device)
@@ -176,6 +169,13 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
             on_epoch_start=_epoch_hook(name, task, model, built, recipe, device, info, per_rank),
             pin_memory=device.type == "cuda",
         )
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    if checkpoints and not resume:
+        raise RunDirInUse(
+            f"{run_dir} already holds checkpoints ({checkpoints[-1].name}); pass --resume to continue that run "
+            f"or choose another directory (--set output_dir=...)"
+        )
+
     first = next(iter(streams.values()))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * first.batches_per_epoch() / cfg.grad_accum))
 

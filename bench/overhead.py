@@ -1,0 +1,301 @@
+"""Training-loop overhead: ``selfsup.train.loop.train`` against a hand-written PyTorch loop.
+
+Both sides train the same model (built by ``selfsup.train.build.build_run`` from one recipe, so
+modules and initial weights are identical), on the same data (the toy plugin's ``blobs`` source
+seen through its ``noisy_views`` augmentation), with AdamW (decay / no-decay param groups), a cosine
+``LambdaLR`` schedule and the same batch size. They run in one process, alternating
+(warm-up, then ``--rounds`` rounds of selfsup then baseline), ``--steps`` optimizer steps each.
+
+Two timings per run, both with ``time.perf_counter``:
+
+* loop: the optimizer steps only, from just before the first batch is drawn to just after the
+  last step (and its logging). Setup (building components, optimizer, output directory) and the
+  final checkpoint are excluded from both sides. For selfsup the boundaries come from its own
+  lifecycle events: ``on_train_start`` (fired right before the first step) and ``on_step_end`` of
+  the last step (fired before the final checkpoint is written).
+* end-to-end: the whole call, setup and one final checkpoint included on both sides (selfsup:
+  its atomic, fsynced checkpoint directory; baseline: one ``torch.save`` of model, optimizer and
+  scheduler state).
+
+The reported overhead is the ratio of the medians of the loop timings (target: <= 3%).
+
+    .venv/bin/python bench/overhead.py [--steps 200] [--rounds 5] [--batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+import selfsup
+from selfsup.plugins import get_plugin_manager
+from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
+from selfsup.train.build import build_run
+from selfsup.train.loop import train
+
+SEED = 0
+TASK = "infonce"
+BACKBONE = "mlp"
+
+
+# ------------------------------------------------------------------------------------ the recipe
+
+
+def recipe_dict(*, steps: int, batch_size: int, log_every: int, output_dir: Path) -> dict[str, Any]:
+    return {
+        "name": "overhead",
+        "seed": SEED,
+        "output_dir": str(output_dir),
+        "data": {
+            "train": {
+                "type": "blobs",
+                "options": {"n": 8192, "dim": 64, "classes": 8, "spread": 0.6, "nuisance": 20.0},
+            }
+        },
+        "augmentations": {"views": {"type": "noisy_views", "options": {"std": 0.4}}},
+        "backbones": {
+            BACKBONE: {"type": "mlp", "options": {"in_dim": 64, "hidden_dims": [512, 512], "out_dim": 128}}
+        },
+        "tasks": {
+            TASK: {"type": "toy_infonce", "data": "train", "augment": ["views"], "backbone": BACKBONE,
+                   "options": {"temperature": 0.2}}
+        },
+        "train": {
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "weight_decay": 1e-4,
+            "schedule": "cosine",
+            "warmup_steps": min(10, steps - 1),
+            "min_lr": 0.0,
+            "batch_size": batch_size,
+            "max_steps": steps,
+            "log_every": log_every,
+            "device": "cpu",
+            "workers": 0,
+            "tensorboard": False,
+            "checkpoint_every": 0,
+        },
+    }
+
+
+def load(steps: int, batch_size: int, log_every: int, output_dir: Path) -> LoadedRecipe:
+    registry = get_plugin_manager().registry
+    source = "bench/overhead.py"
+    recipe = parse_recipe(recipe_dict(steps=steps, batch_size=batch_size, log_every=log_every, output_dir=output_dir), source)
+    check_components(recipe, registry, source, Path.cwd())
+    return LoadedRecipe(recipe=recipe, source=source, base_dir=Path.cwd())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------ selfsup side
+
+
+class LoopClock:
+    """A selfsup plugin that timestamps the first and last step through lifecycle events."""
+
+    def __init__(self) -> None:
+        self.start = self.end = math.nan
+
+    @selfsup.hookimpl
+    def on_train_start(self, run) -> None:
+        self.start = time.perf_counter()
+
+    @selfsup.hookimpl
+    def on_step_end(self, run, step, metrics) -> None:
+        if step == run.total_steps:
+            self.end = time.perf_counter()
+
+
+CLOCK = LoopClock()
+
+
+def run_selfsup(steps: int, batch_size: int, log_every: int, output_dir: Path) -> dict[str, float]:
+    pm = get_plugin_manager()
+    loaded = load(steps, batch_size, log_every, output_dir)
+    seed_everything(SEED)
+    CLOCK.start = CLOCK.end = math.nan
+    t0 = time.perf_counter()
+    result = train(loaded, pm, progress=False)
+    t1 = time.perf_counter()
+    assert result.status == "completed" and result.step == steps, result
+    assert not math.isnan(CLOCK.start) and not math.isnan(CLOCK.end), "lifecycle events did not fire"
+    return {"loop": CLOCK.end - CLOCK.start, "total": t1 - t0, "loss": result.metrics["loss"]}
+
+
+# ------------------------------------------------------------------------------------ baseline
+
+
+class AugmentedBlobs(Dataset):
+    """The same source and augmentation, with one seeded generator (what a hand-written loop does)."""
+
+    def __init__(self, source: Any, augment: Any, generator: torch.Generator):
+        self.source, self.augment, self.generator = source, augment, generator
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.augment(self.source[i], self.generator)
+
+
+def cosine(step: int, *, total: int, warmup: int, min_ratio: float) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def run_baseline(steps: int, batch_size: int, log_every: int, output_dir: Path) -> dict[str, float]:
+    loaded = load(steps, batch_size, log_every, output_dir)
+    recipe, cfg = loaded.recipe, loaded.recipe.train
+    seed_everything(SEED)
+    t0 = time.perf_counter()
+
+    # same components and initial weights as selfsup (build_run seeds torch with recipe.seed)
+    built = build_run(recipe, get_plugin_manager().registry, base_dir=loaded.base_dir, source=loaded.source,
+                      with_evaluators=False)
+    model = built.model
+    backbone, task = model.backbones[BACKBONE], model.tasks[TASK]
+    torch.manual_seed(recipe.seed + 1)
+
+    spec = recipe.tasks[TASK]
+    (augment,) = built.pipeline(spec.augment)
+    data = AugmentedBlobs(built.data[spec.data], augment, torch.Generator().manual_seed(recipe.seed))
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
+                        collate_fn=default_collate, generator=torch.Generator().manual_seed(recipe.seed))
+
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine(s, total=steps, warmup=cfg.warmup_steps, min_ratio=cfg.min_lr / cfg.lr)
+    )
+
+    model.train()
+    logged = math.nan
+    t_loop = time.perf_counter()
+    step, batches = 0, iter(loader)
+    while step < steps:
+        try:
+            batch = next(batches)
+        except StopIteration:  # next epoch, reshuffled
+            batches = iter(loader)
+            batch = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss = task(batch, backbone).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if step % log_every == 0 or step == steps:
+            logged = loss.item()
+    t_loop_end = time.perf_counter()
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+         "scheduler": scheduler.state_dict()},
+        output_dir / "final.pt",
+    )
+    t1 = time.perf_counter()
+    return {"loop": t_loop_end - t_loop, "total": t1 - t0, "loss": logged}
+
+
+# ------------------------------------------------------------------------------------ reporting
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"CPU: {cpu}, {cores} cores available (os.cpu_count() = {os.cpu_count()}), torch threads {torch.get_num_threads()}\n"
+        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per timed run (default 200)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds, each selfsup then baseline (default 5)")
+    parser.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    parser.add_argument("--warmup-steps", type=int, default=50, help="steps of the untimed warm-up run of each side")
+    parser.add_argument("--log-every", type=int, default=10, help="log interval of both loops (selfsup's default 10)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: the machine's cores)")
+    args = parser.parse_args()
+    if args.steps < 2 or args.rounds < 1 or args.batch_size < 1:
+        parser.error("need --steps >= 2, --rounds >= 1, --batch-size >= 1")
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or cores)
+    get_plugin_manager().register(CLOCK, "bench-loop-clock")
+
+    print(machine())
+    print(f"model: mlp 64-512-512-128 + toy_infonce head; AdamW, cosine; batch {args.batch_size}; "
+          f"{args.steps} steps x {args.rounds} rounds (selfsup, baseline alternating) after a {args.warmup_steps}-step warm-up\n")
+
+    sides = {"selfsup": run_selfsup, "baseline": run_baseline}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="selfsup-overhead-") as tmp:
+        for name, fn in sides.items():
+            fn(max(2, args.warmup_steps), args.batch_size, args.log_every, Path(tmp) / f"warmup-{name}")
+        for r in range(args.rounds):
+            for name, fn in sides.items():
+                res = fn(args.steps, args.batch_size, args.log_every, Path(tmp) / f"round{r}-{name}")
+                results[name].append(res)
+                print(f"round {r + 1}/{args.rounds} {name:8s}  loop {res['loop']:7.3f} s  "
+                      f"end-to-end {res['total']:7.3f} s  last logged loss {res['loss']:.4f}", flush=True)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
+
+    print()
+    header = f"{'timing':11s} {'side':9s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'steps/s':>8s} {'ms/step':>8s}"
+    print(header)
+    print("-" * len(header))
+    for key, label in (("loop", "loop"), ("total", "end-to-end")):
+        for name in sides:
+            values = [r[key] for r in results[name]]
+            m = statistics.median(values)
+            print(f"{label:11s} {name:9s} {m:9.3f} {min(values):8.3f} {max(values):8.3f} "
+                  f"{args.steps / m:8.1f} {1e3 * m / args.steps:8.2f}")
+    print()
+    for key, label in (("loop", "loop"), ("total", "end-to-end")):
+        ratio = med("selfsup", key) / med("baseline", key)
+        paired = [a[key] / b[key] for a, b in zip(results["selfsup"], results["baseline"])]
+        print(f"{label:11s} selfsup/baseline = {ratio:.3f} ({100 * (ratio - 1):+.1f}%); "
+              f"per-round ratios {min(paired):.3f}..{max(paired):.3f}")
+    overhead = 100 * (med("selfsup", "loop") / med("baseline", "loop") - 1)
+    verdict = "within" if overhead <= 3.0 else "ABOVE"
+    print(f"\ntraining-loop overhead {overhead:+.1f}%: {verdict} the 3% target")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

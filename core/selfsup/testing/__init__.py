@@ -1,0 +1,325 @@
+"""Conformance suites any plugin runs against its own components.
+
+Subclass a suite in a test module, name the components and their options, and pytest collects
+the inherited tests::
+
+    from selfsup.testing import TaskConformance
+
+    class TestMyTask(TaskConformance):
+        task = "my_task"
+        task_options = {"temperature": 0.2}
+        data = ("my_source", {"n": 64})
+        augment = [("my_views", {})]
+        backbone = ("mlp", {"in_dim": 16})
+        bad_options = [{"temperature": -1.0}]
+
+Components are looked up among installed plugins (entry points); set ``plugins = [module, ...]``
+to register plugin modules directly instead (the core's built-ins are always there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from selfsup.components import BuildContext
+from selfsup.plugins import CORE_PLUGIN, PluginManager, get_plugin_manager
+from selfsup.registry import Component, Kind, Registry
+
+Spec = tuple[str, dict[str, Any]]
+
+__all__ = [
+    "AugmentationConformance",
+    "BackboneConformance",
+    "DataSourceConformance",
+    "EvaluatorConformance",
+    "TaskConformance",
+    "registry_with",
+]
+
+
+def registry_with(plugins: list[Any] | None) -> Registry:
+    """The registry of installed plugins, or of the core built-ins plus ``plugins`` only."""
+    if not plugins:
+        return get_plugin_manager().registry
+    import selfsup.builtins
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(selfsup.builtins, CORE_PLUGIN, distribution="selfsup")
+    for i, plugin in enumerate(plugins):
+        pm.register(plugin, getattr(plugin, "__name__", f"plugin{i}"))
+    if pm.errors:
+        raise RuntimeError(f"plugins failed to load: {[e.message for e in pm.errors]}")
+    return pm.registry
+
+
+class _Suite:
+    plugins: ClassVar[list[Any] | None] = None
+    seed: ClassVar[int] = 0
+
+    @classmethod
+    def registry(cls) -> Registry:
+        return registry_with(cls.plugins)
+
+    @classmethod
+    def component(cls, kind: Kind, name: str) -> Component:
+        comp = cls.registry().get(kind, name)
+        if comp is None:
+            pytest.fail(f"no {kind} named {name!r} is registered; installed: {cls.registry().names(kind)}")
+        return comp
+
+    @classmethod
+    def build(cls, kind: Kind, spec: Spec, **context: Any) -> Any:
+        name, options = spec
+        return cls.component(kind, name).build(options, BuildContext(name=name, seed=cls.seed, **context))
+
+    @staticmethod
+    def _check_bad_options(comp: Component, bad: list[dict[str, Any]]) -> None:
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError):
+            comp.options.model_validate({"__not_an_option__": 1})
+        for options in bad:
+            with pytest.raises(ValidationError):
+                comp.options.model_validate(options)
+
+
+def _samples(source: Any, n: int, pipeline: list[Any], seed: int) -> list[dict[str, Any]]:
+    from selfsup.train.data import apply_pipeline, is_iterable_source, sample_generator
+
+    if is_iterable_source(source):
+        it = source.iterate(epoch=0, rank=0, world_size=1, seed=seed)
+        raw = [next(it) for _ in range(n)]
+    else:
+        if len(source) < n:
+            pytest.fail(f"the data source has {len(source)} samples; the suite needs {n}")
+        raw = [source[i] for i in range(n)]
+    return [apply_pipeline(s, pipeline, sample_generator(seed, 0, 0, i)) for i, s in enumerate(raw)]
+
+
+def _assert_same(a: Any, b: Any, where: str = "sample") -> None:
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where} keys differ"
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where} lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where} differs: {a!r} != {b!r}"
+
+
+class DataSourceConformance(_Suite):
+    """``data = (name, options)``; ``bad_options``; ``min_samples`` checked."""
+
+    data: ClassVar[Spec]
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+    min_samples: ClassVar[int] = 2
+
+    def _source(self) -> Any:
+        return self.build("data_source", self.data)
+
+    def test_registered_with_summary(self) -> None:
+        assert self.component("data_source", self.data[0]).summary, "register(..., summary=...) is empty"
+
+    def test_yields_sample_dicts(self) -> None:
+        samples = _samples(self._source(), self.min_samples, [], self.seed)
+        for s in samples:
+            assert isinstance(s, dict) and s, "a sample must be a non-empty dict"
+            if "label" in s:
+                assert int(s["label"]) == s["label"], "labels must be integers"
+
+    def test_deterministic(self) -> None:
+        a = _samples(self._source(), self.min_samples, [], self.seed)
+        b = _samples(self._source(), self.min_samples, [], self.seed)
+        _assert_same(a, b, "data")
+
+    def test_options_reject_bad_values(self) -> None:
+        self._check_bad_options(self.component("data_source", self.data[0]), self.bad_options)
+
+
+class AugmentationConformance(_Suite):
+    """``augmentation = (name, options)``; ``data`` gives input samples; ``random`` says whether
+    different generator seeds must give different outputs."""
+
+    augmentation: ClassVar[Spec]
+    data: ClassVar[Spec]
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+    random: ClassVar[bool] = True
+
+    def _run(self, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        import torch
+
+        source = self.build("data_source", self.data)
+        sample = _samples(source, 1, [], self.seed)[0]
+        aug = self.build("augmentation", self.augmentation)
+        return sample, aug(dict(sample), torch.Generator().manual_seed(seed))
+
+    def test_returns_sample_dict(self) -> None:
+        _, out = self._run(0)
+        assert isinstance(out, dict) and out
+
+    def test_deterministic_under_generator(self) -> None:
+        _assert_same(self._run(1)[1], self._run(1)[1], "augmented sample")
+
+    def test_depends_on_generator(self) -> None:
+        if not self.random:
+            pytest.skip("declared deterministic (random = False)")
+        with pytest.raises(AssertionError):
+            _assert_same(self._run(1)[1], self._run(2)[1])
+
+    def test_does_not_modify_input(self) -> None:
+        import copy
+
+        import torch
+
+        source = self.build("data_source", self.data)
+        sample = _samples(source, 1, [], self.seed)[0]
+        before = copy.deepcopy(sample)
+        self.build("augmentation", self.augmentation)(sample, torch.Generator().manual_seed(0))
+        _assert_same(before, sample, "input sample after augmentation")
+
+    def test_options_reject_bad_values(self) -> None:
+        self._check_bad_options(self.component("augmentation", self.augmentation[0]), self.bad_options)
+
+
+class BackboneConformance(_Suite):
+    """``backbone = (name, options)``; ``data`` and ``augment`` give inputs for ``embed``."""
+
+    backbone: ClassVar[Spec]
+    data: ClassVar[Spec]
+    augment: ClassVar[list[Spec]] = []
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+
+    def _batch(self, n: int) -> dict[str, Any]:
+        from torch.utils.data import default_collate
+
+        source = self.build("data_source", self.data)
+        pipeline = [self.build("augmentation", a) for a in self.augment]
+        return default_collate(_samples(source, n, pipeline, self.seed))
+
+    def test_embed_shape_and_gradients(self) -> None:
+        import torch
+
+        torch.manual_seed(self.seed)
+        backbone = self.build("backbone", self.backbone)
+        assert isinstance(backbone, torch.nn.Module)
+        assert isinstance(backbone.output_dim, int) and backbone.output_dim > 0
+        for n in (1, 2):
+            out = backbone.embed(self._batch(n))
+            assert out.shape == (n, backbone.output_dim), f"embed gave {tuple(out.shape)}"
+            assert torch.isfinite(out).all()
+        out.float().pow(2).mean().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.parameters())
+
+    def test_options_reject_bad_values(self) -> None:
+        self._check_bad_options(self.component("backbone", self.backbone[0]), self.bad_options)
+
+
+class TaskConformance(_Suite):
+    """``task``, ``task_options``, ``data``, ``augment``, ``backbone``, ``bad_options``;
+    ``batch_sizes`` (default 1 and 2) are the batch sizes that must work."""
+
+    task: ClassVar[str]
+    task_options: ClassVar[dict[str, Any]] = {}
+    data: ClassVar[Spec]
+    augment: ClassVar[list[Spec]] = []
+    backbone: ClassVar[Spec]
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+    batch_sizes: ClassVar[tuple[int, ...]] = (1, 2)
+
+    def _run(self, batch_size: int, seed: int = 0) -> tuple[Any, Any, Any]:
+        import torch
+        from torch.utils.data import default_collate
+
+        source = self.build("data_source", self.data)
+        pipeline = [self.build("augmentation", a) for a in self.augment]
+        torch.manual_seed(seed)
+        backbone = self.build("backbone", self.backbone)
+        task = self.build("pretext_task", (self.task, self.task_options), backbone=backbone, data=source)
+        samples = _samples(source, batch_size, pipeline, self.seed)
+        batch = getattr(task, "collate", default_collate)(samples)
+        torch.manual_seed(seed + 1)
+        out = task(batch, backbone)
+        return out, backbone, task
+
+    def test_registered_with_summary(self) -> None:
+        assert self.component("pretext_task", self.task).summary, "register(..., summary=...) is empty"
+
+    def test_is_module(self) -> None:
+        import torch
+
+        _, _, task = self._run(self.batch_sizes[-1])
+        assert isinstance(task, torch.nn.Module), "a pretext task must be an nn.Module"
+
+    @pytest.mark.parametrize("index", [0, 1])
+    def test_finite_scalar_loss_with_metrics(self, index: int) -> None:
+        import torch
+
+        if index >= len(self.batch_sizes):
+            pytest.skip("fewer batch sizes declared")
+        out, _, _ = self._run(self.batch_sizes[index])
+        assert isinstance(out.loss, torch.Tensor) and out.loss.dim() == 0, "loss must be a 0-dim tensor"
+        assert torch.isfinite(out.loss), f"loss is {out.loss.item()}"
+        assert out.loss.requires_grad, "loss must carry gradients"
+        for key, value in out.metrics.items():
+            assert isinstance(key, str)
+            assert float(value) == float(value), f"metric {key!r} is NaN"
+
+    def test_gradients_reach_backbone(self) -> None:
+        out, backbone, _ = self._run(self.batch_sizes[-1])
+        out.loss.backward()
+        grads = [p.grad for p in backbone.parameters() if p.requires_grad]
+        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), "no gradient reached the backbone"
+
+    def test_deterministic_under_seed(self) -> None:
+        a, _, _ = self._run(self.batch_sizes[-1], seed=3)
+        b, _, _ = self._run(self.batch_sizes[-1], seed=3)
+        assert a.loss.item() == b.loss.item(), "same seed, different loss"
+
+    def test_options_reject_bad_values(self) -> None:
+        self._check_bad_options(self.component("pretext_task", self.task), self.bad_options)
+
+
+class EvaluatorConformance(_Suite):
+    """``evaluator``, ``evaluator_options``, ``data`` (held out), ``fit_data``, ``backbone``."""
+
+    evaluator: ClassVar[str]
+    evaluator_options: ClassVar[dict[str, Any]] = {}
+    data: ClassVar[Spec]
+    fit_data: ClassVar[Spec | None] = None
+    backbone: ClassVar[Spec]
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+
+    def test_returns_finite_named_floats(self, tmp_path: Any) -> None:
+        import torch
+
+        from selfsup.components import EvalContext
+        from selfsup.train.evaluation import extract_features
+
+        torch.manual_seed(self.seed)
+        backbone = self.build("backbone", self.backbone)
+        data = self.build("data_source", self.data)
+        fit = self.build("data_source", self.fit_data) if self.fit_data else None
+        ev = self.build("evaluator", (self.evaluator, self.evaluator_options), backbone=backbone, data=data)
+
+        def features(source: Any) -> Any:
+            return extract_features(backbone, source, pipeline=[], batch_size=64, device=torch.device("cpu"), seed=self.seed)
+
+        context = EvalContext(
+            name=self.evaluator, step=0, seed=self.seed, device=torch.device("cpu"), backbone=backbone,
+            data=data, fit_data=fit, run_dir=tmp_path, batch_size=64, features=features,
+        )
+        metrics = ev.evaluate(context)
+        assert isinstance(metrics, dict) and metrics
+        for key, value in metrics.items():
+            assert isinstance(key, str) and isinstance(float(value), float) and float(value) == float(value)
+
+    def test_options_reject_bad_values(self) -> None:
+        self._check_bad_options(self.component("evaluator", self.evaluator), self.bad_options)
