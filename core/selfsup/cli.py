@@ -145,13 +145,18 @@ def _launch_torchrun(nproc: int) -> int:
 
 
 def _print_result(result: Any) -> None:
+    _print_metrics(f"{result.status} at step {result.step}", {**result.metrics, **result.evaluation})
+    click.echo(f"run directory: {result.run_dir}")
+
+
+def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.run_dir} — {result.status} at step {result.step}")
+    table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in {**result.metrics, **result.evaluation}.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     _console().print(table)
 
 
@@ -160,26 +165,22 @@ def _print_result(result: Any) -> None:
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Default: the newest.")
 @click.option("--evaluator", "names", multiple=True, help="Run only these evaluators (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field first.")
+@click.option("--random-init", is_flag=True, help="Evaluate the untrained model (the seed's initialisation): the baseline.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_(run_dir: Path, checkpoint: Path | None, names: tuple[str, ...], overrides: tuple[str, ...], as_json: bool) -> None:
+def eval_(run_dir: Path, checkpoint: Path | None, names: tuple[str, ...], overrides: tuple[str, ...], random_init: bool, as_json: bool) -> None:
     """Evaluate a finished (or interrupted) run's checkpoint with the recipe's evaluators."""
     from selfsup.evaluate import evaluate_run
 
     try:
-        metrics, used = evaluate_run(run_dir, _pm(), checkpoint=checkpoint, names=list(names), overrides=list(overrides))
+        metrics, used = evaluate_run(
+            run_dir, _pm(), checkpoint=checkpoint, names=list(names), overrides=list(overrides), random_init=random_init
+        )
     except (RecipeError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{run_dir} — {used.name}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
-    _console().print(table)
+    _print_metrics(f"{run_dir.name}: {'random init' if random_init else used.name}", metrics)
 
 
 # ----------------------------------------------------------------------------- discovery

@@ -11,10 +11,14 @@ from selfsup.recipe import apply_overrides, check_components, parse_recipe
 
 def evaluate_run(
     run_dir: Path, pm: PluginManager, *, checkpoint: Path | None = None, names: list[str] | None = None,
-    overrides: list[str] | None = None, device: str | None = None,
+    overrides: list[str] | None = None, device: str | None = None, random_init: bool = False,
 ) -> tuple[dict[str, float], Path]:
     """Metrics of the run's evaluators on ``checkpoint`` (default: the newest); also written to
-    ``<checkpoint>/eval.json``. Returns ``(metrics, checkpoint path)``."""
+    ``<checkpoint>/eval.json``. Returns ``(metrics, checkpoint path)``.
+
+    With ``random_init`` the model is evaluated as the recipe's seed initialises it, before any
+    training: the baseline every pretrained figure should be read against (``eval-random-init.json``
+    in the run directory)."""
     import torch
 
     from selfsup.train import checkpoint as ckpt
@@ -36,15 +40,18 @@ def evaluate_run(
         raise ValueError(f"no evaluator named {unknown[0]!r} in the run's recipe (it has {', '.join(recipe.evaluators) or 'none'})")
     if not names:
         raise ValueError(f"the recipe of {run_dir} has no [evaluators]; add some with --set or to the recipe")
-    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(Path(run_dir))
-    if path is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
     built = build_run(recipe, pm.registry, base_dir=base_dir, source=source)
     dev = resolve_device(device or recipe.train.device)
-    ckpt.load_weights(path, built.model)
+    if random_init:
+        path, step, out = Path(run_dir), 0, Path(run_dir) / "eval-random-init.json"
+    else:
+        path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(Path(run_dir))
+        if path is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
+        ckpt.load_weights(path, built.model)
+        step, out = json.loads((path / "meta.json").read_text())["step"], path / "eval.json"
     built.model.to(dev)
-    step = json.loads((path / "meta.json").read_text())["step"]
     with torch.no_grad():
         metrics = run_evaluators(recipe, built, names=names, step=step, device=dev, run_dir=Path(run_dir))
-    (path / "eval.json").write_text(json.dumps(metrics, indent=2))
+    out.write_text(json.dumps(metrics, indent=2))
     return metrics, path

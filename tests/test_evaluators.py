@@ -1,0 +1,45 @@
+"""kNN against a brute-force reference; the linear probe on separable and on random labels."""
+
+from __future__ import annotations
+
+import torch
+
+from selfsup.builtins.knn import weighted_knn_predict
+from selfsup.builtins.linear_probe import fit_linear_probe
+
+
+def brute_force_knn(bank, labels, queries, k, t, classes):
+    preds = []
+    for q in queries:
+        sims = torch.nn.functional.cosine_similarity(bank, q[None], dim=1)
+        order = sims.argsort(descending=True)[:k]
+        votes = torch.zeros(classes)
+        for i in order:
+            votes[labels[i]] += torch.exp(sims[i] / t)
+        preds.append(int(votes.argmax()))
+    return torch.tensor(preds)
+
+
+def test_weighted_knn_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(300, 8, generator=g), torch.randn(50, 8, generator=g)
+    labels = torch.randint(0, 5, (300,), generator=g)
+    for k, t in [(1, 0.1), (20, 0.07), (200, 0.5)]:
+        fast = weighted_knn_predict(bank, labels, queries, k=k, temperature=t, chunk=16)
+        assert torch.equal(fast, brute_force_knn(bank, labels, queries, k, t, 5))
+
+
+def test_k_larger_than_bank_is_clamped():
+    bank, labels = torch.eye(3), torch.tensor([0, 1, 2])
+    assert weighted_knn_predict(bank, labels, torch.eye(3), k=200, temperature=0.01).tolist() == [0, 1, 2]
+
+
+def test_linear_probe_separates_separable_and_not_random_labels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 10, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    head = fit_linear_probe(x[:300], y[:300], num_classes=2, weight_decay=1e-4, max_iter=100)
+    assert (head(x[300:]).argmax(1) == y[300:]).float().mean() > 0.95
+    noise = torch.randint(0, 2, (400,), generator=g)
+    head = fit_linear_probe(x[:300], noise[:300], num_classes=2, weight_decay=1e-4, max_iter=100)
+    assert (head(x[300:]).argmax(1) == noise[300:]).float().mean() < 0.65
