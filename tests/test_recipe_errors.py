@@ -95,3 +95,28 @@ def test_exactly_one_length(tmp_path):
     path = write_toy_recipe(tmp_path)
     res = cli("validate", str(path), "--set", "train.epochs=2")
     assert res.returncode == 2 and "train: set exactly one of max_steps and epochs" in res.stderr
+
+
+def test_corrupt_data_file_is_one_line_error(tmp_path):
+    (tmp_path / "points.npz").write_bytes(b"this is not a zip file")
+    path = tmp_path / "r.toml"
+    path.write_text(
+        """
+[data.points]
+type = "tensor_file"
+options = { path = "points.npz" }
+[backbones.mlp]
+type = "mlp"
+options = { in_dim = 4 }
+[tasks.t]
+type = "toy_infonce"
+data = "points"
+backbone = "mlp"
+[train]
+max_steps = 1
+"""
+    )
+    res = cli("train", str(path), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1
+    assert "data.points: 'tensor_file' could not be built: ValueError: cannot read" in res.stderr

@@ -119,3 +119,22 @@ def test_multi_task_sample_policy_draws_by_weight(tmp_path):
 def test_round_robin_policy_alternates(tmp_path):
     loaded = load_recipe(str(_two_task_recipe(tmp_path, "round_robin")), get_plugin_manager().registry)
     assert [tasks_for_step(loaded.recipe, s)[0] for s in range(4)] == ["infonce", "second"] * 2
+
+
+def test_loader_workers_do_not_change_the_run(tmp_path):
+    a = _train(write_toy_recipe(tmp_path, "a.toml", output_dir=str(tmp_path / "a"), max_steps=10, log_every=1))
+    b = _train(write_toy_recipe(tmp_path, "b.toml", output_dir=str(tmp_path / "b"), max_steps=10, log_every=1), "train.workers=2")
+    la = [r["loss"] for r in read_metrics(a.run_dir) if r["kind"] == "train"]
+    lb = [r["loss"] for r in read_metrics(b.run_dir) if r["kind"] == "train"]
+    assert la == lb
+
+
+def test_tensorboard_events_are_written(tmp_path):
+    result = _train(write_toy_recipe(tmp_path, max_steps=10), "train.tensorboard=true")
+    events = list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(result.run_dir / "tensorboard"))
+    acc.Reload()
+    assert {"loss", "loss/infonce", "eval/knn/accuracy"} <= set(acc.Tags()["scalars"])

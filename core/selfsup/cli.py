@@ -194,19 +194,15 @@ def plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
-
-    table = Table(title="selfsup plugins")
-    for col in ("plugin", "version", "source", "hooks", "components", "errors"):
-        table.add_column(col, overflow="fold")
     for row in rows:
-        comps = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in row["components"].items())
-        errors = "\n".join(f"[red]{e['stage']}: {e['message']}[/red]" for e in row["errors"])
-        version = row["version"] or ""
-        if row["distribution"] and row["distribution"] != row["name"]:
-            version = f"{row['distribution']} {version}".strip()
-        table.add_row(row["name"], version, row["source"], "\n".join(row["hooks"]), comps, errors)
-    _console().print(table)
+        origin = ", ".join(x for x in (row["distribution"], row["source"]) if x)
+        click.echo(f"{row['name']} {row['version'] or ''}".rstrip() + f" ({origin})")
+        if row["hooks"]:
+            click.echo(f"  hooks: {', '.join(row['hooks'])}")
+        for kind, names in row["components"].items():
+            click.echo(f"  {kind.replace('_', ' ')}s: {', '.join(names)}")
+        for err in row["errors"]:
+            click.secho(f"  error in {err['stage']}: {err['message']}", fg="red")
 
 
 @cli.command()
