@@ -102,3 +102,13 @@ def test_stratified_split_is_deterministic_and_disjoint():
     assert np.bincount(labels[val]).tolist() == [5, 5, 5, 5]
     assert np.array_equal(val, split_indices(100, "val", val_fraction=0.2, seed=3, labels=labels))
     assert not np.array_equal(val, split_indices(100, "val", val_fraction=0.2, seed=4, labels=labels))
+
+
+def test_sample_weights_draw_in_proportion_and_samples_carry_index():
+    weights = torch.zeros(40)
+    weights[:10] = 1.0  # only the first ten samples may be drawn
+    stream = TaskStream("t", Numbers(40), [], batch_size=8, seed=0, sample_weights=lambda epoch: weights)
+    batch = next(stream)
+    assert batch["index"].tolist() == [int(x) for x in batch["input"].flatten().tolist()]
+    drawn = [i for _ in range(4) for i in next(stream)["index"].tolist()]
+    assert set(drawn) <= set(range(10)) and len(set(drawn)) > 5

@@ -82,7 +82,13 @@ class PretextTask(Protocol):
     * ``collate(samples) -> batch``: batching (padding, masking, packing); default is
       ``torch.utils.data.default_collate``. Runs in data-loader workers: no CUDA there.
     * ``on_epoch_start(context: EpochContext)``: called before each pass over the task's data
-      (DeepCluster re-clusters here).
+      (DeepCluster re-clusters here). State it computes must live in buffers, so that it is
+      checkpointed (a run resumed mid-epoch does not call it again).
+    * ``sample_weights(epoch) -> Tensor[N] | None``: draw the epoch's samples with replacement
+      in proportion to these weights instead of a permutation (balanced sampling).
+
+    Samples from map-style sources carry their position as ``"index"`` (unless the source
+    already sets it), for tasks that keep per-sample state.
     """
 
     def __call__(self, batch: Batch, backbone: Backbone) -> TaskOutput: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Callable, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -72,6 +73,20 @@ class Component:
     def build(self, options: dict[str, Any] | BaseModel | None, context: Any) -> Any:
         """Validate options and call the factory."""
         return self.factory(self.parse_options(options), context)
+
+
+def lazy(path: str) -> Callable[[Any, Any], Any]:
+    """A factory that imports ``"package.module:builder"`` only when called, then returns
+    ``builder(options, context)``: keeps torch and friends out of plugin loading."""
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ValueError(f"lazy() takes 'module:attribute', got {path!r}")
+
+    def factory(options: Any, context: Any) -> Any:
+        return getattr(import_module(module), attr)(options, context)
+
+    factory.__qualname__ = f"lazy({path!r})"
+    return factory
 
 
 class Register(Protocol):

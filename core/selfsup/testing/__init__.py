@@ -94,7 +94,7 @@ def _samples(source: Any, n: int, pipeline: list[Any], seed: int) -> list[dict[s
     else:
         if len(source) < n:
             pytest.fail(f"the data source has {len(source)} samples; the suite needs {n}")
-        raw = [source[i] for i in range(n)]
+        raw = [{"index": i, **source[i]} for i in range(n)]
     return [apply_pipeline(s, pipeline, sample_generator(seed, 0, 0, i)) for i, s in enumerate(raw)]
 
 

@@ -45,6 +45,8 @@ class AugmentedView(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = key
         sample = self.source[index]
+        if "index" not in sample:  # tasks that keep per-sample state (DeepCluster) need it
+            sample = {**sample, "index": index}
         if not self.pipeline:
             return sample
         return apply_pipeline(sample, self.pipeline, sample_generator(self.seed, self.stream, epoch, index))
@@ -90,12 +92,13 @@ class TaskStream:
         workers: int = 0,
         collate: Callable[[list[dict[str, Any]]], Any] | None = None,
         on_epoch_start: Callable[[int], None] | None = None,
+        sample_weights: Callable[[int], Any] | None = None,
         pin_memory: bool = False,
     ):
         self.name, self.source, self.pipeline = name, source, list(pipeline)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.workers, self.collate = workers, collate or default_collate
-        self.on_epoch_start, self.pin_memory = on_epoch_start, pin_memory
+        self.on_epoch_start, self.sample_weights, self.pin_memory = on_epoch_start, sample_weights, pin_memory
         self.stream = stream_id(name)
         self.iterable = is_iterable_source(source)
         self.epoch, self.batches = 0, 0
@@ -105,12 +108,24 @@ class TaskStream:
     # ------------------------------------------------------------ epoch layout (map-style)
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
-        """This rank's batches of ``epoch``: lists of ``(epoch, index)`` keys."""
-        sampler = DistributedSampler(
-            range(len(self.source)), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=self.seed + self.stream % 100_003, drop_last=True
-        )
-        sampler.set_epoch(epoch)
-        order = list(sampler)
+        """This rank's batches of ``epoch``: lists of ``(epoch, index)`` keys.
+
+        Normally a seeded permutation split between ranks (``DistributedSampler``). When the task
+        gives ``sample_weights(epoch)`` (a ``[N]`` tensor, e.g. inverse cluster sizes for balanced
+        sampling), ``N`` indices are drawn with replacement from those weights instead."""
+        weights = self.sample_weights(epoch) if self.sample_weights is not None else None
+        if weights is not None:
+            g = sample_generator(self.seed, self.stream, epoch, 2**32 - 2)
+            drawn = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), len(self.source), replacement=True, generator=g)
+            per_rank = len(self.source) // self.world_size
+            order = drawn.tolist()[self.rank :: self.world_size][:per_rank]
+        else:
+            sampler = DistributedSampler(
+                range(len(self.source)), num_replicas=self.world_size, rank=self.rank, shuffle=True,
+                seed=self.seed + self.stream % 100_003, drop_last=True,
+            )
+            sampler.set_epoch(epoch)
+            order = list(sampler)
         full = len(order) // self.batch_size
         return [[(epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]] for b in range(full)]
 

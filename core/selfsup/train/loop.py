@@ -167,6 +167,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
             workers=cfg.workers,
             collate=getattr(task, "collate", None),
             on_epoch_start=_epoch_hook(name, task, model, built, recipe, device, info, per_rank),
+            sample_weights=getattr(task, "sample_weights", None),
             pin_memory=device.type == "cuda",
         )
     checkpoints = ckpt.list_checkpoints(run_dir)
