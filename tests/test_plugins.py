@@ -167,3 +167,24 @@ def test_lifecycle_events_reach_listener_and_failures_are_isolated():
     with pytest.warns(PluginWarning, match="logger down"):
         pm.fire("on_step_end", run=None, step=3, metrics={"loss": 1.0})
     assert calls == [("step", 3, {"loss": 1.0})]
+
+
+def test_misspelled_hook_and_name_clash_are_reported(tmp_path):
+    write_plugin(
+        tmp_path,
+        "typo",
+        """
+        import selfsup
+
+        @selfsup.hookimpl
+        def register_pretext_task(register):
+            pass
+        """,
+    )
+    write_plugin(tmp_path, "toy", GOOD)  # same name as the installed selfsup-toy entry point
+    with pytest.warns(PluginWarning):
+        pm = PluginManager(plugins_dirs=[tmp_path])
+    messages = {(e.plugin, e.message) for e in pm.errors}
+    assert ("typo", "implements unknown hook 'register_pretext_task'; did you mean 'register_pretext_tasks'?") in messages
+    assert any(p == "toy" and "already loaded" in m for p, m in messages)
+    assert pm.registry.get("augmentation", "local_scale") is None  # the clashing file was not loaded

@@ -9,8 +9,8 @@ CASES = [
     # (description, text replacement (old, new) or --set, expected fragments)
     ("unknown task", ('type = "toy_infonce"', 'type = "toy_infonse"'),
      ["tasks.infonce.type", "unknown pretext task 'toy_infonse'", "did you mean 'toy_infonce'"]),
-    ("task from an uninstalled distribution", ('type = "toy_infonce"', 'type = "simclr"'),
-     ["tasks.infonce.type", "'simclr' is provided by selfsup-vision", "selfsup install selfsup-vision"]),
+    ("task from an uninstalled distribution", ('type = "toy_infonce"', 'type = "apc"'),
+     ["tasks.infonce.type", "'apc' is provided by selfsup-speech", "selfsup install selfsup-speech"]),
     ("wrong type", ("batch_size = 64", 'batch_size = "sixty-four"'),
      ["train.batch_size", "valid integer", "'sixty-four'"]),
     ("unknown field", ("lr = 3e-3", "lr = 3e-3\nlearning_rate = 0.1"),
@@ -120,3 +120,27 @@ max_steps = 1
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1
     assert "data.points: 'tensor_file' could not be built: ValueError: cannot read" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["evaluators.knn.fit_data="], "evaluators.knn.fit_data: 'knn' needs fit_data"),
+        (["train.optimizer=sgd", "train.optimizer_options={momentum = 0.0, nesterov = true}"], "nesterov needs momentum > 0"),
+        (["data.train.options.n=40"], "tasks.infonce.data: its data source has 32 samples, fewer than one batch of 64"),
+    ],
+)
+def test_startup_problems_are_one_line_errors(tmp_path, overrides, expected):
+    path = write_toy_recipe(tmp_path)
+    args = [a for o in overrides for a in ("--set", o)]
+    res = cli("train", str(path), *args, cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert expected in res.stderr and str(path) in res.stderr
+
+
+def test_resume_with_a_changed_model_is_a_clear_error(tmp_path):
+    path = write_toy_recipe(tmp_path, max_steps=8)
+    assert cli("train", str(path)).returncode == 0
+    res = cli("train", str(path), "--resume", "--set", "backbones.mlp.options.out_dim=16", "--set", "train.max_steps=12")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot resume from" in res.stderr

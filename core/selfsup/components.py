@@ -96,7 +96,9 @@ class PretextTask(Protocol):
 
 @runtime_checkable
 class Evaluator(Protocol):
-    """Measures a backbone; ``evaluate(context)`` returns named float metrics."""
+    """Measures a backbone; ``evaluate(context)`` returns named float metrics. An evaluator that
+    fits on a second data set (kNN bank, probe) sets ``needs_fit_data: ClassVar[bool] = True`` on
+    its options model, so recipes without ``fit_data`` are rejected at validation."""
 
     def evaluate(self, context: EvalContext) -> dict[str, float]: ...
 
@@ -136,7 +138,7 @@ class EpochContext:
     device: torch.device
     backbone: Any
     data: Any
-    augment: Any  # callable(sample, generator) -> sample, the task's pipeline
+    augment: list[Any]  # the task's augmentation pipeline: callables (sample, generator) -> sample
     batch_size: int
     rank: int = 0
     world_size: int = 1

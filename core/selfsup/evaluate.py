@@ -41,7 +41,7 @@ def evaluate_run(
     if not names:
         raise ValueError(f"the recipe of {run_dir} has no [evaluators]; add some with --set or to the recipe")
     built = build_run(recipe, pm.registry, base_dir=base_dir, source=source)
-    dev = resolve_device(device or recipe.train.device)
+    dev = resolve_device(device or recipe.train.device, source=source)
     if random_init:
         path, step, out = Path(run_dir), 0, Path(run_dir) / "eval-random-init.json"
     else:

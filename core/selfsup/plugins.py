@@ -136,7 +136,12 @@ class PluginManager:
 
     def _try_register(self, name: str, load: Any, info: PluginInfo) -> None:
         if name in self.infos:
-            return  # already loaded (the same directory or distribution seen twice)
+            first = self.infos[name]
+            if (first.source, first.module) != (info.source, info.module):
+                where = info.module or info.distribution or info.source
+                self._error(name, "import", f"a plugin named {name!r} is already loaded ({first.source}: "
+                            f"{first.module or first.distribution}); {where} was not loaded")
+            return  # the same distribution or file seen twice
         _trace(f"loading plugin {name!r} ({info.source}: {info.module or info.distribution})")
         try:
             plugin = load()
@@ -144,7 +149,16 @@ class PluginManager:
         except Exception as exc:  # noqa: BLE001 - a broken plugin must never be fatal
             self._error(name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             return
-        info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        callers = self.pm.get_hookcallers(plugin) or []
+        for caller in callers:
+            if caller.spec is None:  # a misspelled hook would otherwise never be called
+                import difflib
+
+                known = [n for n in dir(hookspecs) if n.startswith(("register_", "on_"))]
+                near = difflib.get_close_matches(caller.name, known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                self._error(name, "import", f"implements unknown hook {caller.name!r}{hint}")
+        info.hooks = sorted(caller.name for caller in callers if caller.spec is not None)
         self.infos[name] = info
         self._registry = None
 

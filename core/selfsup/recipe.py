@@ -82,6 +82,12 @@ class SGDOptions(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
 
+    @model_validator(mode="after")
+    def _nesterov(self) -> SGDOptions:
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
 
 class LARSOptions(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -166,7 +172,7 @@ class Recipe(_Strict):
     train: TrainSpec
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/{self.name or 'run'}")
+        return Path(self.output_dir or f"runs/{self.name or 'run'}").expanduser()
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -348,6 +354,9 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
             ref(f"tasks.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
     for name, spec in recipe.evaluators.items():
         check("evaluator", f"evaluators.{name}", spec)
+        evaluator = registry.get("evaluator", spec.type)
+        if evaluator is not None and getattr(evaluator.options, "needs_fit_data", False) and spec.fit_data is None:
+            problems.append((f"evaluators.{name}.fit_data", f"{spec.type!r} needs fit_data (the set it fits on)"))
         ref(f"evaluators.{name}.data", "data", recipe.data, spec.data)
         ref(f"evaluators.{name}.fit_data", "data", recipe.data, spec.fit_data)
         if spec.backbone is None and len(recipe.backbones) > 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, model_validator
 
 from selfsup.options import ExistingFile, Options
@@ -36,11 +38,13 @@ class NoiseOptions(Options):
 
 
 class KNNOptions(Options):
+    needs_fit_data: ClassVar[bool] = True  # checked when recipes are validated
     k: int = Field(200, gt=0)
     temperature: float = Field(0.1, gt=0)
 
 
 class LinearProbeOptions(Options):
+    needs_fit_data: ClassVar[bool] = True
     max_iter: int = Field(200, gt=0, description="L-BFGS iterations on the full feature set.")
     weight_decay: float = Field(1e-4, ge=0, description="L2 penalty on the weights.")
     standardize: bool = True

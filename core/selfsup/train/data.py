@@ -1,8 +1,10 @@
 """Endless, resumable, seeded batch streams, one per pretext task.
 
-Order and augmentation randomness depend only on (run seed, task, epoch, sample index), never on
-global RNG, worker count or rank layout, so a resumed run sees exactly the batches it would have
-seen, and a DDP run at the same global batch sees the same samples as one process.
+For map-style sources, order and augmentation randomness depend only on (run seed, task, epoch,
+sample index), never on global RNG, worker count or rank layout, so a resumed run sees exactly the
+batches it would have seen, and a DDP run at the same global batch sees the same samples as one
+process. Streaming sources are deterministic for a given seed, process count and ``train.workers``
+(workers interleave the stream, so changing their number regroups samples into batches).
 """
 
 from __future__ import annotations
@@ -129,9 +131,17 @@ class TaskStream:
         full = len(order) // self.batch_size
         return [[(epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]] for b in range(full)]
 
+    def check(self) -> None:
+        """Raise ``ValueError`` now if the source cannot fill one batch (instead of mid-training)."""
+        if not self.iterable and len(self.source) // self.world_size < self.batch_size:
+            raise ValueError(
+                f"its data source has {len(self.source)} samples, fewer than one batch "
+                f"of {self.batch_size} per process (x{self.world_size} processes)"
+            )
+
     def batches_per_epoch(self) -> int:
         if self.iterable:
-            raise ValueError(f"task {self.name!r}: a streaming data source has no fixed epoch length; set train.max_steps")
+            raise ValueError("a streaming data source has no fixed epoch length; set train.max_steps instead of train.epochs")
         return len(self.source) // self.world_size // self.batch_size
 
     # ------------------------------------------------------------ iteration

@@ -60,7 +60,7 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------ setup
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, source: str = "recipe") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
@@ -68,7 +68,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RecipeError("recipe", [("train.device", f"{name!r} requested but CUDA is not available")])
+            raise RecipeError(source, [("train.device", f"{name!r} requested but CUDA is not available")])
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device
@@ -84,11 +84,11 @@ def set_determinism(enabled: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def micro_batch(global_batch: int, world: int, accum: int, field_path: str) -> int:
+def micro_batch(global_batch: int, world: int, accum: int, field_path: str, source: str) -> int:
     per = global_batch // (world * accum)
     if per * world * accum != global_batch:
         raise RecipeError(
-            "recipe",
+            source,
             [(field_path, f"{global_batch} is not divisible by processes x grad_accum = {world} x {accum}")],
         )
     return per
@@ -140,7 +140,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
 
     # --- processes, device, determinism -------------------------------------------------------
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(cfg.device, local_rank)
+    device = resolve_device(cfg.device, local_rank, loaded.source)
     info = init_distributed(device.type)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -154,7 +154,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
     streams: dict[str, TaskStream] = {}
     for name, spec in recipe.tasks.items():
         path = f"tasks.{name}.batch_size" if spec.batch_size else "train.batch_size"
-        per_rank = micro_batch(spec.batch_size or cfg.batch_size, info.world_size, cfg.grad_accum, path)
+        per_rank = micro_batch(spec.batch_size or cfg.batch_size, info.world_size, cfg.grad_accum, path, loaded.source)
         task = model.tasks[name]
         streams[name] = TaskStream(
             name,
@@ -177,8 +177,15 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
             f"or choose another directory (--set output_dir=...)"
         )
 
-    first = next(iter(streams.values()))
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * first.batches_per_epoch() / cfg.grad_accum))
+    try:
+        for name, stream in streams.items():
+            current = name
+            stream.check()
+        current = next(iter(streams))
+        per_epoch = streams[current].batches_per_epoch() if cfg.epochs else 0
+    except ValueError as err:
+        raise RecipeError(loaded.source, [(f"tasks.{current}.data", str(err))]) from None
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
 
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
@@ -188,7 +195,10 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
     step = 0
     if resume and checkpoints:
         last = checkpoints[-1]
-        ckpt.load_weights(last, model)
+        try:
+            ckpt.load_weights(last, model)
+        except (ValueError, RuntimeError) as err:  # shapes or names changed since the checkpoint
+            raise RecipeError(loaded.source, [("", f"cannot resume from {last}: {err}".splitlines()[0])]) from None
         state = ckpt.load_state(last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -201,7 +201,16 @@ class MAEOptions(Options):
     decoder_dim: int = Field(128, gt=0)
     decoder_depth: int = Field(2, ge=1)
     decoder_heads: int = Field(4, ge=1)
+    decoder_pos_embed: Literal["sincos", "learned"] = Field("sincos", description="Fixed 2-D sine-cosine or learned.")
     norm_pix_loss: bool = Field(True, description="Per-patch normalised pixel targets.")
+
+    @model_validator(mode="after")
+    def _decoder_shape(self) -> "MAEOptions":
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}")
+        if self.decoder_pos_embed == "sincos" and self.decoder_dim % 4:
+            raise ValueError("a sincos decoder position embedding needs decoder_dim divisible by 4")
+        return self
 
 
 class DeepClusterOptions(ProjectionOptions):
@@ -220,6 +229,9 @@ class SwAVOptions(ProjectionOptions):
     freeze_prototypes_steps: int = Field(0, ge=0, description="Prototypes get no gradient for this many steps.")
     queue_length: int = Field(0, ge=0, description="Past global-view projections kept for the codes (0 = off).")
     queue_start_step: int = Field(0, ge=0)
+    assign_views: int = Field(
+        2, ge=1, description="Codes are computed for the first N global views (SwAV's crops_for_assign); sizes the queue."
+    )
 
 
 # ----------------------------------------------------------------------------------- evaluators

@@ -1,0 +1,78 @@
+"""Image evaluators on frozen features: k-means agreement with labels, and a t-SNE plot.
+
+(The weighted kNN and linear-probe evaluators are the core's ``knn`` and ``linear_probe``.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfsup.cluster import kmeans
+from selfsup.components import BuildContext, EvalContext
+
+
+class KMeansNMI:
+    """k-means (k = number of classes unless set) on L2-normalised features of ``data``; NMI and
+    ARI between clusters and labels (scikit-learn's definitions)."""
+
+    def __init__(self, o: Any):
+        self.o = o
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+        feats, labels = context.features(context.data)
+        if labels is None:
+            raise ValueError(f"evaluator {context.name!r}: kmeans_nmi needs a data source with labels")
+        k = self.o.clusters or int(labels.unique().numel())
+        found = kmeans(torch.nn.functional.normalize(feats, dim=1), k, seed=self.o.seed).assignments
+        y, c = labels.numpy(), found.numpy()
+        return {"nmi": float(normalized_mutual_info_score(y, c)), "ari": float(adjusted_rand_score(y, c))}
+
+
+class EmbeddingPlot:
+    """t-SNE of (at most ``max_points``) features coloured by label, saved as a PNG in the run
+    directory as ``step-XXXXXXXX-<filename>``. Returns the embedding's trustworthiness
+    (scikit-learn: how well local neighbourhoods are preserved, 1 = perfectly)."""
+
+    def __init__(self, o: Any):
+        self.o = o
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from sklearn.manifold import TSNE, trustworthiness
+
+        feats, labels = context.features(context.data)
+        x = feats.numpy()
+        rng = np.random.default_rng(self.o.seed)
+        keep = np.sort(rng.choice(len(x), size=min(len(x), self.o.max_points), replace=False))
+        x = x[keep]
+        y = labels.numpy()[keep] if labels is not None else np.zeros(len(x), dtype=int)
+        perplexity = min(self.o.perplexity, (len(x) - 1) / 3)
+        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=self.o.seed).fit_transform(x)
+        fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
+        points = ax.scatter(emb[:, 0], emb[:, 1], c=y, cmap="tab10", s=6)
+        if labels is not None:
+            ax.legend(*points.legend_elements(), title="label", loc="best", fontsize=7)
+        ax.set_title(f"t-SNE of {context.name} features, step {context.step}")
+        ax.set_xticks([]), ax.set_yticks([])
+        fig.tight_layout()
+        out = context.run_dir / f"step-{context.step:08d}-{self.o.filename}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+        plt.close(fig)
+        k = min(5, len(x) // 2 - 1)
+        return {"trustworthiness": float(trustworthiness(x, emb, n_neighbors=max(1, k)))}
+
+
+def build_kmeans_nmi(o: Any, context: BuildContext) -> KMeansNMI:
+    return KMeansNMI(o)
+
+
+def build_embedding_plot(o: Any, context: BuildContext) -> EmbeddingPlot:
+    return EmbeddingPlot(o)

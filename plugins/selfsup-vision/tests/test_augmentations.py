@@ -1,0 +1,79 @@
+"""Image augmentations: conformance, size-aware presets, view shapes, reproducibility."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfsup.components import BuildContext
+from selfsup.plugins import get_plugin_manager
+from selfsup.testing import AugmentationConformance
+
+DIGITS = ("digits", {"split": "val", "limit": 8})
+
+
+def aug(name, options):
+    return get_plugin_manager().registry.get("augmentation", name).build(options, BuildContext(name=name))
+
+
+class TestMultiView(AugmentationConformance):
+    augmentation = ("multi_view", {"size": 8, "flip": 0.0})
+    data = DIGITS
+    bad_options = [{"size": 8, "views": 1}, {"size": 0}, {"size": 8, "flip": 2}]
+
+
+class TestMultiCrop(AugmentationConformance):
+    augmentation = ("multi_crop", {"global_size": 8, "local_size": 4, "local_crops": 3})
+    data = DIGITS
+    bad_options = [{"global_size": 8, "local_size": 4, "global_crops": 1}]
+
+
+class TestRandomResizedCrop(AugmentationConformance):
+    augmentation = ("random_resized_crop", {"size": 6, "scale": [0.3, 1.0]})
+    data = DIGITS
+    bad_options = [{"size": -1}]
+
+
+class TestColorJitter(AugmentationConformance):
+    augmentation = ("color_jitter", {"p": 1.0})
+    data = DIGITS
+    bad_options = [{"hue": 0.9}, {"p": -0.1}]
+
+
+class TestNormalize(AugmentationConformance):
+    augmentation = ("normalize", {"mean": [0.3], "std": [0.2]})
+    data = DIGITS
+    random = False
+    bad_options = [{"mean": [0.1, 0.2], "std": [0.1]}, {"std": [0.0]}]
+
+
+@pytest.mark.parametrize("name", ["horizontal_flip", "grayscale", "gaussian_blur", "solarize"])
+def test_single_transforms_keep_shape_and_are_seeded(name):
+    image = torch.rand(3, 16, 16)
+    t = aug(name, {"p": 1.0})
+    a = t({"image": image}, torch.Generator().manual_seed(5))["image"]
+    b = t({"image": image}, torch.Generator().manual_seed(5))["image"]
+    assert a.shape == image.shape and torch.equal(a, b) and not torch.equal(a, image)
+
+
+def test_views_shapes_and_presets():
+    sample = {"image": torch.rand(3, 32, 32), "label": 1}
+    out = aug("multi_view", {"size": 24, "views": 3})(sample, torch.Generator().manual_seed(0))
+    assert out["views"].shape == (3, 3, 24, 24) and out["label"] == 1
+    crops = aug("multi_crop", {"global_size": 24, "local_size": 12, "local_crops": 6})(sample, torch.Generator().manual_seed(0))
+    assert crops["global_views"].shape == (2, 3, 24, 24) and crops["local_views"].shape == (6, 3, 12, 12)
+    none = aug("multi_crop", {"global_size": 24, "local_size": 12, "local_crops": 0})(sample, torch.Generator())
+    assert none["local_views"].shape == (0, 3, 12, 12)
+    from selfsup_vision.views import preset_for
+    from selfsup_vision.options import MultiViewOptions
+
+    assert preset_for(MultiViewOptions(size=8), 8).blur == 0.0  # tiny images: no blur
+    assert preset_for(MultiViewOptions(size=224), 224).crop_scale == (0.08, 1.0)  # photos: SimCLR's crops
+
+
+def test_augmentation_leaves_global_rng_untouched():
+    t = aug("multi_view", {"size": 8})
+    image = torch.rand(1, 8, 8)
+    before = torch.get_rng_state()
+    t({"image": image}, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -1,0 +1,51 @@
+"""Image backbones: conformance, timm models by name, small-image stem, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfsup.components import BuildContext
+from selfsup.plugins import get_plugin_manager
+from selfsup.testing import BackboneConformance
+
+DIGITS = ("digits", {"split": "val", "limit": 4})
+
+
+def backbone(name, options):
+    return get_plugin_manager().registry.get("backbone", name).build(options, BuildContext(name=name))
+
+
+class TestSmallCNN(BackboneConformance):
+    backbone = ("small_cnn", {"widths": [8, 16]})
+    data = DIGITS
+    bad_options = [{"widths": []}, {"widths": [8, 0]}, {"norm": "layer"}]
+
+
+class TestTimmResNet(BackboneConformance):
+    backbone = ("timm", {"name": "resnet18", "in_chans": 1, "small_image_stem": True})
+    data = ("digits", {"split": "val", "limit": 4, "size": 32})  # batch-norm at batch 1 needs > 1x1 maps
+    bad_options = [{"name": "resnet18", "in_chans": 0}, {}]
+
+
+class TestTimmViT(BackboneConformance):
+    backbone = ("timm", {"name": "vit_tiny_patch16_224", "in_chans": 1, "img_size": 8, "patch_size": 4})
+    data = DIGITS
+
+
+def test_small_image_stem_keeps_resolution():
+    stem = backbone("timm", {"name": "resnet18", "in_chans": 3, "small_image_stem": True})
+    plain = backbone("timm", {"name": "resnet18", "in_chans": 3})
+    x = torch.rand(2, 3, 32, 32)
+    assert stem.model.forward_features(x).shape[-1] == 4 and plain.model.forward_features(x).shape[-1] == 1
+    assert stem.output_dim == plain.output_dim == 512
+
+
+def test_unknown_timm_model_suggests_names():
+    with pytest.raises(ValueError, match=r"timm has no model 'resnet181'; did you mean .*resnet18"):
+        backbone("timm", {"name": "resnet181"})
+
+
+def test_small_stem_on_a_vit_is_rejected():
+    with pytest.raises(ValueError, match="small_image_stem applies to ResNet-style models"):
+        backbone("timm", {"name": "vit_tiny_patch16_224", "small_image_stem": True, "img_size": 32})
