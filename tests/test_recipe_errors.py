@@ -44,13 +44,16 @@ def test_bad_recipe_is_one_clear_error(tmp_path, label, edit, expected):
     assert not (tmp_path / "run").exists(), "an invalid recipe must not create a run"
 
 
-def test_missing_data_path_names_field(tmp_path):
-    path = tmp_path / "r.toml"
-    path.write_text(
-        """
+def _tensor_file_recipe(directory, data_path):
+    path = directory / "r.toml"
+    path.write_text(TENSOR_FILE_RECIPE.replace("DATA_PATH", data_path))
+    return path
+
+
+TENSOR_FILE_RECIPE = """
 [data.points]
 type = "tensor_file"
-options = { path = "nowhere/points.npz" }
+options = { path = "DATA_PATH" }
 [backbones.mlp]
 type = "mlp"
 options = { in_dim = 4 }
@@ -61,7 +64,10 @@ backbone = "mlp"
 [train]
 max_steps = 1
 """
-    )
+
+
+def test_missing_data_path_names_field(tmp_path):
+    path = _tensor_file_recipe(tmp_path, "nowhere/points.npz")
     res = cli("validate", str(path), cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "data.points.options.path: file not found" in res.stderr
@@ -99,23 +105,7 @@ def test_exactly_one_length(tmp_path):
 
 def test_corrupt_data_file_is_one_line_error(tmp_path):
     (tmp_path / "points.npz").write_bytes(b"this is not a zip file")
-    path = tmp_path / "r.toml"
-    path.write_text(
-        """
-[data.points]
-type = "tensor_file"
-options = { path = "points.npz" }
-[backbones.mlp]
-type = "mlp"
-options = { in_dim = 4 }
-[tasks.t]
-type = "toy_infonce"
-data = "points"
-backbone = "mlp"
-[train]
-max_steps = 1
-"""
-    )
+    path = _tensor_file_recipe(tmp_path, "points.npz")
     res = cli("train", str(path), cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1
