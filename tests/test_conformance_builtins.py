@@ -56,7 +56,7 @@ class TestMLP(BackboneConformance):
 class TestKNN(EvaluatorConformance):
     plugins = [selfsup_toy]
     evaluator = "knn"
-    evaluator_options = {"k": 5}
+    evaluator_options = {"k": 5, "raw_baseline": "input"}
     data = ("blobs", {**BLOBS[1], "split": "val"})
     fit_data = ("blobs", {**BLOBS[1], "split": "train"})
     backbone = MLP

@@ -43,3 +43,22 @@ def test_linear_probe_separates_separable_and_not_random_labels():
     noise = torch.randint(0, 2, (400,), generator=g)
     head = fit_linear_probe(x[:300], noise[:300], num_classes=2, weight_decay=1e-4, max_iter=100)
     assert (head(x[300:]).argmax(1) == noise[300:]).float().mean() < 0.65
+
+
+def test_knn_raw_baseline_reports_input_space_accuracy(tmp_path):
+    from selfsup.builtins.knn import KNNEvaluator
+    from selfsup.builtins.options import KNNOptions
+    from selfsup.components import EvalContext
+    from selfsup.train.evaluation import extract_inputs
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 2
+    x = torch.randn(200, 4, generator=g) + 3 * labels[:, None]  # separable in input space
+    source = [{"input": x[i], "label": labels[i]} for i in range(200)]
+    fit, held = source[:150], source[150:]
+    noise = {id(fit): (torch.randn(150, 4, generator=g), labels[:150]), id(held): (torch.randn(50, 4, generator=g), labels[150:])}
+    ctx = EvalContext(name="knn", step=0, seed=0, device=torch.device("cpu"), backbone=None, data=held, fit_data=fit,
+                      run_dir=tmp_path, batch_size=8, features=lambda s: noise[id(s)],
+                      inputs=lambda s, key: extract_inputs(s, key, pipeline=[], seed=0))  # a list is a map-style source
+    metrics = KNNEvaluator(KNNOptions(k=10, raw_baseline="input")).evaluate(ctx)
+    assert metrics["raw_accuracy"] > 0.95 and metrics["accuracy"] < 0.8

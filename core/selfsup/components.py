@@ -151,7 +151,8 @@ class EvalContext:
     ``data`` is the held-out set, ``fit_data`` the optional set to fit on (kNN bank, probe
     training set), both as data sources already passed through the evaluator's augmentations.
     ``features(source)`` gives ``(features [N, D] float32, labels [N] int64 or None)`` from the
-    frozen backbone, cached per call of the evaluator set."""
+    frozen backbone, cached per call of the evaluator set. ``inputs(source, key)`` gives the raw
+    ``sample[key]`` values flattened (``[N, F]``), for raw-input baselines."""
 
     name: str
     step: int
@@ -163,5 +164,6 @@ class EvalContext:
     run_dir: Path
     batch_size: int
     features: Any  # Callable[[source], tuple[Tensor, Tensor | None]]
+    inputs: Any = None  # Callable[[source, key], tuple[Tensor [N, F], Tensor | None]]: raw flattened inputs
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -46,6 +46,7 @@ class KNNEvaluator:
     def __init__(self, options: KNNOptions):
         self.k = options.k
         self.temperature = options.temperature
+        self.raw_baseline = options.raw_baseline
 
     def evaluate(self, context: EvalContext) -> dict[str, float]:
         bank, bank_labels = context.features(context.fit_data)
@@ -53,4 +54,10 @@ class KNNEvaluator:
         if bank_labels is None or labels is None:
             raise ValueError(f"evaluator {context.name!r}: kNN needs data sources that give a 'label'")
         pred = weighted_knn_predict(bank, bank_labels, queries, k=self.k, temperature=self.temperature)
-        return {"accuracy": (pred == labels).float().mean().item()}
+        metrics = {"accuracy": (pred == labels).float().mean().item()}
+        if self.raw_baseline:
+            raw_bank, _ = context.inputs(context.fit_data, self.raw_baseline)
+            raw_queries, _ = context.inputs(context.data, self.raw_baseline)
+            raw = weighted_knn_predict(raw_bank, bank_labels, raw_queries, k=self.k, temperature=self.temperature)
+            metrics["raw_accuracy"] = (raw == labels).float().mean().item()
+        return metrics

@@ -41,6 +41,9 @@ class KNNOptions(Options):
     needs_fit_data: ClassVar[bool] = True  # checked when recipes are validated
     k: int = Field(200, gt=0)
     temperature: float = Field(0.1, gt=0)
+    raw_baseline: str | None = Field(
+        None, description="Also report kNN on this raw sample field (e.g. 'image'), same k and temperature."
+    )
 
 
 class LinearProbeOptions(Options):

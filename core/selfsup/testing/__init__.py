@@ -301,7 +301,7 @@ class EvaluatorConformance(_Suite):
         import torch
 
         from selfsup.components import EvalContext
-        from selfsup.train.evaluation import extract_features
+        from selfsup.train.evaluation import extract_features, extract_inputs
 
         torch.manual_seed(self.seed)
         backbone = self.build("backbone", self.backbone)
@@ -315,6 +315,7 @@ class EvaluatorConformance(_Suite):
         context = EvalContext(
             name=self.evaluator, step=0, seed=self.seed, device=torch.device("cpu"), backbone=backbone,
             data=data, fit_data=fit, run_dir=tmp_path, batch_size=64, features=features,
+            inputs=lambda source, key: extract_inputs(source, key, pipeline=[], seed=self.seed),
         )
         metrics = ev.evaluate(context)
         assert isinstance(metrics, dict) and metrics

@@ -53,6 +53,21 @@ def extract_features(
     return torch.cat(feats), (torch.cat(labels) if len(labels) == len(feats) else None)
 
 
+def extract_inputs(source: Any, key: str, *, pipeline: list[Any], seed: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The raw ``sample[key]`` of a whole source, flattened: ``([N, prod(shape)] float32, labels or None)``.
+    The "raw pixels" (or raw features) baseline of kNN and probes."""
+    rows, labels = [], []
+    for sample in _samples(source, pipeline, seed, stream):
+        if key not in sample:
+            raise ValueError(f"samples have no {key!r} field (they have {', '.join(sorted(sample))})")
+        rows.append(torch.as_tensor(sample[key]).float().flatten())
+        if "label" in sample:
+            labels.append(int(sample["label"]))
+    if not rows:
+        raise ValueError("cannot evaluate on an empty data source")
+    return torch.stack(rows), (torch.tensor(labels) if len(labels) == len(rows) else None)
+
+
 def run_evaluators(
     recipe: Recipe, built: Built, *, names: list[str], step: int, device: torch.device, run_dir: Path
 ) -> dict[str, float]:
@@ -73,6 +88,9 @@ def run_evaluators(
                 )
             return cache[id(source)]
 
+        def inputs(source: Any, key: str, pipeline=pipeline, name=name):
+            return extract_inputs(source, key, pipeline=pipeline, seed=recipe.seed, stream=stream_id(f"eval:{name}"))
+
         context = EvalContext(
             name=name,
             step=step,
@@ -84,6 +102,7 @@ def run_evaluators(
             run_dir=Path(run_dir),
             batch_size=spec.batch_size,
             features=features,
+            inputs=inputs,
         )
         metrics = built.evaluators[name].evaluate(context)
         results.update({f"{name}/{k}": float(v) for k, v in metrics.items()})
