@@ -109,20 +109,26 @@ def seed_everything(seed: int) -> None:
 # ------------------------------------------------------------------------------------ selfsup side
 
 
+def _own_cpu_seconds() -> float:
+    """CPU seconds this process (all its threads) has used."""
+    t = os.times()
+    return t.user + t.system
+
+
 class LoopClock:
     """A selfsup plugin that timestamps the first and last step through lifecycle events."""
 
     def __init__(self) -> None:
-        self.start = self.end = math.nan
+        self.start = self.end = self.cpu_start = self.cpu_end = math.nan
 
     @selfsup.hookimpl
     def on_train_start(self, run) -> None:
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), _own_cpu_seconds()
 
     @selfsup.hookimpl
     def on_step_end(self, run, step, metrics) -> None:
         if step == run.total_steps:
-            self.end = time.perf_counter()
+            self.end, self.cpu_end = time.perf_counter(), _own_cpu_seconds()
 
 
 CLOCK = LoopClock()
@@ -132,13 +138,14 @@ def run_selfsup(steps: int, batch_size: int, log_every: int, output_dir: Path) -
     pm = get_plugin_manager()
     loaded = load(steps, batch_size, log_every, output_dir)
     seed_everything(SEED)
-    CLOCK.start = CLOCK.end = math.nan
+    CLOCK.__init__()
     t0 = time.perf_counter()
     result = train(loaded, pm, progress=False)
     t1 = time.perf_counter()
     assert result.status == "completed" and result.step == steps, result
     assert not math.isnan(CLOCK.start) and not math.isnan(CLOCK.end), "lifecycle events did not fire"
-    return {"loop": CLOCK.end - CLOCK.start, "total": t1 - t0, "loss": result.metrics["loss"]}
+    return {"loop": CLOCK.end - CLOCK.start, "cpu": CLOCK.cpu_end - CLOCK.cpu_start, "total": t1 - t0,
+            "loss": result.metrics["loss"]}
 
 
 # ------------------------------------------------------------------------------------ baseline
@@ -194,7 +201,7 @@ def run_baseline(steps: int, batch_size: int, log_every: int, output_dir: Path) 
 
     model.train()
     logged = math.nan
-    t_loop = time.perf_counter()
+    t_loop, cpu_loop = time.perf_counter(), _own_cpu_seconds()
     step, batches = 0, iter(loader)
     while step < steps:
         try:
@@ -210,7 +217,7 @@ def run_baseline(steps: int, batch_size: int, log_every: int, output_dir: Path) 
         step += 1
         if step % log_every == 0 or step == steps:
             logged = loss.item()
-    t_loop_end = time.perf_counter()
+    t_loop_end, cpu_loop_end = time.perf_counter(), _own_cpu_seconds()
 
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.save(
@@ -219,7 +226,7 @@ def run_baseline(steps: int, batch_size: int, log_every: int, output_dir: Path) 
         output_dir / "final.pt",
     )
     t1 = time.perf_counter()
-    return {"loop": t_loop_end - t_loop, "total": t1 - t0, "loss": logged}
+    return {"loop": t_loop_end - t_loop, "cpu": cpu_loop_end - cpu_loop, "total": t1 - t0, "loss": logged}
 
 
 # ------------------------------------------------------------------------------------ contention
@@ -237,9 +244,19 @@ def _busy_cpu_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def _own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
+def wait_for_idle(max_wait: float, quiet: float = 3.0) -> float:
+    """Wait (at most ``max_wait`` s) until other processes kept under 5% of the machine busy for
+    ``quiet`` consecutive seconds; returns the seconds waited."""
+    start = time.perf_counter()
+    calm, cores = 0.0, os.cpu_count() or 1
+    while calm < quiet and time.perf_counter() - start < max_wait:
+        busy0, t0 = _busy_cpu_seconds(), time.perf_counter()
+        if busy0 is None:
+            return 0.0
+        time.sleep(0.5)
+        load = (_busy_cpu_seconds() - busy0) / (time.perf_counter() - t0)
+        calm = calm + 0.5 if load < 0.05 * cores else 0.0
+    return time.perf_counter() - start
 
 
 def measured(fn, *args) -> dict[str, float]:
@@ -283,6 +300,8 @@ def main() -> int:
     parser.add_argument("--log-every", type=int, default=10, help="log interval of both loops (selfsup's default 10)")
     parser.add_argument("--retries", type=int, default=3,
                         help="redo a round up to this many times when other processes were busy during it (default 3)")
+    parser.add_argument("--max-wait", type=float, default=120,
+                        help="before each round, wait up to this many seconds for the machine to be idle (default 120)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: the machine's cores)")
     args = parser.parse_args()
     if args.steps < 2 or args.rounds < 1 or args.batch_size < 1:
@@ -296,6 +315,7 @@ def main() -> int:
     print(f"model: mlp 64-512-512-128 + toy_infonce head; AdamW, cosine; batch {args.batch_size}; "
           f"{args.steps} steps x {args.rounds} rounds (selfsup, baseline alternating) after a {args.warmup_steps}-step warm-up")
     print("(loss: selfsup's mean over its last log window, the baseline's last logged step; a sanity check only;\n"
+          " loop CPU: CPU seconds of this process over the loop, all threads;\n"
           " other load: cores kept busy by other processes meanwhile, should be ~0)\n")
 
     sides = {"selfsup": run_selfsup, "baseline": run_baseline}
@@ -306,13 +326,16 @@ def main() -> int:
         runs = 0
         for r in range(args.rounds):
             for attempt in range(args.retries + 1):
+                waited = wait_for_idle(args.max_wait)
+                if waited > 5:
+                    print(f"(waited {waited:.0f} s for other processes to go quiet)", flush=True)
                 pair = {}
                 for name, fn in sides.items():
                     runs += 1
                     res = measured(fn, args.steps, args.batch_size, args.log_every, Path(tmp) / f"run{runs}-{name}")
                     pair[name] = res
                     print(f"round {r + 1}/{args.rounds} {name:8s}  loop {res['loop']:7.3f} s  "
-                          f"end-to-end {res['total']:7.3f} s  loss {res['loss']:.4f}  "
+                          f"(CPU {res['cpu']:7.3f} s)  end-to-end {res['total']:7.3f} s  loss {res['loss']:.4f}  "
                           f"other load {res['other']:.2f} cores", flush=True)
                 disturbed = max(res["other"] for res in pair.values()) > OTHER_LOAD_LIMIT
                 if not disturbed or attempt == args.retries:
@@ -328,14 +351,14 @@ def main() -> int:
     header = f"{'timing':11s} {'side':9s} {'median s':>9s} {'min s':>8s} {'max s':>8s} {'steps/s':>8s} {'ms/step':>8s}"
     print(header)
     print("-" * len(header))
-    for key, label in (("loop", "loop"), ("total", "end-to-end")):
+    for key, label in (("loop", "loop"), ("total", "end-to-end"), ("cpu", "loop CPU")):
         for name in sides:
             values = [r[key] for r in results[name]]
             m = statistics.median(values)
             print(f"{label:11s} {name:9s} {m:9.3f} {min(values):8.3f} {max(values):8.3f} "
                   f"{args.steps / m:8.1f} {1e3 * m / args.steps:8.2f}")
     print()
-    for key, label in (("loop", "loop"), ("total", "end-to-end")):
+    for key, label in (("loop", "loop"), ("total", "end-to-end"), ("cpu", "loop CPU")):
         ratio = med("selfsup", key) / med("baseline", key)
         paired = [a[key] / b[key] for a, b in zip(results["selfsup"], results["baseline"])]
         print(f"{label:11s} selfsup/baseline = {ratio:.3f} ({100 * (ratio - 1):+.1f}%); "

@@ -3,9 +3,10 @@
 Caron, Bojanowski, Joulin, Douze, Deep Clustering for Unsupervised Learning of Visual Features,
 ECCV 2018.
 
-Before every epoch (``on_epoch_start``) the backbone's features of the whole training set (no
-augmentation, eval mode) are PCA-whitened (optional), L2-normalised and clustered with k-means;
-the cluster ids become pseudo-labels. The epoch then trains backbone + MLP + a linear classifier
+Before every epoch (``on_epoch_start``; every ``recluster_every`` epochs on small data sets,
+where one pass is too few steps to fit a new classifier) the backbone's features of the whole
+training set (no augmentation, eval mode) are PCA-whitened (optional), L2-normalised and
+clustered with k-means; the cluster ids become pseudo-labels. The epoch then trains backbone + MLP + a linear classifier
 to predict the pseudo-label of each augmented image with cross-entropy. The classifier's weights
 are re-initialised after each clustering (cluster ids are arbitrary, so the old classifier means
 nothing), and with ``balanced`` images are sampled uniformly over clusters, which keeps the
@@ -143,11 +144,13 @@ class DeepClusterTask(nn.Module):
         self.reset_classifier(torch.Generator().manual_seed(seed * 100_003 + epoch))
 
     def on_epoch_start(self, context: EpochContext) -> None:
-        """Re-cluster before every epoch. Features are taken without random augmentation: only the
-        task pipeline's ``normalize`` steps are applied, so the backbone sees inputs on the scale
-        it trains on."""
+        """Re-cluster before every ``recluster_every``-th epoch (every epoch by default, as in the
+        paper). Features are taken without random augmentation: only the task pipeline's
+        ``normalize`` steps are applied, so the backbone sees inputs on the scale it trains on."""
         from selfsup_vision.transforms import Normalize
 
+        if context.epoch % self.options.recluster_every and int(self.clusterings) > 0:
+            return
         pipeline = [step for step in (context.augment or []) if isinstance(step, Normalize)]
         self.cluster(context.backbone, device=context.device, seed=context.seed, epoch=context.epoch, pipeline=pipeline)
 

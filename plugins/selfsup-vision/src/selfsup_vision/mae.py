@@ -22,7 +22,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
@@ -138,7 +137,9 @@ def _vision_transformer(backbone: Any) -> Any:
             f"(e.g. name = 'vit_tiny_patch16_224'); got {got}"
         )
     if type(vit)._pos_embed is not VisionTransformer._pos_embed:
-        raise ValueError(f"MAE supports timm VisionTransformers with the standard position embedding; {type(vit).__name__} overrides it")
+        raise ValueError(
+            f"MAE supports timm VisionTransformers with the standard position embedding; {type(vit).__name__} overrides it"
+        )
     ph, pw = vit.patch_embed.patch_size
     if ph != pw:
         raise ValueError(f"MAE needs square patches, the ViT has {ph}x{pw}")

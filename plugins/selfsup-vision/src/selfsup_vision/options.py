@@ -219,6 +219,9 @@ class DeepClusterOptions(ProjectionOptions):
     pca_dim: int | None = Field(None, gt=0, description="Reduce features with PCA (+ whitening) before k-means.")
     balanced: bool = Field(True, description="Sample images uniformly over clusters.")
     feature_batch_size: int = Field(256, gt=0)
+    recluster_every: int = Field(
+        1, ge=1, description="Cluster before every N-th epoch (small data sets: one pass is too few steps to fit a new classifier)."
+    )
 
 
 class SwAVOptions(ProjectionOptions):
