@@ -40,7 +40,8 @@ def test_tasks_marks_installed_and_lists_third_party():
 def test_recipes_lists_shipped_recipes():
     res = cli("recipes", "--json")
     assert res.returncode == 0
-    assert {"name": "toy-quickstart", "plugin": "toy", "modality": "vector"}.items() <= json.loads(res.stdout)[0].items()
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert {"name": "toy-quickstart", "plugin": "toy", "modality": "vector"}.items() <= rows["toy-quickstart"].items()
 
 
 def test_install_resolves_task_names_to_distributions():
