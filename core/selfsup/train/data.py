@@ -12,7 +12,6 @@ from __future__ import annotations
 import zlib
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
 
@@ -23,10 +22,27 @@ def stream_id(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
-def sample_generator(seed: int, stream: int, epoch: int, index: int) -> torch.Generator:
-    """A generator seeded from the sample's coordinates (cheap, well mixed)."""
-    state = np.random.SeedSequence([seed, stream, epoch, index]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def sample_seed(seed: int, stream: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed from a sample's coordinates (splitmix64 chained; a few µs)."""
+    h = _splitmix64(seed)
+    for part in (stream, epoch, index):
+        h = _splitmix64(h ^ part)
+    return h >> 1
+
+
+def sample_generator(seed: int, stream: int, epoch: int, index: int, generator: torch.Generator | None = None) -> torch.Generator:
+    """A generator seeded from the sample's coordinates; ``generator`` is reseeded and reused if given."""
+    return (generator or torch.Generator()).manual_seed(sample_seed(seed, stream, epoch, index))
 
 
 def apply_pipeline(sample: dict[str, Any], pipeline: Pipeline, generator: torch.Generator) -> dict[str, Any]:
@@ -40,6 +56,7 @@ class AugmentedView(Dataset):
 
     def __init__(self, source: Any, pipeline: Pipeline, seed: int, stream: int):
         self.source, self.pipeline, self.seed, self.stream = source, list(pipeline), seed, stream
+        self._generator = torch.Generator()  # reseeded per sample (each worker has its own copy)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -51,7 +68,7 @@ class AugmentedView(Dataset):
             sample = {**sample, "index": index}
         if not self.pipeline:
             return sample
-        return apply_pipeline(sample, self.pipeline, sample_generator(self.seed, self.stream, epoch, index))
+        return apply_pipeline(sample, self.pipeline, sample_generator(self.seed, self.stream, epoch, index, self._generator))
 
 
 class AugmentedStream(IterableDataset):
