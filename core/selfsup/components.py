@@ -28,7 +28,12 @@ Batch = dict[str, Any]
 
 @runtime_checkable
 class DataSource(Protocol):
-    """Map-style data: ``len(source)`` samples, ``source[i]`` is a sample dict (no randomness)."""
+    """Map-style data: ``len(source)`` samples, ``source[i]`` is a sample dict (no randomness).
+
+    A source (map-style or iterable) may define ``collate(samples) -> batch`` when its samples do
+    not stack with ``default_collate`` (text of varying length: pad and add a mask). It batches
+    samples for feature extraction (evaluators) and for tasks that define no ``collate`` of their own.
+    """
 
     def __len__(self) -> int: ...
 
@@ -79,8 +84,8 @@ class PretextTask(Protocol):
     """An ``nn.Module`` holding the task's heads. ``forward(batch, backbone)`` returns a
     :class:`TaskOutput`. Optional methods the loop uses when present:
 
-    * ``collate(samples) -> batch``: batching (padding, masking, packing); default is
-      ``torch.utils.data.default_collate``. Runs in data-loader workers: no CUDA there.
+    * ``collate(samples) -> batch``: batching (padding, masking, packing); default is the data
+      source's ``collate`` if it has one, else ``torch.utils.data.default_collate``. Runs in data-loader workers: no CUDA there.
     * ``on_epoch_start(context: EpochContext)``: called before each pass over the task's data
       (DeepCluster re-clusters here). State it computes must live in buffers, so that it is
       checkpointed (a run resumed mid-epoch does not call it again).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,8 +211,35 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
-    """Turn pydantic's errors into ``(path, message)`` pairs, with the offending value."""
+def _known_fields(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) model holding the field at ``loc`` (the path without the
+    field itself): models are entered through their fields, ``dict[str, Model]`` through one key."""
+    pending_key = False  # the previous field was a dict of models: this part is its key
+    for part in loc:
+        if model is None:
+            return []
+        if pending_key:
+            pending_key = False
+            continue
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return []
+        ann, model = info.annotation, None
+        if typing.get_origin(ann) is dict:
+            ann, pending_key = typing.get_args(ann)[-1], True
+        for candidate in (ann, *typing.get_args(ann)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+    return [] if model is None or pending_key else list(model.model_fields)
+
+
+def pydantic_problems(
+    err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[tuple[str, str]]:
+    """Turn pydantic's errors into ``(path, message)`` pairs, with the offending value; an
+    unknown field gets the nearest field name of ``model`` (the validated model) when one is close."""
+    import difflib
+
     problems = []
     for e in err.errors():
         path = _loc(tuple(e["loc"]))
@@ -219,6 +247,10 @@ def pydantic_problems(err: ValidationError, prefix: str = "") -> list[tuple[str,
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+            loc = tuple(e["loc"])
+            near = difflib.get_close_matches(str(loc[-1]), _known_fields(model, loc[:-1]), n=1, cutoff=0.5)
+            if near:
+                msg += f"; did you mean {near[0]!r}?"
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif msg.startswith("Value error, "):
@@ -283,7 +315,7 @@ def parse_recipe(data: dict[str, Any], source: str, default_name: str | None = N
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(source, pydantic_problems(err)) from None
+        raise RecipeError(source, pydantic_problems(err, model=Recipe)) from None
 
 
 # ------------------------------------------------------------------------------------ components
@@ -334,7 +366,7 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
         try:
             component.options.model_validate(spec.options, context=context)
         except ValidationError as err:
-            problems.extend(pydantic_problems(err, prefix=f"{path}.options"))
+            problems.extend(pydantic_problems(err, prefix=f"{path}.options", model=component.options))
 
     def ref(path: str, section: str, table: dict[str, Any], name: str | None) -> None:
         if name is not None and name not in table:
@@ -369,7 +401,7 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
     try:
         opt_model.model_validate(recipe.train.optimizer_options)
     except ValidationError as err:
-        problems.extend(pydantic_problems(err, prefix="train.optimizer_options"))
+        problems.extend(pydantic_problems(err, prefix="train.optimizer_options", model=opt_model))
 
     if problems:
         raise RecipeError(source, problems)

@@ -31,9 +31,10 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     feats, labels, chunk = [], [], []
+    collate = getattr(source, "collate", None) or default_collate  # e.g. text sources pad to the longest
 
     def flush() -> None:
-        batch = default_collate(chunk)
+        batch = collate(chunk)
         feats.append(backbone.embed(to_device(batch, device)).float().cpu())
         if "label" in batch:
             labels.append(torch.as_tensor(batch["label"]).long().cpu())

@@ -165,7 +165,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
             rank=info.rank,
             world_size=info.world_size,
             workers=cfg.workers,
-            collate=getattr(task, "collate", None),
+            collate=getattr(task, "collate", None) or getattr(built.data[spec.data], "collate", None),
             on_epoch_start=_epoch_hook(name, task, model, built, recipe, device, info, per_rank),
             sample_weights=getattr(task, "sample_weights", None),
             pin_memory=device.type == "cuda",

@@ -228,4 +228,5 @@ def test_shortened_quickstart_beats_random_init(tmp_path):
     random_init = run_evaluators(loaded.recipe, untrained, names=["knn"], step=0, device=torch.device("cpu"), run_dir=tmp_path)
     result = train(loaded, get_plugin_manager(), progress=False)
     assert result.status == "completed"
+    print(f"kNN accuracy: random init {random_init['knn/accuracy']:.4f}, trained {result.evaluation['knn/accuracy']:.4f}")
     assert result.evaluation["knn/accuracy"] > random_init["knn/accuracy"] + 0.03, (result.evaluation, random_init)

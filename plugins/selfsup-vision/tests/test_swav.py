@@ -231,10 +231,6 @@ class TestSwAVWithQueueConformance(TestSwAVConformance):
 # ------------------------------------------------------------------------------ learning
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="swav-digits is not tuned yet (issue 3 open): measured kNN 0.81 after 12 epochs vs 0.87 at random init",
-)
 def test_shortened_quickstart_beats_random_init(tmp_path):
     """swav-digits shortened to 12 epochs: kNN (k=200, t=0.1) on held-out digits must beat the same
     backbone at random init by 3 points (measured: about 0.87 at random init, 0.9x trained)."""
@@ -245,4 +241,5 @@ def test_shortened_quickstart_beats_random_init(tmp_path):
     random_init = run_evaluators(loaded.recipe, untrained, names=["knn"], step=0, device=torch.device("cpu"), run_dir=tmp_path)
     result = train(loaded, get_plugin_manager(), progress=False)
     assert result.status == "completed"
+    print(f"kNN accuracy: random init {random_init['knn/accuracy']:.4f}, trained {result.evaluation['knn/accuracy']:.4f}")
     assert result.evaluation["knn/accuracy"] > random_init["knn/accuracy"] + 0.03, (result.evaluation, random_init)
