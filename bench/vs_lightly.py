@@ -51,7 +51,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "augment": {"type": "multi_crop", "options": {"global_crops": 2, "global_size": 8, "global_scale": [0.5, 1.0],
                                                      "local_crops": 4, "local_size": 6, "local_scale": [0.3, 0.6],
                                                      "flip": 0.0, "color_jitter": 0.5, "color_jitter_p": 0.8}},
-        "task": {"prototypes": 30, "temperature": 0.1, "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3,
+        "task": {"prototypes": 30, "temperature": 0.1, "sinkhorn_epsilon": 0.03, "sinkhorn_iterations": 3,
                  "projection_hidden_dim": 256, "projection_dim": 64, "freeze_prototypes_steps": 50},
     },
 }

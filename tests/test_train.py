@@ -61,6 +61,29 @@ def test_eval_command_reproduces_final_evaluation(tmp_path):
     assert res.returncode == 2 and "no evaluator named 'nope'" in res.stderr
 
 
+def test_eval_baseline_puts_random_init_beside_the_checkpoint(tmp_path):
+    result = _train(write_toy_recipe(tmp_path, max_steps=20))
+    both = json.loads(cli("eval", str(result.run_dir), "--baseline", "--json").stdout)
+    alone = json.loads(cli("eval", str(result.run_dir), "--random-init", "--json").stdout)
+    assert both["trained"]["knn/accuracy"] == pytest.approx(result.evaluation["knn/accuracy"])
+    assert both["random_init"] == pytest.approx(alone)
+    table = cli("eval", str(result.run_dir), "--baseline")
+    assert table.returncode == 0 and "random init" in table.stdout and "knn/accuracy" in table.stdout
+    assert cli("eval", str(result.run_dir), "--baseline", "--random-init").returncode == 2
+
+
+def test_backbones_with_export_are_exported_at_the_end(tmp_path, monkeypatch):
+    from selfsup.builtins.mlp import MLP
+
+    def export(self, directory):
+        directory.mkdir(parents=True)
+        (directory / "weights.pt").write_bytes(b"saved")
+
+    monkeypatch.setattr(MLP, "export", export, raising=False)
+    result = _train(write_toy_recipe(tmp_path, max_steps=20))
+    assert (result.run_dir / "export" / "mlp" / "weights.pt").read_bytes() == b"saved"
+
+
 def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
     path = write_toy_recipe(tmp_path, max_steps=8)
     assert cli("train", str(path), cwd=tmp_path).returncode == 0

@@ -166,21 +166,50 @@ def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
 @click.option("--evaluator", "names", multiple=True, help="Run only these evaluators (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field first.")
 @click.option("--random-init", is_flag=True, help="Evaluate the untrained model (the seed's initialisation): the baseline.")
+@click.option("--baseline", is_flag=True, help="Evaluate the checkpoint and the random init, side by side.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_(run_dir: Path, checkpoint: Path | None, names: tuple[str, ...], overrides: tuple[str, ...], random_init: bool, as_json: bool) -> None:
+def eval_(
+    run_dir: Path, checkpoint: Path | None, names: tuple[str, ...], overrides: tuple[str, ...],
+    random_init: bool, baseline: bool, as_json: bool,
+) -> None:
     """Evaluate a finished (or interrupted) run's checkpoint with the recipe's evaluators."""
     from selfsup.evaluate import evaluate_run
 
+    if baseline and random_init:
+        _fail("--baseline already evaluates the random init; pass one of --baseline and --random-init")
+    runs = [False, True] if baseline else [random_init]
+    results = {}
     try:
-        metrics, used = evaluate_run(
-            run_dir, _pm(), checkpoint=checkpoint, names=list(names), overrides=list(overrides), random_init=random_init
-        )
+        for untrained in runs:
+            results[untrained] = evaluate_run(
+                run_dir, _pm(), checkpoint=checkpoint, names=list(names), overrides=list(overrides), random_init=untrained
+            )
     except (RecipeError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
+    if baseline:
+        (trained, used), (untrained, _) = results[False], results[True]
+        if as_json:
+            click.echo(json.dumps({"trained": trained, "random_init": untrained}, indent=2))
+        else:
+            _print_comparison(f"{run_dir.name}: {used.name} against random init", trained, untrained)
+        return
+    metrics, used = results[random_init]
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
     _print_metrics(f"{run_dir.name}: {'random init' if random_init else used.name}", metrics)
+
+
+def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("metric", "trained", "random init"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in dict.fromkeys([*trained, *untrained]):
+        cells = [trained.get(key), untrained.get(key)]
+        table.add_row(key, *("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
+    _console().print(table)
 
 
 # ----------------------------------------------------------------------------- discovery

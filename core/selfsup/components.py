@@ -72,7 +72,9 @@ class TaskOutput:
 class Backbone(Protocol):
     """An ``nn.Module`` that encodes inputs. ``output_dim`` is the size of ``embed``'s features;
     ``embed(batch)`` returns pooled features ``[B, output_dim]`` used by evaluators (and by tasks
-    that need nothing more). Tasks may call other methods a backbone documents."""
+    that need nothing more). Tasks may call other methods a backbone documents. An optional
+    ``export(directory)`` is called when a run completes, with ``<run>/export/<backbone name>``, to
+    save the backbone in its own library's format (e.g. ``save_pretrained``)."""
 
     output_dim: int
 

@@ -89,6 +89,22 @@ def lazy(path: str) -> Callable[[Any, Any], Any]:
     return factory
 
 
+def package_recipes(register: Any, package: str, recipes: dict[str, str], *, modality: str | None = None,
+                    folder: str = "recipes") -> None:
+    """Register the TOML recipes a package ships as data files: ``recipes`` maps each name to its
+    one-line summary, and ``<package>/<folder>/<name>.toml`` holds the text (read when a recipe is
+    used, not at registration). Use it in ``register_recipes``; a listed file that is missing is
+    an error, so a packaging mistake shows up at once."""
+    from importlib import resources
+
+    root = resources.files(package).joinpath(folder)
+    for name, summary in recipes.items():
+        path = root.joinpath(f"{name}.toml")
+        if not path.is_file():
+            raise FileNotFoundError(f"{package} lists a recipe {name!r} but ships no {folder}/{name}.toml")
+        register(name, lambda path=path: path.read_text(encoding="utf-8"), modality=modality, summary=summary)
+
+
 class Register(Protocol):
     """The callback every ``register_*`` hook receives."""
 

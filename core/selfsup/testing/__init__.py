@@ -36,6 +36,7 @@ __all__ = [
     "EvaluatorConformance",
     "TaskConformance",
     "registry_with",
+    "train_against_random_init",
 ]
 
 
@@ -52,6 +53,39 @@ def registry_with(plugins: list[Any] | None) -> Registry:
     if pm.errors:
         raise RuntimeError(f"plugins failed to load: {[e.message for e in pm.errors]}")
     return pm.registry
+
+
+def train_against_random_init(
+    recipe: str, run_dir: Any, overrides: list[str] | tuple[str, ...] = (), *, evaluators: list[str] | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Train ``recipe`` (a shipped name or a path) with ``overrides`` into ``run_dir`` and return
+    ``(final evaluation, evaluation of the same model at its random initialisation)``: the
+    comparison every end-to-end "it learned" test makes. ``evaluators`` limits both evaluations
+    (default: all of the recipe's)."""
+    from pathlib import Path
+
+    import torch
+
+    from selfsup.recipe import load_recipe
+    from selfsup.train.build import build_run
+    from selfsup.train.evaluation import run_evaluators
+    from selfsup.train.loop import train
+
+    pm = get_plugin_manager()
+    run_dir = Path(run_dir)
+    keep = list(evaluators or [])
+    loaded = load_recipe(recipe, pm.registry, [f'output_dir="{run_dir}"', "train.tensorboard=false", *overrides])
+    if keep:  # drop the other evaluators from the run itself
+        drop = [f"evaluators.{name}=" for name in loaded.recipe.evaluators if name not in keep]
+        loaded = load_recipe(recipe, pm.registry, [f'output_dir="{run_dir}"', "train.tensorboard=false", *overrides, *drop])
+    names = list(loaded.recipe.evaluators)
+    untrained = build_run(loaded.recipe, pm.registry, base_dir=loaded.base_dir, source=loaded.source)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    random_init = run_evaluators(loaded.recipe, untrained, names=names, step=0, device=torch.device("cpu"), run_dir=run_dir)
+    result = train(loaded, pm, progress=False)
+    if result.status != "completed":
+        raise AssertionError(f"{recipe}: training ended {result.status}")
+    return result.evaluation, random_init
 
 
 class _Suite:

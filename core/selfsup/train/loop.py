@@ -341,6 +341,8 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
                 save(step)
 
         save(step)
+        if info.is_main:
+            export_backbones(model, run_dir / "export")
         evaluation.update(evaluate(step, [n for n, e in recipe.evaluators.items() if e.at_end]))
         status = "completed"
     except TrainingDiverged:
@@ -355,6 +357,15 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def export_backbones(model: Any, directory: Path) -> None:
+    """Backbones that define ``export(directory)`` write themselves in their library's own format
+    (a transformers backbone: ``save_pretrained`` with its tokenizer) to ``<run>/export/<name>``."""
+    for name, backbone in model.backbones.items():
+        export = getattr(backbone, "export", None)
+        if callable(export):
+            export(directory / name)
 
 
 def _accumulate(sums: dict[str, float], counts: dict[str, int], key: str, value: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image

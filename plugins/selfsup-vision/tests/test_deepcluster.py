@@ -12,7 +12,7 @@ from torch.utils.data import default_collate
 
 from selfsup.components import BuildContext, EpochContext
 from selfsup.plugins import get_plugin_manager
-from selfsup.testing import TaskConformance
+from selfsup.testing import TaskConformance, train_against_random_init
 from selfsup_vision.deepcluster import normalized_mutual_info, pca_whiten
 
 DIGITS = ("digits", {"limit": 64})
@@ -202,30 +202,11 @@ class TestDeepClusterConformance(TaskConformance):
 # ------------------------------------------------------------------------------------ end to end
 
 
-@pytest.fixture
-def one_thread():
-    """Pin torch to one thread for the end-to-end run: on a shared 2-core machine, a second
-    OpenMP thread competing with other jobs makes these tiny models 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_shortened_quickstart_beats_random_init(tmp_path, one_thread):
     """deepcluster-digits cut to 12 epochs (6 clusterings): held-out kNN accuracy of the trained
     small CNN beats the same CNN at its random initialisation by at least 4 points (measured:
     0.944 vs 0.875; raw pixels give 0.936)."""
-    from selfsup.recipe import load_recipe
-    from selfsup.train.build import build_run
-    from selfsup.train.evaluation import run_evaluators
-    from selfsup.train.loop import train
-
-    pm = get_plugin_manager()
-    overrides = [f"output_dir={tmp_path / 'run'}", "train.epochs=12", "evaluators.linear_probe="]
-    loaded = load_recipe("deepcluster-digits", pm.registry, overrides)
-    untrained = build_run(loaded.recipe, pm.registry, base_dir=tmp_path, source="t")
-    random_init = run_evaluators(loaded.recipe, untrained, names=["knn"], step=0, device=torch.device("cpu"), run_dir=tmp_path)
-    result = train(loaded, pm, progress=False)
-    assert result.status == "completed"
-    assert result.evaluation["knn/accuracy"] > random_init["knn/accuracy"] + 0.04, (result.evaluation, random_init)
+    trained, random_init = train_against_random_init("deepcluster-digits", tmp_path / "run", ["train.epochs=12"], evaluators=["knn"])
+    assert trained["knn/accuracy"] > random_init["knn/accuracy"] + 0.04, (trained, random_init)

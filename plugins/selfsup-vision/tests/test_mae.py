@@ -10,7 +10,7 @@ from torch.utils.data import default_collate
 import selfsup_vision.mae as mae
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
-from selfsup.testing import TaskConformance
+from selfsup.testing import TaskConformance, train_against_random_init
 
 VIT = {"name": "vit_tiny_patch16_224", "in_chans": 1, "img_size": 16, "patch_size": 4}
 SMALL = {"embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -209,30 +209,13 @@ class TestMAEConformance(TaskConformance):
 # ------------------------------------------------------------------------------------ end to end
 
 
-@pytest.fixture
-def one_thread():
-    """Pin torch to one thread for the end-to-end run: on a shared 2-core machine, a second
-    OpenMP thread competing with other jobs makes these tiny models 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_shortened_quickstart_beats_random_init(tmp_path, one_thread):
     """mae-digits cut to 16 epochs at batch 32 (704 steps): held-out kNN accuracy of the trained
     ViT beats the same ViT at its random initialisation by at least 10 points (measured: 0.59 vs
     0.39; MAE features are weak under kNN, a random ViT's much weaker)."""
-    from selfsup.recipe import load_recipe
-    from selfsup.train.build import build_run
-    from selfsup.train.evaluation import run_evaluators
-    from selfsup.train.loop import train
-
-    pm = get_plugin_manager()
-    overrides = [f"output_dir={tmp_path / 'run'}", "train.epochs=16", "train.batch_size=32", "evaluators.linear_probe="]
-    loaded = load_recipe("mae-digits", pm.registry, overrides)
-    untrained = build_run(loaded.recipe, pm.registry, base_dir=tmp_path, source="t")
-    random_init = run_evaluators(loaded.recipe, untrained, names=["knn"], step=0, device=torch.device("cpu"), run_dir=tmp_path)
-    result = train(loaded, pm, progress=False)
-    assert result.status == "completed"
-    assert result.evaluation["knn/accuracy"] > random_init["knn/accuracy"] + 0.10, (result.evaluation, random_init)
+    trained, random_init = train_against_random_init(
+        "mae-digits", tmp_path / "run", ["train.epochs=16", "train.batch_size=32"], evaluators=["knn"]
+    )
+    assert trained["knn/accuracy"] > random_init["knn/accuracy"] + 0.10, (trained, random_init)

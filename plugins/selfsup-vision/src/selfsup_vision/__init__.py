@@ -9,11 +9,10 @@ imported inside the factories, so loading this plugin imports no torch.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any, Callable
 
 import selfsup
-from selfsup.registry import lazy
+from selfsup.registry import lazy, package_recipes
 from selfsup_vision import options as o
 
 MODALITY = "vision"
@@ -90,12 +89,6 @@ RECIPES = {
 }
 
 
-def _recipe_text(name: str) -> Callable[[], str]:
-    return lambda: resources.files("selfsup_vision").joinpath(f"recipes/{name}.toml").read_text(encoding="utf-8")
-
-
 @selfsup.hookimpl
 def register_recipes(register):
-    for name, summary in RECIPES.items():
-        if resources.files("selfsup_vision").joinpath(f"recipes/{name}.toml").is_file():
-            register(name, _recipe_text(name), modality=MODALITY, summary=summary)
+    package_recipes(register, "selfsup_vision", RECIPES, modality=MODALITY)
