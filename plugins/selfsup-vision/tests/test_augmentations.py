@@ -77,3 +77,39 @@ def test_augmentation_leaves_global_rng_untouched():
     before = torch.get_rng_state()
     t({"image": image}, torch.Generator().manual_seed(1))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_crop_parameters_follow_torchvision_distribution():
+    """Crops drawn from the per-sample generator follow torchvision's RandomResizedCrop rules: the
+    same area-fraction and aspect-ratio distribution (means within 0.02 over 4,000 draws each)."""
+    from torchvision.transforms import v2
+
+    from selfsup_vision.transforms import RandomResizedCrop
+
+    scale, ratio, n = (0.2, 1.0), (3 / 4, 4 / 3), 4000
+    ours = RandomResizedCrop(16, scale, ratio)
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    image = torch.zeros(1, 32, 48)
+    mine, theirs = [], []
+    for _ in range(n):
+        top, left, h, w = ours.params(32, 48, g)
+        assert 0 <= top <= 32 - h and 0 <= left <= 48 - w
+        mine.append((h * w / (32 * 48), w / h))
+        _, _, h, w = v2.RandomResizedCrop.get_params(image, list(scale), list(ratio))
+        theirs.append((h * w / (32 * 48), w / h))
+    mine_t, theirs_t = torch.tensor(mine), torch.tensor(theirs)
+    assert (mine_t[:, 0] >= scale[0] - 0.02).all() and (mine_t[:, 0] <= 1.0).all()
+    assert torch.allclose(mine_t.mean(0), theirs_t.mean(0), atol=0.02), (mine_t.mean(0), theirs_t.mean(0))
+
+
+def test_color_jitter_factors_stay_in_range():
+    """Brightness alone with strength 0.4 scales pixels by a factor in [0.6, 1.4], drawn per call."""
+    from selfsup_vision.transforms import ColorJitter
+
+    jitter = ColorJitter(0.4, 0.0, 0.0, 0.0, p=1.0)
+    g = torch.Generator().manual_seed(0)
+    image = torch.full((1, 4, 4), 0.5)
+    factors = torch.tensor([float(jitter(image, g)[0, 0, 0]) / 0.5 for _ in range(500)])
+    assert factors.min() >= 0.6 - 1e-6 and factors.max() <= 1.4 + 1e-6
+    assert factors.std() > 0.15  # uniform on [0.6, 1.4]: std 0.23

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from selfsup.components import BuildContext
-from selfsup_vision.transforms import GaussianBlur, ImageTransform, color_jitter
+from selfsup_vision.transforms import (
+    Compose, GaussianBlur, Grayscale, HorizontalFlip, ImageTransform, RandomResizedCrop, Solarize, color_jitter,
+)
 
 
 @dataclass(frozen=True)
@@ -48,23 +50,21 @@ def view_transform(o: Any, size: int, scale: tuple[float, float] | None, *, loca
     jitter_p, gray = _pick(o.color_jitter_p, p.color_jitter_p), _pick(o.grayscale, p.grayscale)
     blur, solarize = _pick(o.blur, p.blur), _pick(o.solarize, p.solarize)
 
-    def make(channels: int) -> Any:
-        steps: list[Any] = [v2.RandomResizedCrop(size, scale=scale, antialias=True)]
-        if flip:
-            steps.append(v2.RandomHorizontalFlip(flip))
-        if s and jitter_p:
-            steps.append(v2.RandomApply([color_jitter(channels, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=jitter_p))
-        if gray and channels == 3:
-            steps.append(v2.RandomGrayscale(gray))
-        if blur:
-            steps.append(GaussianBlur(None, (0.1, 2.0), blur))
-        if solarize:
-            steps.append(v2.RandomSolarize(0.5, p=solarize))
-        if o.mean is not None:
-            steps.append(v2.Normalize(o.mean, o.std or [1.0] * len(o.mean)))
-        return v2.Compose(steps)
-
-    return ImageTransform(make, o.key)
+    steps: list[Any] = [RandomResizedCrop(size, scale)]
+    if flip:
+        steps.append(HorizontalFlip(flip))
+    if s and jitter_p:
+        steps.append(color_jitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=jitter_p))
+    if gray:
+        steps.append(Grayscale(gray))
+    if blur:
+        steps.append(GaussianBlur(None, (0.1, 2.0), blur))
+    if solarize:
+        steps.append(Solarize(0.5, solarize))
+    if o.mean is not None:
+        mean, std = o.mean, o.std or [1.0] * len(o.mean)
+        steps.append(lambda x, generator: F.normalize(x, mean, std))
+    return ImageTransform(Compose(steps), o.key)
 
 
 class MultiView:
