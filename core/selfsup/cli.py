@@ -1,8 +1,8 @@
 """The ``selfsup`` command line.
 
-``--help``, ``plugins``, ``tasks``, ``recipes``, ``validate`` and ``install`` never import torch;
-``train`` and ``eval`` import it when they run. Errors in recipes print one readable message
-(no traceback) and exit with status 2; a diverged run exits with status 3.
+``--help``, ``plugins``, ``tasks``, ``recipes``, ``validate``, ``install`` and ``plugin new`` never
+import torch; ``train`` and ``eval`` import it when they run. Errors in recipes print one readable
+message (no traceback) and exit with status 2; a diverged run exits with status 3.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     for name, task in r.tasks.items():
         augs = " -> ".join(task.augment) or "none"
         click.echo(f"  task {name}: {task.type} on data {task.data!r} ({r.data[task.data].type}), "
-                   f"backbone {task.backbone!r} ({r.backbones[task.backbone].type}), augment {augs}, weight {task.weight:g}")
+                   f"backbone {_backbone_text(r, task.backbone)}, augment {augs}, weight {task.weight:g}")
     for name, ev in r.evaluators.items():
         when = f"every {ev.every} steps" if ev.every else "at the end"
         click.echo(f"  evaluator {name}: {ev.type} on {ev.data!r}, {when}")
@@ -160,6 +160,12 @@ def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
     _console().print(table)
 
 
+def _backbone_text(recipe: Any, ref: str | dict[str, str]) -> str:
+    if isinstance(ref, str):
+        return f"{ref!r} ({recipe.backbones[ref].type})"
+    return "{" + ", ".join(f"{role}: {key!r} ({recipe.backbones[key].type})" for role, key in ref.items()) + "}"
+
+
 @cli.command(name="eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Default: the newest.")
@@ -218,7 +224,7 @@ def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
-    """Installed plugins: name, version, hooks, components and load errors."""
+    """Installed plugins: name, version, supported core versions, hooks, components and load errors."""
     rows = _pm().describe()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -226,12 +232,15 @@ def plugins(as_json: bool) -> None:
     for row in rows:
         origin = ", ".join(x for x in (row["distribution"], row["source"]) if x)
         click.echo(f"{row['name']} {row['version'] or ''}".rstrip() + f" ({origin})")
+        if row["source"] != "builtin":
+            click.echo(f"  supports selfsup: {row['requires'] or 'any'}")
         if row["hooks"]:
             click.echo(f"  hooks: {', '.join(row['hooks'])}")
         for kind, names in row["components"].items():
             click.echo(f"  {kind.replace('_', ' ')}s: {', '.join(names)}")
         for err in row["errors"]:
-            click.secho(f"  error in {err['stage']}: {err['message']}", fg="red")
+            where = "not loaded" if err["stage"] == "compatibility" else f"error in {err['stage']}"
+            click.secho(f"  {where}: {err['message']}", fg="red")
 
 
 @cli.command()
@@ -322,6 +331,32 @@ def install(names: tuple[str, ...], editables: tuple[str, ...], find_links: tupl
         click.echo(" ".join(cmd))
         return
     sys.exit(subprocess.call(cmd))
+
+
+# ----------------------------------------------------------------------------- plugin kit
+
+
+@cli.group()
+def plugin() -> None:
+    """Create plugins: `selfsup plugin new NAME` starts a plugin project from the kit."""
+
+
+@plugin.command(name="new")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Create selfsup-NAME/ in this directory.")
+@click.option("--modality", default="vector", show_default=True, help="Modality label of the components.")
+@click.option("--force", is_flag=True, help="Overwrite the kit's files in an existing selfsup-NAME/.")
+def plugin_new(name: str, directory: Path, modality: str, force: bool) -> None:
+    """Write a plugin project selfsup-NAME/: package, example task, data source and recipe, tests, CI."""
+    from selfsup.kit import KitError, new_plugin
+
+    try:
+        made = new_plugin(name, directory, modality=modality, force=force)
+    except KitError as err:
+        _fail(str(err))
+    click.echo(f"created {made.root} ({len(made.files)} files)")
+    click.echo(f"next:\n  cd {made.root}\n  pip install -e '.[test]'\n  selfsup train {name}-example\n  python -m pytest -q")
 
 
 def main(argv: list[str] | None = None) -> None:

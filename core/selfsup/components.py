@@ -121,8 +121,9 @@ class BuildContext:
 
     ``name`` is the component's key in the recipe (``tasks.<name>``), ``base_dir`` the directory
     relative paths are resolved against, ``seed`` the run seed. Tasks and evaluators also get
-    ``backbone`` (already built, so heads can be sized from ``backbone.output_dim``) and tasks get
-    ``data`` (their built data source)."""
+    ``backbone`` (already built, so heads can be sized from ``backbone.output_dim``; a dict
+    ``{role: backbone}`` when the recipe gives a table of roles, for cross-modal tasks) and tasks
+    get ``data`` (their built data source)."""
 
     name: str
     seed: int = 0
@@ -157,8 +158,9 @@ class EvalContext:
 
     ``data`` is the held-out set, ``fit_data`` the optional set to fit on (kNN bank, probe
     training set), both as data sources already passed through the evaluator's augmentations.
-    ``features(source)`` gives ``(features [N, D] float32, labels [N] int64 or None)`` from the
-    frozen backbone, cached per call of the evaluator set. ``inputs(source, key)`` gives the raw
+    ``features(source, backbone=None)`` gives ``(features [N, D] float32, labels [N] int64 or None)``
+    from the frozen backbone (or the one given: an evaluator of several backbones, whose
+    ``backbone`` is ``{role: backbone}``, names one), cached per call of the evaluator set. ``inputs(source, key)`` gives the raw
     ``sample[key]`` values flattened (``[N, F]``), for raw-input baselines."""
 
     name: str
@@ -172,5 +174,6 @@ class EvalContext:
     batch_size: int
     features: Any  # Callable[[source], tuple[Tensor, Tensor | None]]
     inputs: Any = None  # Callable[[source, key], tuple[Tensor [N, F], Tensor | None]]: raw flattened inputs
+    tasks: Any = None  # {task name: task module}: for evaluators that measure a task's heads (retrieval through projections)
     extras: dict[str, Any] = field(default_factory=dict)
 

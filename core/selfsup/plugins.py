@@ -10,12 +10,18 @@ Plugins come from three places, in this order:
 A plugin that fails to import or whose hook raises is recorded in :attr:`PluginManager.errors`
 (shown by ``selfsup plugins``) and reported as a warning; every other plugin keeps working.
 ``SELFSUP_TRACE_PLUGINS=1`` logs every hook call to stderr.
+
+Plugins declare the core versions they support: a distribution by its own requirement on
+``selfsup`` (``dependencies = ["selfsup>=0.1,<0.2"]``), a module (a plugins-directory file, or to
+override the metadata) by ``SELFSUP_REQUIRES = ">=0.1,<0.2"``. A plugin whose range excludes the
+running core is not registered; the error (stage ``compatibility``) says how to fix it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import time
 import traceback
@@ -28,11 +34,13 @@ from typing import Any, Iterable
 
 import pluggy
 
-from selfsup import hookspecs
+from selfsup import __version__, hookspecs
 from selfsup.registry import HOOK_OF_KIND, KINDS, Kind, Registry
 
 ENTRY_POINT_GROUP = "selfsup"
 CORE_PLUGIN = "core"
+#: The module attribute that declares (or overrides) the core versions a plugin supports.
+REQUIRES_ATTRIBUTE = "SELFSUP_REQUIRES"
 
 
 class PluginWarning(UserWarning):
@@ -42,7 +50,7 @@ class PluginWarning(UserWarning):
 @dataclass
 class PluginError:
     plugin: str
-    stage: str  # "import", "<hook name>"
+    stage: str  # "import", "compatibility", "<hook name>"
     message: str
     detail: str = ""
 
@@ -58,6 +66,91 @@ class PluginInfo:
     source: str  # "builtin", "entry point", "plugins-dir", "registered"
     module: str | None = None
     hooks: list[str] = field(default_factory=list)
+    requires: str | None = None  # the core versions it supports, e.g. ">=0.1,<0.2"; None: any
+
+
+class IncompatiblePlugin(Exception):
+    """A plugin's declared range of core versions excludes the running core (or cannot be read)."""
+
+
+_LOWER_BOUNDS = (">=", ">", "~=", "==", "===")
+
+
+def _format_range(spec: Any) -> str:
+    """A ``SpecifierSet`` as text, lower bounds first: ``>=0.1,<0.2``."""
+    return ",".join(sorted((str(s) for s in spec), key=lambda s: (not s.startswith(_LOWER_BOUNDS[:3]), s)))
+
+
+def parse_range(raw: object, where: str = REQUIRES_ATTRIBUTE) -> str:
+    """Check and normalise a declared range of core versions: ``">= 0.1, <0.2"`` (or
+    ``"selfsup>=0.1,<0.2"``) gives ``">=0.1,<0.2"``; anything else raises :class:`IncompatiblePlugin`."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    problem = "it is not a string"
+    if isinstance(raw, str):
+        try:
+            if raw.strip()[:1].isalpha():  # a whole requirement
+                req = Requirement(raw)
+                if req.name.lower() == "selfsup":
+                    return _format_range(req.specifier)
+                problem = f"it names {req.name!r}, not selfsup"
+            else:
+                return _format_range(SpecifierSet(raw))
+        except (InvalidSpecifier, InvalidRequirement) as exc:
+            problem = str(exc).splitlines()[0]
+    raise IncompatiblePlugin(f"{where} = {raw!r} is not a range of selfsup versions like '>=0.1,<0.2' ({problem})")
+
+
+def metadata_range(dist: metadata.Distribution | None) -> str | None:
+    """The ``selfsup`` versions that ``dist``'s metadata requires (``Requires-Dist: selfsup<0.2,>=0.1``
+    gives ``">=0.1,<0.2"``): ``""`` for selfsup without a range, ``None`` when selfsup is not required."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    found: list[str] = []
+    for line in (dist.requires or []) if dist is not None else []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            if re.split(r"[\s<>=!~;\[(]", line.strip(), maxsplit=1)[0].lower() == "selfsup":
+                parse_range(line, "its requirement")  # raises, naming the line
+            continue
+        if req.name.lower() != "selfsup":
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # the requirement of an optional extra
+        found.append(str(req.specifier))
+    return parse_range(",".join(f for f in found if f)) if found else None
+
+
+def check_compatible(name: str, requires: str | None, *, distribution: str | None = None,
+                     core: str = __version__) -> None:
+    """Raise :class:`IncompatiblePlugin`, naming the plugin, its range, ``core`` and the fix,
+    when the range ``requires`` excludes ``core``; ``None`` or ``""`` allows any core."""
+    if not requires:
+        return
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    spec, version = SpecifierSet(parse_range(requires)), Version(core)
+    if spec.contains(version, prereleases=True):
+        return
+
+    def above(bound: str) -> bool:
+        try:
+            return Version(bound.rstrip(".*")) > version
+        except InvalidVersion:
+            return False
+
+    core_too_old = any(s.operator in _LOWER_BOUNDS and above(s.version) for s in spec)
+    get_core = f"pip install 'selfsup{_format_range(spec)}'"
+    if distribution:
+        get_plugin = f"upgrade the plugin (pip install -U {distribution})"
+    else:
+        get_plugin = f"update the plugin and its {REQUIRES_ATTRIBUTE}"
+    fix = f"{get_core}, or {get_plugin}" if core_too_old else f"{get_plugin}, or {get_core}"
+    raise IncompatiblePlugin(f"plugin {name!r} supports selfsup{_format_range(spec)}, but selfsup {core} is running; "
+                             f"fix: {fix}")
 
 
 def _trace_enabled() -> bool:
@@ -83,6 +176,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager("selfsup")
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self.failed: dict[str, PluginInfo] = {}  # plugins that were found but not registered
         self.errors: list[PluginError] = []
         self._registry: Registry | None = None
         if load_entry_points:
@@ -103,11 +197,15 @@ class PluginManager:
             if not is_core and allowed is not None and ep.name not in allowed and dist not in allowed:
                 continue
             version = ep.dist.version if ep.dist is not None else None
-            self._try_register(
-                ep.name,
-                ep.load,
-                PluginInfo(ep.name, dist, version, "builtin" if is_core else "entry point", ep.value),
-            )
+            info = PluginInfo(ep.name, dist, version, "builtin" if is_core else "entry point", ep.value)
+            if not is_core:
+                try:
+                    info.requires = metadata_range(ep.dist)
+                except IncompatiblePlugin as exc:
+                    self.failed[ep.name] = info
+                    self._error(ep.name, "compatibility", f"{dist} {version}: {exc}")
+                    continue
+            self._try_register(ep.name, ep.load, info)
 
     def load_directory(self, directory: str | Path) -> None:
         """Load every ``*.py`` file in ``directory`` as a one-file plugin named after the file."""
@@ -142,11 +240,35 @@ class PluginManager:
                 self._error(name, "import", f"a plugin named {name!r} is already loaded ({first.source}: "
                             f"{first.module or first.distribution}); {where} was not loaded")
             return  # the same distribution or file seen twice
+        failed = self.failed.get(name)
+        seen = failed is not None and (failed.source, failed.module) == (info.source, info.module)
+        if seen and info.source != "registered":
+            return  # the same file or entry point failed before and was reported
         _trace(f"loading plugin {name!r} ({info.source}: {info.module or info.distribution})")
         try:
             plugin = load()
-            self.pm.register(plugin, name=name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must never be fatal
+            self.failed[name] = info
+            try:  # an import error of a plugin made for another core is reported as that
+                check_compatible(name, info.requires, distribution=info.distribution)
+            except IncompatiblePlugin as incompatible:
+                self._error(name, "compatibility", f"{incompatible} (importing it failed: {type(exc).__name__}: {exc})",
+                            traceback.format_exc())
+            else:
+                self._error(name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            return
+        declared = getattr(plugin, REQUIRES_ATTRIBUTE, None)
+        try:
+            if declared is not None:  # the module's own declaration overrides the metadata
+                info.requires = parse_range(declared)
+            check_compatible(name, info.requires, distribution=info.distribution)
+            self.pm.register(plugin, name=name)
+        except IncompatiblePlugin as exc:
+            self.failed[name] = info
+            self._error(name, "compatibility", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.failed[name] = info
             self._error(name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             return
         callers = self.pm.get_hookcallers(plugin) or []
@@ -164,8 +286,12 @@ class PluginManager:
 
     def _error(self, plugin: str, stage: str, message: str, detail: str = "") -> None:
         self.errors.append(PluginError(plugin, stage, message, detail))
-        where = "while loading" if stage == "import" else f"in hook {stage}"
-        warnings.warn(f"selfsup plugin {plugin!r} failed {where}: {message}", PluginWarning, stacklevel=3)
+        if stage == "compatibility":
+            text = f"selfsup plugin {plugin!r} was not loaded: {message}"
+        else:
+            where = "while loading" if stage == "import" else f"in hook {stage}"
+            text = f"selfsup plugin {plugin!r} failed {where}: {message}"
+        warnings.warn(text, PluginWarning, stacklevel=3)
 
     # ---------------------------------------------------------------- calling hooks
 
@@ -211,7 +337,8 @@ class PluginManager:
         self.call_each(event, **kwargs)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Name, version, hooks, components and errors of every plugin, for ``selfsup plugins``."""
+        """Name, version, supported core versions (``requires``; ``None``: any), hooks, components
+        and errors of every plugin, for ``selfsup plugins``."""
         registry = self.registry
         rows = []
         for name, info in self.infos.items():
@@ -222,6 +349,7 @@ class PluginManager:
                     "version": info.version,
                     "source": info.source,
                     "module": info.module,
+                    "requires": info.requires or None,
                     "hooks": info.hooks,
                     "components": registry.by_plugin(name),
                     "errors": [e.as_dict() for e in self.errors if e.plugin == name],
@@ -230,16 +358,18 @@ class PluginManager:
         loaded = set(self.infos)
         for err in self.errors:
             if err.plugin not in loaded:
+                failed = self.failed.get(err.plugin)
                 rows.append(
                     {
                         "name": err.plugin,
-                        "distribution": None,
-                        "version": None,
+                        "distribution": failed.distribution if failed else None,
+                        "version": failed.version if failed else None,
                         "source": "failed",
-                        "module": None,
+                        "module": failed.module if failed else None,
+                        "requires": (failed.requires or None) if failed else None,
                         "hooks": [],
                         "components": {},
-                        "errors": [err.as_dict()],
+                        "errors": [e.as_dict() for e in self.errors if e.plugin == err.plugin],
                     }
                 )
                 loaded.add(err.plugin)

@@ -52,11 +52,25 @@ class BackboneSpec(ComponentSpec):
     """``[backbones.<name>]``: an encoder, shareable by several tasks."""
 
 
+BackboneRef = str | dict[str, str]  # a backbone key, or {role: backbone key} for tasks with several encoders
+
+
+def backbone_keys(ref: BackboneRef | None) -> list[tuple[str, str]]:
+    """``[(field suffix, backbone key)]`` of a task's or evaluator's ``backbone`` field."""
+    if ref is None:
+        return []
+    if isinstance(ref, str):
+        return [("", ref)]
+    return [(f".{role}", key) for role, key in ref.items()]
+
+
 class TaskSpec(ComponentSpec):
     """``[tasks.<name>]``: a pretext task with its data, augmentation pipeline, backbone and weight."""
 
     data: str
-    backbone: str
+    backbone: BackboneRef = Field(
+        description="A key of [backbones], or a table {role = key} for a task with several encoders (cross-modal)."
+    )
     augment: list[str] = Field(default_factory=list)
     weight: float = Field(1.0, gt=0, description="Loss weight (sum/round_robin) or sampling weight (sample).")
     batch_size: int | None = Field(None, gt=0, description="Global batch for this task; default train.batch_size.")
@@ -67,7 +81,7 @@ class EvaluatorSpec(ComponentSpec):
 
     data: str
     fit_data: str | None = None
-    backbone: str | None = None
+    backbone: BackboneRef | None = None
     augment: list[str] = Field(default_factory=list)
     every: int = Field(0, ge=0, description="Run every N optimizer steps; 0 = only at the end.")
     at_end: bool = True
@@ -132,7 +146,7 @@ class TrainSpec(_Strict):
     compile: bool = False
     device: str = "auto"
     workers: int = Field(0, ge=0)
-    task_policy: Literal["sum", "sample", "round_robin"] = "sum"
+    task_policy: Literal["sum", "sample", "round_robin", "proportional"] = "sum"
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(0, ge=0, description="0 = only at the end.")
     keep_checkpoints: int = Field(3, gt=0)
@@ -381,7 +395,8 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
     for name, spec in recipe.tasks.items():
         check("pretext_task", f"tasks.{name}", spec)
         ref(f"tasks.{name}.data", "data", recipe.data, spec.data)
-        ref(f"tasks.{name}.backbone", "backbones", recipe.backbones, spec.backbone)
+        for suffix, key in backbone_keys(spec.backbone):
+            ref(f"tasks.{name}.backbone{suffix}", "backbones", recipe.backbones, key)
         for i, aug in enumerate(spec.augment):
             ref(f"tasks.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
     for name, spec in recipe.evaluators.items():
@@ -393,7 +408,8 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
         ref(f"evaluators.{name}.fit_data", "data", recipe.data, spec.fit_data)
         if spec.backbone is None and len(recipe.backbones) > 1:
             problems.append((f"evaluators.{name}.backbone", "required when the recipe has several backbones"))
-        ref(f"evaluators.{name}.backbone", "backbones", recipe.backbones, spec.backbone)
+        for suffix, key in backbone_keys(spec.backbone):
+            ref(f"evaluators.{name}.backbone{suffix}", "backbones", recipe.backbones, key)
         for i, aug in enumerate(spec.augment):
             ref(f"evaluators.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
 

@@ -18,20 +18,33 @@ from selfsup.recipe import ComponentSpec, Recipe, RecipeError
 from selfsup.registry import Kind, Registry
 
 
+def select_backbones(backbones: Any, ref: str | dict[str, str]) -> Any:
+    """The backbone a task or evaluator names, or ``{role: backbone}`` for a table of roles."""
+    if isinstance(ref, str):
+        return backbones[ref]
+    return {role: backbones[key] for role, key in ref.items()}
+
+
 class SelfSupModel(nn.Module):
     """Every backbone and every task head of a run, as one module (one ``state_dict``)."""
 
-    def __init__(self, backbones: dict[str, nn.Module], tasks: dict[str, nn.Module], task_backbone: dict[str, str]):
+    def __init__(
+        self, backbones: dict[str, nn.Module], tasks: dict[str, nn.Module], task_backbone: dict[str, str | dict[str, str]]
+    ):
         super().__init__()
         self.backbones = nn.ModuleDict(backbones)
         self.tasks = nn.ModuleDict(tasks)
         self.task_backbone = dict(task_backbone)
 
+    def backbone_of(self, task: str) -> Any:
+        """The task's backbone, or ``{role: backbone}`` for a task with several."""
+        return select_backbones(self.backbones, self.task_backbone[task])
+
     def forward(self, batches: dict[str, Any]) -> dict[str, tuple[torch.Tensor, dict[str, Any]]]:
         """``{task: batch}`` -> ``{task: (loss, metrics)}``: one forward for all tasks of a step."""
         out = {}
         for name, batch in batches.items():
-            result = self.tasks[name](batch, self.backbones[self.task_backbone[name]])
+            result = self.tasks[name](batch, self.backbone_of(name))
             out[name] = (result.loss, result.metrics)
         return out
 
@@ -76,7 +89,7 @@ def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str
     }
     tasks = {}
     for n, s in recipe.tasks.items():
-        task = _build(registry, "pretext_task", f"tasks.{n}", s, ctx(n, backbone=backbones[s.backbone], data=data[s.data]), source)
+        task = _build(registry, "pretext_task", f"tasks.{n}", s, ctx(n, backbone=select_backbones(backbones, s.backbone), data=data[s.data]), source)
         if not isinstance(task, nn.Module):
             raise RecipeError(source, [(f"tasks.{n}.type", f"{s.type!r} did not return an nn.Module")])
         tasks[n] = task
@@ -88,7 +101,7 @@ def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str
     evaluators = {}
     if with_evaluators:
         for n, s in recipe.evaluators.items():
-            backbone = backbones[s.backbone or next(iter(backbones))]
+            backbone = select_backbones(backbones, s.backbone or next(iter(backbones)))
             ev = _build(registry, "evaluator", f"evaluators.{n}", s, ctx(n, backbone=backbone, data=data[s.data]), source)
             if getattr(ev, "needs_fit_data", False) and s.fit_data is None:
                 raise RecipeError(source, [(f"evaluators.{n}.fit_data", f"{s.type!r} needs fit_data (the set to fit on)")])

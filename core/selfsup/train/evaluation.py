@@ -10,7 +10,7 @@ from torch.utils.data import default_collate
 
 from selfsup.components import EvalContext
 from selfsup.recipe import Recipe
-from selfsup.train.build import Built
+from selfsup.train.build import Built, select_backbones
 from selfsup.train.data import apply_pipeline, is_iterable_source, sample_generator, stream_id, to_device
 
 
@@ -77,17 +77,21 @@ def run_evaluators(
     backbones = built.model.backbones
     for name in names:
         spec = recipe.evaluators[name]
-        backbone = backbones[spec.backbone or next(iter(backbones.keys()))]
+        backbone = select_backbones(backbones, spec.backbone or next(iter(backbones.keys())))
         pipeline = built.pipeline(spec.augment)
         cache: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
-        def features(source: Any, backbone=backbone, pipeline=pipeline, cache=cache, name=name):
-            if id(source) not in cache:
-                cache[id(source)] = extract_features(
+        def features(source: Any, backbone: Any = None, default=backbone, pipeline=pipeline, cache=cache, name=name):
+            backbone = default if backbone is None else backbone
+            if isinstance(backbone, dict):
+                raise ValueError(f"evaluator {name!r} has several backbones: pass features(source, backbone=...)")
+            key = (id(source), id(backbone))
+            if key not in cache:
+                cache[key] = extract_features(
                     backbone, source, pipeline=pipeline, batch_size=spec.batch_size, device=device,
                     seed=recipe.seed, stream=stream_id(f"eval:{name}"),
                 )
-            return cache[id(source)]
+            return cache[key]
 
         def inputs(source: Any, key: str, pipeline=pipeline, name=name):
             return extract_inputs(source, key, pipeline=pipeline, seed=recipe.seed, stream=stream_id(f"eval:{name}"))
@@ -104,6 +108,7 @@ def run_evaluators(
             batch_size=spec.batch_size,
             features=features,
             inputs=inputs,
+            tasks=built.model.tasks,
         )
         metrics = built.evaluators[name].evaluate(context)
         results.update({f"{name}/{k}": float(v) for k, v in metrics.items()})

@@ -94,19 +94,29 @@ def micro_batch(global_batch: int, world: int, accum: int, field_path: str, sour
     return per
 
 
-def tasks_for_step(recipe: Recipe, step: int) -> list[str]:
+def tasks_for_step(recipe: Recipe, step: int, sizes: dict[str, int] | None = None) -> list[str]:
+    """The tasks that run at ``step``: all of them (``sum``), one in turn (``round_robin``), or one
+    drawn with probability proportional to its ``weight`` (``sample``) or to the number of samples
+    of its data (``proportional``, ``sizes``: task -> samples). Draws are seeded by (seed, step): the
+    same on every rank and after a resume."""
     names = list(recipe.tasks)
     policy = recipe.train.task_policy
     if policy == "sum" or len(names) == 1:
         return names
     if policy == "round_robin":
         return [names[step % len(names)]]
-    weights = np.array([recipe.tasks[n].weight for n in names], dtype=np.float64)
+    if policy == "proportional":
+        if sizes is None:
+            raise ValueError("task_policy 'proportional' needs the size of every task's data")
+        weights = np.array([sizes[n] for n in names], dtype=np.float64)
+    else:
+        weights = np.array([recipe.tasks[n].weight for n in names], dtype=np.float64)
     rng = np.random.default_rng([recipe.seed, step])  # same draw on every rank and after resume
     return [names[rng.choice(len(names), p=weights / weights.sum())]]
 
 
 def loss_weight(recipe: Recipe, task: str) -> float:
+    """The task's loss weight: ``weight``, except under ``sample`` where the weight is the draw's."""
     return 1.0 if recipe.train.task_policy == "sample" else recipe.tasks[task].weight
 
 
@@ -186,6 +196,13 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
     except ValueError as err:
         raise RecipeError(loaded.source, [(f"tasks.{current}.data", str(err))]) from None
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+    sizes = None
+    if cfg.task_policy == "proportional":
+        unsized = [n for n, spec in recipe.tasks.items() if not hasattr(built.data[spec.data], "__len__")]
+        if unsized:
+            raise RecipeError(loaded.source, [("train.task_policy", f"'proportional' needs data with a length; "
+                                               f"task {unsized[0]!r} streams its data (use 'sample' with weights)")])
+        sizes = {n: len(built.data[spec.data]) for n, spec in recipe.tasks.items()}
 
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
@@ -213,8 +230,11 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
     train_model: torch.nn.Module = model
     if info.enabled:
         find_unused = cfg.find_unused_parameters
-        if find_unused is None:
-            find_unused = len(recipe.tasks) > 1 and cfg.task_policy != "sum"
+        if find_unused is None:  # automatic: a step leaves some parameters without gradient when ...
+            find_unused = (len(recipe.tasks) > 1 and cfg.task_policy != "sum") or any(  # ... tasks take turns
+                getattr(m, "find_unused_parameters", False)  # ... or a component says it may (heads a task ignores)
+                for m in [*model.tasks.values(), *model.backbones.values()]
+            )
         train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused
         )
@@ -284,7 +304,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
     try:
         train_model.train()
         while step < total_steps:
-            picked = tasks_for_step(recipe, step)
+            picked = tasks_for_step(recipe, step, sizes)
             optimizer.zero_grad(set_to_none=True)
 
             # forward/backward over micro-batches; DDP all-reduces gradients on the last one only
@@ -386,7 +406,7 @@ def _epoch_hook(name, task, model, built, recipe, device, info, batch_size):
                 epoch=epoch,
                 seed=recipe.seed,
                 device=device,
-                backbone=model.backbones[spec.backbone],
+                backbone=model.backbone_of(name),
                 data=built.data[spec.data],
                 augment=built.pipeline(spec.augment),
                 batch_size=batch_size,

@@ -1,0 +1,33 @@
+"""Helpers shared by the speech backbones: reading the batch and pooling over valid frames."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+
+def audio_and_lengths(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch["audio"] [B, T]`` (or ``[T]``) and ``batch["lengths"] [B]`` (all of ``T`` when absent)."""
+    if "audio" not in batch:
+        raise ValueError(f"speech backbones read batch['audio'] [B, T]; the batch has {', '.join(sorted(batch))}")
+    audio = torch.as_tensor(batch["audio"])
+    if audio.dim() == 1:
+        audio = audio.unsqueeze(0)
+    if audio.dim() != 2:
+        raise ValueError(f"batch['audio'] must be [B, T] (collate with pad_audio), got shape {tuple(audio.shape)}")
+    lengths = batch.get("lengths")
+    if lengths is None:
+        lengths = torch.full((audio.shape[0],), audio.shape[1], dtype=torch.long, device=audio.device)
+    return audio.float(), torch.as_tensor(lengths, device=audio.device).long()
+
+
+def lengths_to_padding_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """``[B]`` valid lengths -> ``[B, frames]`` bool, True = padding."""
+    return torch.arange(frames, device=lengths.device)[None] >= lengths[:, None]
+
+
+def masked_mean(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """``x [B, F, D]`` averaged over the frames where ``padding_mask [B, F]`` is False -> ``[B, D]``."""
+    keep = (~padding_mask).to(x.dtype).unsqueeze(-1)  # [B, F, 1]
+    return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)

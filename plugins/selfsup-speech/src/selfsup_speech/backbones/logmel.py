@@ -1,0 +1,168 @@
+"""``logmel_encoder``: log-mel filterbank frames + a unidirectional LSTM or causal transformer.
+
+The encoder of Autoregressive Predictive Coding (Chung, Hsu, Tang, Glass, An Unsupervised
+Autoregressive Model for Speech Representation Learning, Interspeech 2019): log-mel frames
+(10 ms shift) into a stack of unidirectional LSTM layers with residual connections. A causal
+transformer (pre-LN, sinusoidal positions, a causal attention mask) is the alternative;
+``causal = false`` makes either bidirectional (not for APC).
+
+The log-mel frames are computed per clip on its valid samples only (torchaudio
+``MelSpectrogram``, centred frames with reflect padding), so padding in a batch never changes
+them; ``latents`` returns them, the targets of APC. With ``normalize = "utterance"`` every mel band
+is standardised over the clip's frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torchaudio.transforms import MelSpectrogram
+
+from selfsup.components import BuildContext
+from selfsup_speech.backbones.common import audio_and_lengths, lengths_to_padding_mask, masked_mean
+from selfsup_speech.options.models import LogMelEncoderOptions
+
+LOG_FLOOR = 1e-6  # added to mel power before the log
+
+
+def sinusoidal_positions(frames: int, dim: int, device: torch.device) -> torch.Tensor:
+    """Vaswani et al. 2017 position encodings ``[frames, dim]``."""
+    position = torch.arange(frames, device=device, dtype=torch.float32)[:, None]  # [F, 1]
+    rates = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))  # [dim/2]
+    table = torch.zeros(frames, dim, device=device)
+    table[:, 0::2] = torch.sin(position * rates)
+    table[:, 1::2] = torch.cos(position * rates[: dim // 2])
+    return table
+
+
+class LogMelEncoder(nn.Module):
+    """See the package docstring of :mod:`selfsup_speech.backbones` for the interface."""
+
+    def __init__(self, options: LogMelEncoderOptions):
+        super().__init__()
+        o = self.options = options
+        if o.kind == "lstm" and not o.causal and o.hidden_dim % 2:
+            raise ValueError("a bidirectional LSTM (causal = false) needs an even hidden_dim (half per direction)")
+        self.sample_rate = int(o.sample_rate)
+        self.win = max(1, round(o.win_ms * o.sample_rate / 1000))
+        self.hop = max(1, round(o.hop_ms * o.sample_rate / 1000))
+        n_fft = 1 << (self.win - 1).bit_length()
+        self.mel = MelSpectrogram(sample_rate=o.sample_rate, n_fft=n_fft, win_length=self.win, hop_length=self.hop,
+                                  n_mels=o.n_mels, center=True, pad_mode="reflect", power=2.0)
+        # the window is a view into a longer periodic window: own storage, so safetensors can save it
+        self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
+        self.frame_rate = o.sample_rate / self.hop
+        self.frame_offset = 0.0  # centred frames: frame i is centred on sample i * hop
+        self.latent_dim = int(o.n_mels)
+        self.output_dim = int(o.hidden_dim)
+        self.causal = bool(o.causal)
+        self.mask_embedding = nn.Parameter(torch.zeros(o.n_mels))  # [n_mels]: a masked frame's input
+        self.dropout = nn.Dropout(o.dropout)
+        if o.kind == "lstm":
+            per_direction = o.hidden_dim if o.causal else o.hidden_dim // 2
+            dims = [o.n_mels] + [o.hidden_dim] * o.layers
+            self.rnns = nn.ModuleList(
+                nn.LSTM(dims[i], per_direction, batch_first=True, bidirectional=not o.causal) for i in range(o.layers)
+            )
+        else:
+            self.input_proj = nn.Linear(o.n_mels, o.hidden_dim)
+            self.blocks = nn.ModuleList(
+                nn.TransformerEncoderLayer(o.hidden_dim, o.heads, o.ffn_dim, o.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+                for _ in range(o.layers)
+            )
+            self.final_norm = nn.LayerNorm(o.hidden_dim)
+
+    # ------------------------------------------------------------------ frames
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B]`` sample counts -> ``[B]`` frames (centred frames: ``length // hop + 1``)."""
+        return torch.div(torch.as_tensor(lengths).long(), self.hop, rounding_mode="floor") + 1
+
+    def latents(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel frames ``[B, F, n_mels]`` (zero at padding) and the padding mask ``[B, F]``."""
+        audio, lengths = audio_and_lengths(batch)  # [B, T], [B]
+        valid = self.num_frames(lengths)  # [B]
+        out = audio.new_zeros(audio.shape[0], int(valid.max()), self.latent_dim)  # [B, F, n_mels]
+        for i in range(audio.shape[0]):
+            clip = audio[i, : int(lengths[i])]
+            if clip.numel() <= self.mel.n_fft // 2:  # reflect padding needs more samples than half a window
+                clip = nn.functional.pad(clip, (0, self.mel.n_fft // 2 + 1 - clip.numel()))
+            logmel = torch.log(self.mel(clip.float()) + LOG_FLOOR).T[: int(valid[i])]  # [F_i, n_mels]
+            if self.options.normalize == "utterance":
+                std = logmel.std(0, keepdim=True) if logmel.shape[0] > 1 else torch.ones_like(logmel[:1])
+                logmel = (logmel - logmel.mean(0, keepdim=True)) / std.clamp_min(1e-5)
+            out[i, : logmel.shape[0]] = logmel
+        return out, lengths_to_padding_mask(valid, out.shape[1])
+
+    def logmel(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-mel frames (APC's inputs and targets): same as :meth:`latents`."""
+        return self.latents(batch)
+
+    def contextualize(
+        self, z: torch.Tensor, padding_mask: torch.Tensor, mask: torch.Tensor | None = None, all_layers: bool = False
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """``z [B, F, n_mels]`` -> ``[B, F, D]`` (or each layer's output). Frames where ``mask``
+        is True take the mask embedding in place of their log-mel vector."""
+        if mask is not None:
+            z = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(z.dtype), z)
+        z = z.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        states = self._lstm(z, padding_mask) if self.options.kind == "lstm" else self._transformer(z, padding_mask)
+        return states if all_layers else states[-1]
+
+    def _lstm(self, z: torch.Tensor, padding_mask: torch.Tensor) -> list[torch.Tensor]:
+        lengths = (~padding_mask).sum(1).cpu()  # [B]
+        x, states = z, []
+        for i, rnn in enumerate(self.rnns):
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            y, _ = rnn(packed)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])  # [B, F, D]
+            if self.options.residual and i > 0:
+                y = y + x  # APC's residual connections between layers of equal width
+            states.append(y)
+            x = self.dropout(y) if i < len(self.rnns) - 1 else y
+        return states
+
+    def _transformer(self, z: torch.Tensor, padding_mask: torch.Tensor) -> list[torch.Tensor]:
+        f = z.shape[1]
+        x = self.input_proj(z) + sinusoidal_positions(f, self.output_dim, z.device)  # [B, F, D]
+        x = self.dropout(x)
+        attn_mask = (torch.triu(torch.ones(f, f, dtype=torch.bool, device=z.device), diagonal=1)
+                     if self.causal else None)  # [F, F], True = may not attend
+        states = []
+        for block in self.blocks:
+            x = block(x, src_mask=attn_mask, src_key_padding_mask=padding_mask)
+            states.append(x)
+        states[-1] = self.final_norm(states[-1])
+        return states
+
+    def frames(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequence-model outputs ``[B, F, D]`` and the frame padding mask ``[B, F]``."""
+        z, padding = self.latents(batch)
+        return self.contextualize(z, padding), padding
+
+    def layers(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
+        """Each layer's output ``[B, F, D]``."""
+        z, padding = self.latents(batch)
+        return self.contextualize(z, padding, all_layers=True)
+
+    def padding_mask(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Frame padding mask ``[B, F]`` of a batch (without computing features)."""
+        _, lengths = audio_and_lengths(batch)
+        valid = self.num_frames(lengths)
+        return lengths_to_padding_mask(valid, int(valid.max()))
+
+    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Mean of the outputs over valid frames: ``[B, D]``."""
+        features, padding = self.frames(batch)
+        return masked_mean(features, padding)
+
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.embed(batch)
+
+
+def build(options: LogMelEncoderOptions, context: BuildContext) -> LogMelEncoder:
+    return LogMelEncoder(options)

@@ -1,0 +1,96 @@
+"""``audio_manifest``: a fairseq/wav2vec 2.0 manifest (Baevski et al. 2020, fairseq's
+``examples/wav2vec/wav2vec_manifest.py``), for sets too large to scan or hold in memory.
+
+Format: the first line is the root folder (absolute, or relative to the manifest's folder), then
+one ``relative/path<TAB>num_samples`` line per file. ``min_seconds``/``max_seconds`` filter on the
+manifest's sample counts (taken to be at ``manifest_sample_rate``) without opening any file;
+files are decoded only in ``__getitem__`` (soundfile, mono mix, resampled to ``sample_rate``).
+An optional ``labels`` file has one label name per manifest entry (same order); label ids are
+the names' positions in sorted order (``labels`` attribute).
+
+Samples: ``{"audio": float32 [T]}`` plus ``"label": int`` with a labels file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selfsup.components import BuildContext
+from selfsup_speech.data.audio_io import read_audio
+from selfsup_speech.data.collate import pad_audio
+
+
+def parse_manifest(path: Path) -> tuple[Path, list[tuple[str, int]]]:
+    """``(root, [(relative path, num_samples), ...])``; raises with the line number on bad lines."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or not lines[0].strip():
+        raise ValueError(f"{path}: empty manifest (the first line must be the root folder)")
+    root = Path(lines[0].strip()).expanduser()
+    if not root.is_absolute():
+        root = path.parent / root
+    entries = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 2:
+            raise ValueError(f"{path}:{number}: expected 'relative/path<TAB>num_samples', got {line!r}")
+        try:
+            count = int(fields[1])
+        except ValueError:
+            raise ValueError(f"{path}:{number}: num_samples must be an integer, got {fields[1]!r}") from None
+        entries.append((fields[0], count))
+    return root, entries
+
+
+class AudioManifest:
+    def __init__(self, options: Any):
+        self.root, entries = parse_manifest(Path(options.manifest))
+        names: list[str] | None = None
+        if options.labels is not None:
+            names = [line.strip() for line in Path(options.labels).read_text(encoding="utf-8").splitlines() if line.strip()]
+            if len(names) != len(entries):
+                raise ValueError(f"{options.labels}: {len(names)} labels for {len(entries)} manifest entries")
+        self.labels: list[str] | None = sorted(set(names)) if names is not None else None
+        rate = options.manifest_sample_rate
+        keep = [i for i, (_, n) in enumerate(entries)
+                if (options.min_seconds is None or n >= options.min_seconds * rate)
+                and (options.max_seconds is None or n <= options.max_seconds * rate)]
+        if options.limit is not None:
+            keep = keep[: options.limit]
+        if not keep:
+            raise ValueError(f"audio_manifest {options.manifest}: no entry left after the min/max_seconds filters")
+        self.files = [entries[i][0] for i in keep]
+        self.num_samples = [entries[i][1] for i in keep]
+        self.file_labels = [self.labels.index(names[i]) for i in keep] if names is not None and self.labels else None
+        self.dropped = len(entries) - len(keep)
+        self.sample_rate, self.on_error = options.sample_rate, options.on_error
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        for offset in range(len(self.files)):
+            j = (i + offset) % len(self.files)
+            path = self.root / self.files[j]
+            try:
+                audio, _ = read_audio(path, self.sample_rate)  # [T]
+            except Exception as exc:  # noqa: BLE001
+                if self.on_error == "raise":
+                    raise ValueError(f"audio_manifest: unreadable audio file {path}: {type(exc).__name__}: {exc}") from None
+                self.skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
+                continue
+            sample: dict[str, Any] = {"audio": audio}
+            if self.file_labels is not None:
+                sample["label"] = self.file_labels[j]
+            return sample
+        raise ValueError(f"audio_manifest: no file under {self.root} could be decoded")
+
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        return pad_audio(samples)
+
+
+def build(options: Any, context: BuildContext) -> AudioManifest:
+    return AudioManifest(options)

@@ -1,0 +1,225 @@
+"""``speech_probe``: a linear classifier on frozen speech features, with an MFCC baseline.
+
+The probe of SUPERB (Yang et al., SUPERB: Speech processing Universal PERformance Benchmark,
+Interspeech 2021) in its simplest form: the backbone is frozen, utterances are mean-pooled, and a
+linear classifier is trained on top. Two feature choices:
+
+* ``layer_weighted = false``: ``backbone.embed`` (mean of the last layer over valid frames); the
+  classifier is multinomial logistic regression fitted with full-batch L-BFGS from zero (the core's
+  ``linear_probe``), on standardised features;
+* ``layer_weighted = true``: SUPERB's weighted sum: every layer of ``backbone.layers`` is
+  mean-pooled and standardised, and a softmax over one learned weight per layer mixes them; weights
+  and classifier are trained together (full-batch Adam from zero). The learned weights are reported
+  as ``layer_weight_<i>``.
+
+Targets: ``label`` (keyword) is fitted on ``fit_data`` and scored on ``data``; with the
+``synth_speech`` voice split these hold different voices, so the score is keyword recognition for
+unseen speakers. ``speaker`` (voice identification) can only be scored on voices the classifier
+has seen: either ``fit_data`` and ``data`` share their voices (``split_by = "utterance"``), or
+``split_within = true`` divides ``data``'s utterances per class (seeded) into a fit part and a
+scored part, so a held-out-voice split measures how well the features tell apart voices the
+backbone never trained on. A speaker probe whose fit and scored sets share no voice is refused.
+
+``mfcc_accuracy``: the same probe (same split, L-BFGS) on the mean and standard deviation over time
+of 13 MFCCs with deltas and delta-deltas (78 numbers per clip): what hand-made features give.
+``chance`` is the share of the most frequent class in the scored set.
+
+Features are taken from the sources as they are (this evaluator's ``augment`` list is not applied).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from selfsup.builtins.linear_probe import fit_linear_probe
+from selfsup.components import BuildContext, EvalContext
+from selfsup_speech.backbones.common import masked_mean
+from selfsup_speech.data.collate import pad_audio
+from selfsup_speech.features import MFCCFrames
+from selfsup_speech.options.models import SpeechProbeOptions
+
+
+def _samples(source: Any):
+    if hasattr(source, "iterate") and not hasattr(source, "__getitem__"):
+        yield from source.iterate(epoch=0, rank=0, world_size=1, seed=0)
+    else:
+        for i in range(len(source)):
+            yield source[i]
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def extract(backbone: Any, source: Any, *, key: str, layer_weighted: bool, batch_size: int,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features [N, D] or [N, L, D] float32 on the CPU, targets [N] int64)`` over a source in order."""
+    collate = getattr(source, "collate", None) or pad_audio
+    feats, targets, chunk = [], [], []
+
+    def flush() -> None:
+        batch = collate(chunk)
+        if key not in batch:
+            raise ValueError(f"speech_probe: samples have no {key!r} field (target = {key!r})")
+        batch = _to(batch, device)
+        if layer_weighted:
+            if not callable(getattr(backbone, "layers", None)) or not callable(getattr(backbone, "padding_mask", None)):
+                raise ValueError("layer_weighted needs a backbone with layers() and padding_mask() (the speech backbones)")
+            padding = backbone.padding_mask(batch)
+            pooled = [masked_mean(h.float(), padding) for h in backbone.layers(batch)]  # L x [B, D]
+            feats.append(torch.stack(pooled, dim=1).cpu())  # [B, L, D]
+        else:
+            feats.append(backbone.embed(batch).float().cpu())  # [B, D]
+        targets.append(torch.as_tensor(batch[key]).long().cpu())
+        chunk.clear()
+
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        for sample in _samples(source):
+            chunk.append(sample)
+            if len(chunk) == batch_size:
+                flush()
+        if chunk:
+            flush()
+    finally:
+        backbone.train(was_training)
+    if not feats:
+        raise ValueError("speech_probe: empty data source")
+    return torch.cat(feats), torch.cat(targets)
+
+
+@torch.no_grad()
+def mfcc_statistics(source: Any, *, key: str, n_mfcc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([N, 6 * n_mfcc] mean and std over time of MFCC + deltas + delta-deltas, targets [N])``."""
+    rate = int(getattr(source, "sample_rate", 16000))
+    mfcc = MFCCFrames(rate, n_mfcc)
+    rows, targets = [], []
+    for sample in _samples(source):
+        frames = mfcc(sample["audio"])  # [F, 3 * n_mfcc]
+        std = frames.std(0) if frames.shape[0] > 1 else torch.zeros(frames.shape[1])
+        rows.append(torch.cat([frames.mean(0), std]))
+        if key not in sample:
+            raise ValueError(f"speech_probe: samples have no {key!r} field (target = {key!r})")
+        targets.append(int(sample[key]))
+    return torch.stack(rows), torch.tensor(targets, dtype=torch.long)
+
+
+def within_split(targets: torch.Tensor, fit_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(fit, scored)`` dividing every class's items (seeded); a class with two or more
+    items gives at least one to each side, a single item goes to the fit side."""
+    g = torch.Generator().manual_seed(seed)
+    fit, scored = [], []
+    for c in torch.unique(targets).tolist():
+        items = torch.nonzero(targets == c).flatten()
+        items = items[torch.randperm(items.numel(), generator=g)]
+        k = items.numel() if items.numel() < 2 else min(max(1, round(fit_fraction * items.numel())), items.numel() - 1)
+        fit.append(items[:k])
+        scored.append(items[k:])
+    return torch.cat(fit).sort().values, torch.cat(scored).sort().values
+
+
+def _standardize(fit: torch.Tensor, scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = fit.mean(0)
+    std = fit.std(0).clamp_min(1e-6) if fit.shape[0] > 1 else torch.ones_like(mean)
+    return (fit - mean) / std, (scored - mean) / std
+
+
+def fit_layer_weighted(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, weight_decay: float, steps: int,
+                       lr: float) -> tuple[torch.Tensor, torch.nn.Linear]:
+    """``x [N, L, D]`` -> (layer logits ``[L]``, classifier); both start at zero (no randomness)."""
+    weights = torch.zeros(x.shape[1], requires_grad=True)
+    head = torch.nn.Linear(x.shape[2], num_classes)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    opt = torch.optim.Adam([weights, *head.parameters()], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            mixed = (torch.softmax(weights, 0)[None, :, None] * x).sum(1)  # [N, D]
+            loss = F.cross_entropy(head(mixed), y) + weight_decay * head.weight.pow(2).sum()
+            loss.backward()
+            opt.step()
+    return weights.detach(), head
+
+
+class SpeechProbe:
+    """See the module docstring."""
+
+    def __init__(self, options: SpeechProbeOptions):
+        self.options = options
+        self.needs_fit_data = not options.split_within  # checked when the run is built
+        self._mfcc_cache: dict[int, tuple[Any, torch.Tensor, torch.Tensor]] = {}
+
+    def _mfcc(self, source: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._mfcc_cache.get(id(source))
+        if cached is None or cached[0] is not source:
+            x, y = mfcc_statistics(source, key=self.options.target, n_mfcc=self.options.n_mfcc)
+            cached = self._mfcc_cache[id(source)] = (source, x, y)
+        return cached[1], cached[2]
+
+    def _score(self, x_fit: torch.Tensor, y_fit: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+               layer_weighted: bool) -> dict[str, float]:
+        o = self.options
+        classes = torch.unique(torch.cat([y_fit, y]))  # remap to 0..C-1
+        y_fit, y = torch.searchsorted(classes, y_fit), torch.searchsorted(classes, y)
+        if layer_weighted:
+            if o.standardize:
+                x_fit, x = _standardize(x_fit, x)  # per layer and dimension
+            weights, head = fit_layer_weighted(x_fit, y_fit, num_classes=len(classes), weight_decay=o.weight_decay,
+                                               steps=o.steps, lr=o.lr)
+            mix = torch.softmax(weights, 0)
+            x_fit, x = (mix[None, :, None] * x_fit).sum(1), (mix[None, :, None] * x).sum(1)
+            out = {f"layer_weight_{i}": float(w) for i, w in enumerate(mix)}
+        else:
+            if o.standardize:
+                x_fit, x = _standardize(x_fit, x)
+            head = fit_linear_probe(x_fit, y_fit, num_classes=len(classes), weight_decay=o.weight_decay,
+                                    max_iter=o.max_iter)
+            out = {}
+        with torch.no_grad():
+            out["accuracy"] = (head(x).argmax(1) == y).float().mean().item()
+            out["fit_accuracy"] = (head(x_fit).argmax(1) == y_fit).float().mean().item()
+        out["chance"] = torch.bincount(y).max().item() / y.numel()
+        return out
+
+    def _check_classes(self, y_fit: torch.Tensor, y: torch.Tensor) -> None:
+        if self.options.target == "speaker" and not set(y.tolist()) & set(y_fit.tolist()):
+            raise ValueError(
+                "speech_probe: target = 'speaker' but fit_data and data share no voice, so no voice of data can be "
+                "named; use split_within = true (fit and score on different utterances of data's voices) or sources "
+                "split by utterance")
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        o = self.options
+        if not o.split_within and context.fit_data is None:
+            raise ValueError(f"evaluator {context.name!r}: speech_probe needs fit_data unless split_within = true")
+        args = {"key": o.target, "layer_weighted": o.layer_weighted, "batch_size": context.batch_size,
+                "device": context.device}
+        x, y = extract(context.backbone, context.data, **args)
+        if o.split_within:
+            fit_idx, eval_idx = within_split(y, o.within_fit_fraction, o.seed)
+            x_fit, y_fit, x, y = x[fit_idx], y[fit_idx], x[eval_idx], y[eval_idx]
+        else:
+            x_fit, y_fit = extract(context.backbone, context.fit_data, **args)
+        self._check_classes(y_fit, y)
+        if y.numel() == 0:
+            raise ValueError("speech_probe: nothing left to score (every class has a single utterance)")
+        metrics = self._score(x_fit, y_fit, x, y, o.layer_weighted)
+        if o.mfcc_baseline:
+            m, my = self._mfcc(context.data)
+            if o.split_within:
+                m_fit, my_fit, m, my = m[fit_idx], my[fit_idx], m[eval_idx], my[eval_idx]
+            else:
+                m_fit, my_fit = self._mfcc(context.fit_data)
+            metrics["mfcc_accuracy"] = self._score(m_fit, my_fit, m, my, layer_weighted=False)["accuracy"]
+        return metrics
+
+
+def build(options: SpeechProbeOptions, context: BuildContext) -> SpeechProbe:
+    return SpeechProbe(options)

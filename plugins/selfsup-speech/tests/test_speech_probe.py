@@ -1,0 +1,116 @@
+"""speech_probe: conformance, a backbone that knows the answer scores 1, the within-source split,
+the speaker probe's rules, the layer-weighted probe and the MFCC baseline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import speech_models_support as support
+from selfsup.components import EvalContext
+from selfsup.testing import EvaluatorConformance
+from selfsup_speech.evaluators.probe import SpeechProbe, within_split
+from selfsup_speech.options.models import SpeechProbeOptions
+from speech_models_support import synth_cache  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("synth_cache")
+
+
+class Oracle(nn.Module):
+    """Features that encode the batch's label (or speaker) exactly, plus per-layer states."""
+
+    output_dim = 8
+
+    def __init__(self, key="label"):
+        super().__init__()
+        self.key = key
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def embed(self, batch):
+        return nn.functional.one_hot(batch[self.key], 8).float() * self.scale
+
+    def padding_mask(self, batch):
+        return torch.zeros(len(batch[self.key]), 3, dtype=torch.bool)
+
+    def layers(self, batch):  # layer 0 is noise, layer 1 the answer
+        g = torch.Generator().manual_seed(int(batch[self.key].sum()))
+        noise = torch.randn(len(batch[self.key]), 3, 8, generator=g)
+        return [noise, self.embed(batch)[:, None].expand(-1, 3, -1)]
+
+
+def evaluate(options, data, fit=None, backbone=None, tmp_path=None):
+    probe = SpeechProbe(SpeechProbeOptions(**options))
+    context = EvalContext(name="probe", step=0, seed=0, device=torch.device("cpu"), backbone=backbone or Oracle(),
+                          data=data, fit_data=fit, run_dir=tmp_path, batch_size=16, features=None)
+    return probe, probe.evaluate(context)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return support.build("data_source", *support.SYNTH_TRAIN), support.build("data_source", *support.SYNTH_VAL)
+
+
+class TestSpeechProbeConformance(EvaluatorConformance):
+    evaluator = "speech_probe"
+    data = support.SYNTH_VAL
+    fit_data = support.SYNTH_TRAIN
+    backbone = ("wav2vec2_encoder", support.W2V_SMALL)
+    bad_options = [{"target": "word"}, {"within_fit_fraction": 1.0}, {"max_iter": 0}]
+
+
+class TestLayerWeightedSpeakerProbeConformance(EvaluatorConformance):
+    evaluator = "speech_probe"
+    evaluator_options = {"target": "speaker", "split_within": True, "layer_weighted": True, "steps": 20}
+    data = support.SYNTH_TRAIN
+    backbone = ("logmel_encoder", support.LOGMEL_SMALL)
+
+
+def test_a_backbone_that_knows_the_keyword_scores_1_and_mfcc_is_reported(splits):
+    train, val = splits
+    _, metrics = evaluate({}, val, train)
+    assert metrics["accuracy"] == 1.0 and metrics["fit_accuracy"] == 1.0
+    assert 0.0 <= metrics["mfcc_accuracy"] <= 1.0 and metrics["chance"] == pytest.approx(1 / 3)
+    _, without = evaluate({"mfcc_baseline": False}, val, train)
+    assert "mfcc_accuracy" not in without
+
+
+def test_mfcc_baseline_beats_chance_on_keywords(splits):
+    train, val = splits
+    _, metrics = evaluate({}, val, train, backbone=Oracle())
+    assert metrics["mfcc_accuracy"] > metrics["chance"]
+
+
+def test_within_split_divides_every_class():
+    targets = torch.tensor([0] * 5 + [1] * 4 + [2] * 1)
+    fit, scored = within_split(targets, 0.5, seed=0)
+    assert set(fit.tolist()).isdisjoint(scored.tolist()) and len(fit) + len(scored) == 10
+    for c in (0, 1):
+        assert (targets[fit] == c).any() and (targets[scored] == c).any()
+    assert (targets[fit] == 2).sum() == 1 and not (targets[scored] == 2).any()  # a lone item is fitted on
+    again, _ = within_split(targets, 0.5, seed=0)
+    assert torch.equal(fit, again)
+
+
+def test_speaker_probe_on_disjoint_voices_is_refused_and_split_within_works(splits):
+    train, val = splits
+    with pytest.raises(ValueError, match="share no voice"):
+        evaluate({"target": "speaker"}, val, train, backbone=Oracle("speaker"))
+    probe, metrics = evaluate({"target": "speaker", "split_within": True}, train, None, backbone=Oracle("speaker"))
+    assert probe.needs_fit_data is False and metrics["accuracy"] == 1.0
+    assert metrics["chance"] == pytest.approx(1 / 3)  # 3 training voices
+    with pytest.raises(ValueError, match="needs fit_data"):
+        evaluate({}, val, None)
+
+
+def test_layer_weighted_probe_learns_to_weight_the_informative_layer(splits):
+    train, val = splits
+    _, metrics = evaluate({"layer_weighted": True, "steps": 200, "lr": 0.05}, val, train)
+    assert metrics["accuracy"] == 1.0
+    assert metrics["layer_weight_0"] + metrics["layer_weight_1"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["layer_weight_1"] > metrics["layer_weight_0"]
+
+
+def test_options_need_fit_data_only_without_split_within():
+    assert SpeechProbe(SpeechProbeOptions()).needs_fit_data is True
+    assert SpeechProbe(SpeechProbeOptions(split_within=True)).needs_fit_data is False

@@ -1,0 +1,190 @@
+"""Shared machinery of the text sources: split, tokenize, truncate, pack into windows, batch.
+
+:class:`TextSource` turns a list of documents (plus optional labels and pair texts) into map-style
+samples following the plugin's conventions:
+
+* document mode (``window`` unset): sample ``i`` is document ``i`` of the split,
+  ``{"input_ids": LongTensor[L]}`` with ``[CLS] ... [SEP]`` when ``add_special_tokens`` (``max_length``
+  counts them), plus ``"label"`` (int), ``"positive_ids"``/``"negative_ids"`` for pair data, and
+  ``"sentence_starts": LongTensor[S]`` (token offsets where sentences begin, the first one right
+  after [CLS]) when ``sentences`` is set;
+* window mode (``window = W``): the documents' tokens are concatenated with the separator ([SEP] =
+  eos) after each document, and sample ``i`` is the ``W + 1`` tokens starting at ``i * W``: the
+  inputs ``[:-1]`` of consecutive samples tile the stream without overlap and every token is a
+  target exactly once (the last token of a window is the first of the next). ``"document_ids":
+  LongTensor[W + 1]`` gives each token's document (a separator belongs to the document it ends).
+  ``add_special_tokens`` and ``max_length`` are not used in window mode.
+
+The split (``split``/``val_fraction``/``split_seed``) is :func:`selfsup.splits.split_indices` over
+the non-empty documents, stratified by label when there are labels; ``limit`` keeps the first N.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from selfsup.components import BuildContext
+from selfsup.splits import split_indices
+from selfsup_text.data.collate import pad_collate
+from selfsup_text.tokenizers import load_tokenizer
+
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace and a
+# capital letter, digit or opening quote; a blank line also ends one.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])|\n\s*\n\s*")
+
+
+def sentence_char_starts(text: str) -> list[int]:
+    """Character offsets where the sentences of ``text`` begin (always including 0)."""
+    return [0] + [m.end() for m in _SENTENCE_BREAK.finditer(text) if m.end() < len(text)]
+
+
+def tokenizer_for(options: Any, context: BuildContext):
+    """The tokenizer named by ``options.tokenizer``, folders resolved against the recipe directory."""
+    return load_tokenizer(options.tokenizer, base_dir=context.base_dir)
+
+
+def encode(tokenizer, texts: Sequence[str], *, offsets: bool = False):
+    """Token ids (numpy int64 arrays, no specials) of ``texts``, and char offsets when asked."""
+    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+    if not offsets:
+        return ids, None
+    return ids, [np.asarray([o[1] for o in e.offsets], dtype=np.int64).reshape(-1) for e in encodings]
+
+
+class TextSource:
+    """Tokenized documents of one split, served whole or as packed windows (see the module docstring).
+
+    Attributes: ``tokenizer``, ``texts`` (the split's documents), ``labels`` (LongTensor or None),
+    ``label_names``, ``num_classes``, ``empty`` (documents dropped as empty or shorter than
+    ``min_tokens``), ``pad_id``, ``sep_id``."""
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        tokenizer: Any,
+        options: Any,
+        *,
+        labels: Sequence[int] | None = None,
+        label_names: Sequence[str] | None = None,
+        positives: Sequence[str] | None = None,
+        negatives: Sequence[str] | None = None,
+    ):
+        self.tokenizer = tokenizer
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.sep_id = int(tokenizer.sep_token_id)
+        self.cls_id = int(tokenizer.cls_token_id)
+        self.window = getattr(options, "window", None)
+        self.add_special_tokens = bool(getattr(options, "add_special_tokens", True))
+        self.sentences = bool(getattr(options, "sentences", False))
+        max_length = getattr(options, "max_length", None)
+        min_tokens = int(getattr(options, "min_tokens", 1))
+
+        keep = [i for i, t in enumerate(texts) if t and t.strip()]
+        self.empty = len(texts) - len(keep)
+        pick = lambda seq: None if seq is None else [seq[i] for i in keep]  # noqa: E731
+        texts, labels, positives, negatives = pick(texts), pick(labels), pick(positives), pick(negatives)
+
+        idx = split_indices(len(texts), options.split, val_fraction=options.val_fraction, seed=options.split_seed,
+                            labels=labels)
+        if options.limit is not None:
+            idx = idx[: options.limit]
+        texts = [texts[i] for i in idx]
+        labels = None if labels is None else [int(labels[i]) for i in idx]
+        positives = None if positives is None else [positives[i] for i in idx]
+        negatives = None if negatives is None else [negatives[i] for i in idx]
+
+        ids, ends = encode(tokenizer, texts, offsets=self.sentences)
+        long_enough = [i for i, x in enumerate(ids) if len(x) >= min_tokens]
+        self.empty += len(ids) - len(long_enough)
+        self.texts = [texts[i] for i in long_enough]
+        ids = [ids[i] for i in long_enough]
+        ends = None if ends is None else [ends[i] for i in long_enough]
+        self.labels = None if labels is None else torch.tensor([labels[i] for i in long_enough], dtype=torch.long)
+        self.label_names = None if label_names is None else list(label_names)
+        self.num_classes = None
+        if labels is not None:
+            self.num_classes = len(label_names) if label_names else max(labels, default=-1) + 1
+        if not self.texts:
+            raise ValueError("the text source has no documents left (after dropping empty ones, the split and limit)")
+
+        self._specials = 2 if self.add_special_tokens else 0
+        self._content_max = None if max_length is None else max(1, max_length - self._specials)
+        if self.window is not None:
+            self._pack(ids)
+        else:
+            self._docs = [self._wrap(x) for x in ids]
+            self._starts = None if ends is None else [self._sentence_starts(t, e) for t, e in zip(self.texts, ends)]
+            self._positives = None if positives is None else self._encode_wrapped([positives[i] for i in long_enough])
+            self._negatives = None if negatives is None else self._encode_wrapped([negatives[i] for i in long_enough])
+
+    # ---------------------------------------------------------------- document mode
+
+    def _wrap(self, ids: np.ndarray) -> torch.Tensor:
+        if self._content_max is not None:
+            ids = ids[: self._content_max]
+        out = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
+        if self.add_special_tokens:
+            out = torch.cat([torch.tensor([self.cls_id]), out, torch.tensor([self.sep_id])])
+        return out  # [L]
+
+    def _encode_wrapped(self, texts: Sequence[str | None]) -> list[torch.Tensor]:
+        ids, _ = encode(self.tokenizer, [t or "" for t in texts])
+        return [self._wrap(x) for x in ids]
+
+    def _sentence_starts(self, text: str, token_ends: np.ndarray) -> torch.Tensor:
+        """Token offsets (in the wrapped, truncated sample) of the tokens holding each sentence start."""
+        chars = np.asarray(sentence_char_starts(text), dtype=np.int64)
+        tokens = np.searchsorted(token_ends, chars, side="right")  # first token ending after the char
+        tokens = np.unique(tokens[tokens < len(token_ends)])
+        if self._content_max is not None:
+            tokens = tokens[tokens < self._content_max]
+        return torch.from_numpy(tokens + (1 if self.add_special_tokens else 0))  # [S]
+
+    # ---------------------------------------------------------------- window mode
+
+    def _pack(self, ids: list[np.ndarray]) -> None:
+        lengths = np.array([len(x) + 1 for x in ids], dtype=np.int64)  # + the separator
+        stream = np.empty(int(lengths.sum()), dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for x, start, end in zip(ids, offsets[:-1], offsets[1:]):
+            stream[start : end - 1] = x
+            stream[end - 1] = self.sep_id
+        self._stream = torch.from_numpy(stream)  # [N]
+        self._document_ids = torch.from_numpy(np.repeat(np.arange(len(ids), dtype=np.int64), lengths))  # [N]
+        self._n_windows = (len(stream) - 1) // self.window
+        if self._n_windows < 1:
+            raise ValueError(f"the documents hold {len(stream)} tokens: too few for one window of {self.window} + 1")
+
+    # ---------------------------------------------------------------- dataset protocol
+
+    def __len__(self) -> int:
+        return self._n_windows if self.window is not None else len(self._docs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} samples")
+        i = i % n
+        if self.window is not None:
+            start = i * self.window
+            span = slice(start, start + self.window + 1)
+            return {"input_ids": self._stream[span].clone(), "document_ids": self._document_ids[span].clone()}
+        sample: dict[str, Any] = {"input_ids": self._docs[i].clone()}
+        if self.labels is not None:
+            sample["label"] = int(self.labels[i])
+        if self._starts is not None:
+            sample["sentence_starts"] = self._starts[i].clone()
+        if self._positives is not None:
+            sample["positive_ids"] = self._positives[i].clone()
+        if self._negatives is not None:
+            sample["negative_ids"] = self._negatives[i].clone()
+        return sample
+
+    def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """:func:`selfsup_text.data.collate.pad_collate` with this tokenizer's pad id."""
+        return pad_collate(samples, self.pad_id)

@@ -1,0 +1,43 @@
+"""Step 6 of ``selfsup prepare``: ``manifest.json``, the counts of every step, and the summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Manifest:
+    documents_in: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    skipped_lines: int = 0
+    empty_after_cleaning: int = 0
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    documents_kept: int = 0
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> {"documents", "tokens"}
+    tokenizer: str = ""
+    vocab_size: int = 0
+    dtype: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, out: Path) -> Path:
+        file = out / "manifest.json"
+        file.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return file
+
+    def summary(self) -> str:
+        lines = [
+            f"documents in: {self.documents_in}"
+            + (f" (+{len(self.skipped_files)} unreadable files skipped)" if self.skipped_files else "")
+            + (f" ({self.skipped_lines} malformed JSON lines skipped)" if self.skipped_lines else ""),
+            f"removed: {self.empty_after_cleaning} empty after cleaning, {self.exact_duplicates} exact duplicates, "
+            f"{self.near_duplicates} near duplicates",
+            f"kept: {self.documents_kept} documents; tokenizer {self.tokenizer} "
+            f"({self.vocab_size} tokens, {self.dtype})",
+        ]
+        for name, counts in self.splits.items():
+            lines.append(f"  {name:5s}: {counts['documents']:>9,} documents {counts['tokens']:>13,} tokens")
+        return "\n".join(lines)

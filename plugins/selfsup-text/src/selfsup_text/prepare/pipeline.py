@@ -1,0 +1,62 @@
+"""The ``selfsup prepare`` steps chained: read, clean, de-duplicate, split, tokenize, record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selfsup_text.prepare.clean import CleanOptions, clean_text
+from selfsup_text.prepare.dedup import exact_duplicates, near_duplicates
+from selfsup_text.prepare.inputs import read_inputs
+from selfsup_text.prepare.manifest import Manifest
+from selfsup_text.prepare.shards import write_shards
+from selfsup_text.prepare.split import parse_fractions, split_documents
+
+
+def run_pipeline(inputs: list[str], out: Path, *, corpus: str | None = None, unit: str = "file",
+                 text_field: str = "text", nfkc: bool = True, strip_urls: bool = True, lowercase: bool = False,
+                 near_dup_threshold: float | None = 0.8, num_perm: int = 128, split: str = "0.9,0.05,0.05",
+                 seed: int = 0, tokenizer: str = "bpe-8k", train_bpe: int | None = None,
+                 base_dir: Path | None = None) -> Manifest:
+    """Run every step, write ``out`` and return the manifest (also written to ``out/manifest.json``)."""
+    fractions = parse_fractions(split)
+    read = read_inputs(inputs, unit=unit, text_field=text_field, corpus=corpus, base_dir=base_dir)
+    manifest = Manifest(documents_in=len(read.documents), skipped_files=read.skipped_files,
+                        skipped_lines=read.skipped_lines)
+    manifest.settings = dict(inputs=inputs, corpus=corpus, unit=unit, text_field=text_field, nfkc=nfkc,
+                             strip_urls=strip_urls, lowercase=lowercase, near_dup_threshold=near_dup_threshold,
+                             num_perm=num_perm, split=list(fractions), seed=seed)
+
+    options = CleanOptions(nfkc=nfkc, strip_urls=strip_urls, lowercase=lowercase)
+    cleaned = [clean_text(t, options) for t in read.documents]
+    texts = [t for t in cleaned if t]
+    manifest.empty_after_cleaning = len(cleaned) - len(texts)
+
+    exact = exact_duplicates(texts)
+    manifest.exact_duplicates = sum(exact)
+    texts = [t for t, dup in zip(texts, exact) if not dup]
+    if near_dup_threshold is not None:
+        near = near_duplicates(texts, threshold=near_dup_threshold, num_perm=num_perm)
+        manifest.near_duplicates = sum(near)
+        texts = [t for t, dup in zip(texts, near) if not dup]
+    manifest.documents_kept = len(texts)
+    if not texts:
+        raise ValueError("no document left after cleaning and de-duplication")
+
+    parts = {name: [texts[i] for i in idx] for name, idx in split_documents(len(texts), fractions, seed).items()}
+    tok = _tokenizer(tokenizer, train_bpe, parts["train"], base_dir)
+    manifest.tokenizer = f"bpe trained on train ({train_bpe})" if train_bpe else tokenizer
+    out.mkdir(parents=True, exist_ok=True)
+    meta = write_shards(out, parts, tok)
+    manifest.vocab_size, manifest.dtype = meta["vocab_size"], meta["dtype"]
+    manifest.splits = {name: {"documents": len(parts[name]), "tokens": meta["tokens"][name]} for name in parts}
+    manifest.write(out)
+    return manifest
+
+
+def _tokenizer(spec: str, train_bpe: int | None, train_texts: list[str], base_dir: Path | None) -> Any:
+    from selfsup_text.tokenizers import load_tokenizer, train_bpe as train
+
+    if train_bpe is not None:
+        return train(train_texts, train_bpe)
+    return load_tokenizer(spec, base_dir=base_dir or Path.cwd())

@@ -1,0 +1,124 @@
+"""SimCSE (the ``simcse`` task): contrastive sentence embeddings.
+
+Gao, Yao and Chen, SimCSE: Simple Contrastive Learning of Sentence Embeddings, EMNLP 2021
+(https://arxiv.org/abs/2104.08821).
+
+* Unsupervised: the batch is encoded twice with dropout on (one forward pass over the batch stacked
+  twice, so each copy gets its own dropout masks); the positive of sentence i's first encoding
+  h_i is its second encoding h'_i, the other second encodings of the batch are its negatives:
+  ``l_i = -log exp(sim(h_i, h'_i)/tau) / sum_j exp(sim(h_i, h'_j)/tau)`` (eq. 4), with cosine
+  ``sim`` and ``tau = 0.05``.
+* Supervised: anchors ``input_ids``, positives ``positive_ids`` and optional hard negatives
+  ``negative_ids`` (e.g. NLI entailment/contradiction); candidates are all positives and all hard
+  negatives of the batch: ``l_i = -log e^{sim(h_i,h_i+)/tau} / sum_j (e^{sim(h_i,h_j+)/tau} +
+  e^{sim(h_i,h_j-)/tau})`` (eq. 5). ``hard_negative_weight`` is added to the logit of each anchor's
+  own hard negative (the official code's ``hard_negative_weight``; 0 = the paper's loss).
+
+Under DDP the candidates (second encodings, positives, hard negatives) are gathered from every rank
+with gradients (:func:`selfsup.train.distributed.gather_with_grad`), so the negatives come from the
+global batch. Pooling: ``cls`` (the first token, trained through an MLP = Linear + tanh as the paper
+does for its CLS representation; ``embed`` and evaluators use the pooled output without the MLP, the
+paper's unsupervised setting) or ``mean`` (masked mean).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.components import BuildContext, TaskOutput
+from selfsup.train.distributed import gather_with_grad, local_offset
+
+
+def simcse_loss(
+    anchors: torch.Tensor,  # [B, D]
+    positives: torch.Tensor,  # [B, D]; row i is the positive of anchors[i]
+    negatives: torch.Tensor | None = None,  # [B, D]; row i is the hard negative of anchors[i]
+    *,
+    temperature: float = 0.05,
+    hard_negative_weight: float = 0.0,
+    gather: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, accuracy)``: the SimCSE cross entropy over cosine similarities / temperature, with
+    the positives (and hard negatives) of the whole (global) batch as candidates, and the fraction
+    of anchors whose most similar candidate is their positive."""
+    b = anchors.shape[0]
+    with torch.autocast(anchors.device.type, enabled=False):  # the loss in float32, also under bf16
+        a = F.normalize(anchors.float(), dim=-1)  # [B, D]
+        pos = F.normalize(positives.float(), dim=-1)
+        pos_all = gather_with_grad(pos) if gather else pos  # [WB, D]
+        offset = local_offset(b) if gather else 0
+        logits = a @ pos_all.T / temperature  # [B, WB]
+        if negatives is not None:
+            neg = F.normalize(negatives.float(), dim=-1)
+            neg_all = gather_with_grad(neg) if gather else neg  # [WB, D]
+            neg_logits = a @ neg_all.T / temperature  # [B, WB]
+            if hard_negative_weight:
+                own = F.one_hot(torch.arange(b, device=a.device) + offset, neg_all.shape[0]).to(neg_logits.dtype)
+                neg_logits = neg_logits + hard_negative_weight * own
+            logits = torch.cat([logits, neg_logits], dim=1)  # [B, 2WB]
+        target = torch.arange(b, device=a.device) + offset  # [B]
+        loss = F.cross_entropy(logits, target)
+        accuracy = (logits.argmax(dim=1) == target).float().mean()
+    return loss, accuracy
+
+
+class SimCSE(nn.Module):
+    """The SimCSE task; ``variant`` "auto" is supervised when batches carry ``positive_ids``."""
+
+    def __init__(self, options: Any, backbone: Any, data: Any):
+        super().__init__()
+        from selfsup_text.mlm import source_collate
+
+        self.options = options
+        self.pooling = options.pooling or backbone.pooling
+        dim = backbone.output_dim
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.Tanh()) if options.mlp else None
+        self._collate = source_collate(data, backbone.tokenizer)
+
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._collate(samples)
+
+    def encode(self, backbone: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Pooled (and, with ``mlp``, projected) embeddings ``[N, D]``."""
+        hidden = backbone.hidden_states(input_ids, attention_mask)  # [N, T, D]
+        z = backbone.pool(hidden, attention_mask, self.pooling)  # [N, D]
+        return self.mlp(z) if self.mlp is not None else z
+
+    def forward(self, batch: dict[str, Any], backbone: Any) -> TaskOutput:
+        o = self.options
+        supervised = o.variant == "supervised" or (o.variant == "auto" and "positive_ids" in batch)
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(ids)
+        b = ids.shape[0]
+        if not supervised:
+            z = self.encode(backbone, torch.cat([ids, ids]), torch.cat([mask, mask]))  # [2B, D]: two dropout views
+            loss, accuracy = simcse_loss(z[:b], z[b:], temperature=o.temperature, gather=o.gather_distributed)
+            return TaskOutput(loss=loss, metrics={"accuracy": accuracy.detach()})
+        if "positive_ids" not in batch:
+            raise ValueError("supervised simcse needs batches with 'positive_ids' (a pair data source)")
+        groups = [(ids, mask), (batch["positive_ids"], batch.get("positive_attention_mask"))]
+        if "negative_ids" in batch:
+            groups.append((batch["negative_ids"], batch.get("negative_attention_mask")))
+        z = [self.encode(backbone, g_ids, g_mask if g_mask is not None else torch.ones_like(g_ids)) for g_ids, g_mask in groups]
+        loss, accuracy = simcse_loss(
+            z[0], z[1], z[2] if len(z) > 2 else None, temperature=o.temperature,
+            hard_negative_weight=o.hard_negative_weight, gather=o.gather_distributed,
+        )
+        return TaskOutput(loss=loss, metrics={"accuracy": accuracy.detach()})
+
+
+def build(options: Any, context: BuildContext) -> SimCSE:
+    from selfsup_text.mlm import check_data
+
+    who = f"simcse task {context.name!r}"
+    check_data(context.backbone, context.data, who)
+    data = context.data
+    if options.variant == "supervised" and hasattr(data, "__getitem__") and hasattr(data, "__len__") and len(data):
+        if "positive_ids" not in data[0]:
+            raise ValueError(f"{who}: variant = 'supervised' needs samples with 'positive_ids' (e.g. jsonl with positive_field)")
+    return SimCSE(options, context.backbone, context.data)
