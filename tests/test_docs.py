@@ -8,7 +8,8 @@ from pathlib import Path
 
 from selfsup import hookspecs
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
 
 
 def hook_names() -> list[str]:
@@ -36,3 +37,16 @@ def test_every_recipe_field_is_documented():
     for model in (recipe.Recipe, recipe.TaskSpec, recipe.EvaluatorSpec, recipe.TrainSpec):
         for field in model.model_fields:
             assert f"`{field}`" in text, f"{model.__name__}.{field} is not in docs/recipes.md"
+
+
+def test_relative_links_in_readme_and_docs_point_at_files():
+
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("plugins/*/README.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, broken

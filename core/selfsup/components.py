@@ -123,13 +123,16 @@ class BuildContext:
     relative paths are resolved against, ``seed`` the run seed. Tasks and evaluators also get
     ``backbone`` (already built, so heads can be sized from ``backbone.output_dim``; a dict
     ``{role: backbone}`` when the recipe gives a table of roles, for cross-modal tasks) and tasks
-    get ``data`` (their built data source)."""
+    get ``data`` (their built data source). Backbone factories get ``backbones``: the backbones
+    defined before them in the recipe, so one can share another's modules (a transformer trunk
+    shared by modality adapters)."""
 
     name: str
     seed: int = 0
     base_dir: Path = field(default_factory=Path.cwd)
     backbone: Any = None
     data: Any = None
+    backbones: dict[str, Any] = field(default_factory=dict)  # backbones: those built before it, by recipe key
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` made absolute against the recipe's directory."""

@@ -84,9 +84,9 @@ def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str
         n: _build(registry, "augmentation", f"augmentations.{n}", s, ctx(n), source)
         for n, s in recipe.augmentations.items()
     }
-    backbones = {
-        n: _build(registry, "backbone", f"backbones.{n}", s, ctx(n), source) for n, s in recipe.backbones.items()
-    }
+    backbones: dict[str, Any] = {}
+    for n, s in recipe.backbones.items():  # in recipe order: a backbone may build on an earlier one (a shared trunk)
+        backbones[n] = _build(registry, "backbone", f"backbones.{n}", s, ctx(n, backbones=dict(backbones)), source)
     tasks = {}
     for n, s in recipe.tasks.items():
         task = _build(registry, "pretext_task", f"tasks.{n}", s, ctx(n, backbone=select_backbones(backbones, s.backbone), data=data[s.data]), source)

@@ -33,6 +33,26 @@ def synth_cache(tmp_path_factory):
         yield
 
 
+#: End-to-end runs of the quickstart recipes, shrunk: 2 utterances per (word, voice) pair (720
+#: training clips, 120 scored ones from the 3 held-out voices, generated once per test session
+#: into a shared cache, see e2e_cache) and a smaller conv feature encoder and transformer.
+E2E_DATA = [f"data.{split}.options.utterances_per_pair=2" for split in ("train", "val")]
+E2E_W2V_ENCODER = ["backbones.encoder.options.conv_layers=[[64,10,5],[64,8,4],[64,4,4],[64,4,2],[64,4,2]]",
+                   "backbones.encoder.options.embed_dim=64", "backbones.encoder.options.ffn_dim=128",
+                   "backbones.encoder.options.layers=2"]
+
+
+@pytest.fixture(scope="module")
+def e2e_cache(tmp_path_factory):
+    """The end-to-end tests' synthesized set: one cache for the whole session (shared by the test
+    modules), never the user's ~/.cache."""
+    root = tmp_path_factory.getbasetemp() / "speech-e2e-cache"
+    root.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SELFSUP_CACHE_DIR", str(root))
+        yield root
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for end-to-end runs: the machine's 2 cores are shared."""

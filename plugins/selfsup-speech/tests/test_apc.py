@@ -12,7 +12,7 @@ from selfsup_speech.apc import APCTask, shifted_pairs
 from selfsup_speech.backbones.logmel import LogMelEncoder
 from selfsup_speech.data.collate import pad_audio
 from selfsup_speech.options.models import APCOptions, LogMelEncoderOptions
-from speech_models_support import one_thread, synth_cache  # noqa: F401  (fixtures)
+from speech_models_support import e2e_cache, one_thread, synth_cache  # noqa: F401  (fixtures)
 
 
 def test_targets_are_the_frames_n_steps_ahead_and_the_last_n_are_excluded():
@@ -82,9 +82,15 @@ class TestAPCTransformerConformance(TaskConformance):
 
 
 @pytest.mark.slow
-def test_shortened_quickstart_beats_random_init(tmp_path, one_thread):  # noqa: F811
-    """apc-quickstart cut short: the keyword probe on held-out voices beats the same encoder at
-    its random initialisation."""
+def test_shortened_quickstart_beats_random_init(tmp_path, one_thread, e2e_cache):  # noqa: F811
+    """apc-quickstart shrunk (fewer clips, a 2-layer LSTM of 128 units, 200 steps), probed on
+    held-out voices with noise at 0-10 dB SNR (the probe's noise_snr_db): the keyword probe beats
+    the same encoder at its random initialisation by 0.05 (measured: 0.95 vs 0.86, MFCC 0.94; 120
+    scored clips, one standard error near 0.9 is 0.027). On clean audio a random LSTM on
+    standardised log-mel frames already scores ~0.97 at this size, which leaves no room to show
+    learning."""
     trained, random_init = train_against_random_init(
-        "apc-quickstart", tmp_path / "run", ["train.max_steps=150"], evaluators=["keywords"])
+        "apc-quickstart", tmp_path / "run",
+        [*support.E2E_DATA, "backbones.encoder.options.hidden_dim=128", "backbones.encoder.options.layers=2",
+         "train.max_steps=200", "evaluators.keywords.options.noise_snr_db=[0.0, 10.0]"], evaluators=["keywords"])
     assert trained["keywords/accuracy"] > random_init["keywords/accuracy"] + 0.05, (trained, random_init)

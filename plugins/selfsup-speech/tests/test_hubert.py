@@ -9,12 +9,15 @@ import torch
 
 import speech_models_support as support
 from selfsup.components import EpochContext
+from selfsup.plugins import get_plugin_manager
+from selfsup.recipe import load_recipe
 from selfsup.testing import TaskConformance, train_against_random_init
+from selfsup.train.loop import train
 from selfsup_speech.backbones.wav2vec2 import Wav2Vec2Encoder
 from selfsup_speech.features import MFCCFrames, align_frames
 from selfsup_speech.hubert import HuBERTTask
 from selfsup_speech.options.models import HuBERTOptions, Wav2Vec2EncoderOptions
-from speech_models_support import one_thread, synth_cache  # noqa: F401  (fixtures)
+from speech_models_support import e2e_cache, one_thread, synth_cache  # noqa: F401  (fixtures)
 
 OPTIONS = {"clusters": 6, "kmeans_iters": 10, "final_dim": 16, "mask_prob": 0.5, "mask_length": 3, "feature_batch_size": 4}
 
@@ -161,10 +164,30 @@ class TestHuBERTOnLogMelConformance(TaskConformance):
     backbone = ("logmel_encoder", {**support.LOGMEL_SMALL, "causal": False})
 
 
+E2E_HUBERT = [*support.E2E_DATA, *support.E2E_W2V_ENCODER, "train.max_steps=300"]
+
+
 @pytest.mark.slow
-def test_shortened_quickstart_beats_random_init(tmp_path, one_thread):  # noqa: F811
-    """hubert-quickstart (iteration 1, MFCC targets) cut short: the keyword probe on held-out
-    voices beats the same encoder at its random initialisation."""
+def test_shortened_quickstart_beats_random_init(tmp_path, one_thread, e2e_cache):  # noqa: F811
+    """hubert-quickstart (iteration 1, MFCC targets) shrunk (fewer clips, a smaller encoder, 300
+    steps): the keyword probe on held-out voices beats the same encoder at its random
+    initialisation by 0.2 (measured at 400 steps: 0.95 vs 0.24; 120 scored clips, one standard
+    error near 0.5 is 0.046)."""
     trained, random_init = train_against_random_init(
-        "hubert-quickstart", tmp_path / "run", ["train.max_steps=150"], evaluators=["keywords"])
-    assert trained["keywords/accuracy"] > random_init["keywords/accuracy"] + 0.05, (trained, random_init)
+        "hubert-quickstart", tmp_path / "run", E2E_HUBERT, evaluators=["keywords"])
+    assert trained["keywords/accuracy"] > random_init["keywords/accuracy"] + 0.2, (trained, random_init)
+
+
+@pytest.mark.slow
+def test_shortened_iteration_2_beats_random_init(tmp_path, one_thread, e2e_cache):  # noqa: F811
+    """hubert-iter2 on a shrunk iteration-1 run: targets from its layer 2 (the recipe's), the
+    keyword probe on held-out voices beats the same encoder at its random initialisation by 0.2."""
+    pm = get_plugin_manager()
+    first = tmp_path / "iteration-1"
+    loaded = load_recipe("hubert-quickstart", pm.registry,
+                         [f'output_dir="{first}"', "train.tensorboard=false", "evaluators.keywords=", *E2E_HUBERT])
+    assert train(loaded, pm, progress=False).status == "completed"
+    trained, random_init = train_against_random_init(
+        "hubert-iter2", tmp_path / "run", [*E2E_HUBERT, f'tasks.hubert.options.targets.checkpoint="{first}"'],
+        evaluators=["keywords"])
+    assert trained["keywords/accuracy"] > random_init["keywords/accuracy"] + 0.2, (trained, random_init)

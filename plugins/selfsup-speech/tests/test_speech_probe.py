@@ -10,7 +10,7 @@ from torch import nn
 import speech_models_support as support
 from selfsup.components import EvalContext
 from selfsup.testing import EvaluatorConformance
-from selfsup_speech.evaluators.probe import SpeechProbe, within_split
+from selfsup_speech.evaluators.probe import SpeechProbe, balanced_subset, within_split
 from selfsup_speech.options.models import SpeechProbeOptions
 from speech_models_support import synth_cache  # noqa: F401  (fixture)
 
@@ -114,3 +114,55 @@ def test_layer_weighted_probe_learns_to_weight_the_informative_layer(splits):
 def test_options_need_fit_data_only_without_split_within():
     assert SpeechProbe(SpeechProbeOptions()).needs_fit_data is True
     assert SpeechProbe(SpeechProbeOptions(split_within=True)).needs_fit_data is False
+
+
+def test_balanced_subset_spreads_over_classes_and_is_seeded():
+    targets = torch.tensor([0] * 10 + [1] * 6 + [2] * 2)
+    keep = balanced_subset(targets, 9, seed=0)
+    assert keep.tolist() == sorted(keep.tolist()) and len(set(keep.tolist())) == 9
+    counts = torch.bincount(targets[keep], minlength=3).tolist()
+    assert sorted(counts[:2]) == [3, 4] and counts[2] == 2  # round-robin; 2 of class 2 is all there is
+    assert torch.equal(keep, balanced_subset(targets, 9, seed=0))
+    assert not torch.equal(keep, balanced_subset(targets, 9, seed=1))
+    assert balanced_subset(targets, 100, seed=0).tolist() == list(range(18))
+
+
+def test_fit_limit_fits_on_a_balanced_subset(splits):
+    train, val = splits
+    probe, metrics = evaluate({"fit_limit": 6}, val, train)
+    fit = probe.prepared(train, "fit")
+    assert len(fit) == 6 and sorted(s["label"] for s in fit) == [0, 0, 1, 1, 2, 2]
+    assert len(probe.prepared(val, "data")) == len(val)  # the scored set is never cut
+    assert metrics["accuracy"] == 1.0
+
+
+def test_noise_condition_is_seeded_and_applies_to_the_mfcc_baseline_too(splits, monkeypatch):
+    train, val = splits
+    options = {"noise_snr_db": (0.0, 10.0)}
+    probe, metrics = evaluate(options, val, train)
+    noisy, clean = probe.prepared(val, "data")[0]["audio"], val[0]["audio"]
+    assert noisy.shape == clean.shape and not torch.equal(noisy, clean)
+    snr = 10 * torch.log10(clean.pow(2).mean() / (noisy * (clean.abs().max() / noisy.abs().max()) - clean).pow(2).mean())
+    assert -1.0 < snr < 11.0  # within the range (the mixture may have been scaled down as a whole)
+    again, _ = evaluate(options, val, train)
+    assert torch.equal(again.prepared(val, "data")[0]["audio"], noisy)  # the same noise at every evaluation
+    assert not torch.equal(again.prepared(train, "fit")[0]["audio"], train[0]["audio"])
+    _, clean_metrics = evaluate({}, val, train)
+    assert "mfcc_accuracy" in metrics and metrics["mfcc_accuracy"] <= clean_metrics["mfcc_accuracy"] + 0.1
+    with pytest.raises(ValueError):
+        SpeechProbeOptions(noise_snr_db=(10.0, 0.0))
+
+
+def test_mfcc_statistics_are_computed_once_per_data(splits, monkeypatch):
+    import selfsup_speech.evaluators.probe as probe_module
+
+    train, val = splits
+    calls = []
+    real = probe_module.mfcc_statistics
+    monkeypatch.setattr(probe_module, "mfcc_statistics", lambda samples, **kw: calls.append(len(samples)) or real(samples, **kw))
+    monkeypatch.setattr(probe_module, "_MFCC_CACHE", probe_module.OrderedDict())
+    first = evaluate({"n_mfcc": 12}, val, train)[1]["mfcc_accuracy"]
+    assert calls == [len(val), len(train)]
+    rebuilt = support.build("data_source", *support.SYNTH_VAL), support.build("data_source", *support.SYNTH_TRAIN)
+    assert evaluate({"n_mfcc": 12}, rebuilt[0], rebuilt[1])[1]["mfcc_accuracy"] == first  # a new run, same data
+    assert calls == [len(val), len(train)]

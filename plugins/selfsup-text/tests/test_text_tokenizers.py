@@ -121,3 +121,14 @@ def test_unknown_spec_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
         load_tokenizer(str(tmp_path / "empty"))
+
+
+def test_direct_encoding_ignores_padding_left_on_by_a_tokenizer_call():
+    """transformers leaves padding enabled on the shared backend after tokenizer(..., padding=True);
+    sources encode through the backend and must not get padded documents."""
+    from selfsup_text.tokenizers import load_tokenizer, plain_backend
+
+    tok = load_tokenizer("bpe-8k")
+    tok(["a short one", "a much longer sentence than the first one"], padding=True)
+    ids = plain_backend(tok).encode_batch(["a short one", "a much longer sentence than the first one"], add_special_tokens=False)
+    assert tok.pad_token_id not in ids[0].ids and len(ids[0].ids) < len(ids[1].ids)

@@ -2,8 +2,10 @@
 
 Registers paired data sources (digit images with captions, spoken keywords with transcripts), the
 ``clip`` task (symmetric InfoNCE between two encoders of different modalities, learnable
-temperature), the ``retrieval`` evaluator (recall@k both ways on held-out pairs) and recipes that
-train several modalities in one run. Components of selfsup-vision, selfsup-text and
+temperature), modality input adapters (``trunk_image``: patch embedding, ``trunk_audio``: log-mel
+front end) that share the transformer layers of a text BERT backbone (the trunk), the
+``retrieval`` evaluator (recall@k both ways on held-out pairs) and recipes that train several
+modalities in one run, on one shared trunk or on separate backbones. Components of selfsup-vision, selfsup-text and
 selfsup-speech are the encoders. Implementations are imported inside the factories.
 """
 
@@ -31,6 +33,14 @@ def register_data_sources(register):
 
 
 @selfsup.hookimpl
+def register_backbones(register):
+    register("trunk_image", _lazy("adapters.image:build"), options=o.TrunkImageOptions, modality=MODALITY,
+             summary="Patch embedding + [CLS] into a shared BERT trunk's layers (or its own): images -> [N, D].")
+    register("trunk_audio", _lazy("adapters.audio:build"), options=o.TrunkAudioOptions, modality=MODALITY,
+             summary="Log-mel frames into a shared BERT trunk's layers (or its own): speech backbone for HuBERT, probes.")
+
+
+@selfsup.hookimpl
 def register_pretext_tasks(register):
     register("clip", _lazy("clip:build"), options=o.CLIPOptions, modality=MODALITY,
              summary="CLIP-style InfoNCE both ways between two encoders, learnable temperature.")
@@ -46,6 +56,8 @@ def register_evaluators(register):
 RECIPES: dict[str, str] = {
     "clip-speech-text": "Spoken keywords <-> transcripts (CLIP); recall@1/5 on held-out voices.",
     "clip-digits-text": "Digit images <-> captions (CLIP); recall@1/5 on held-out digits.",
+    "multimodal-quickstart": "SimCLR (digits), MLM (text), HuBERT (speech) on one shared BERT trunk; a metric per modality.",
+    "multimodal-separate": "multimodal-quickstart's tasks on three separate backbones (adapters with their own layers).",
 }
 
 

@@ -27,7 +27,9 @@ conv encoder's latents) that dominates the quantizer's logits: all frames pick t
 from the first step, identical distractors are masked out, and the codebooks collapse within 20
 steps whatever the learning rate (measured: code perplexity 2 of 128). Centring over frames keeps
 the codes in use (perplexity ~80 of 128). There is no dropout on the quantizer's input
-(``dropout_features``).
+(``dropout_features``). The codebook entries start as standard normal vectors (fairseq: uniform
+in [0, 1), which makes all code vectors nearly parallel, so that at this scale every target looks
+alike to the cosine similarity and the loss stays at chance for hundreds of steps).
 The step counter driving the temperature is a buffer (checkpointed); it counts training forward
 passes (micro-batches under gradient accumulation).
 """
@@ -66,7 +68,10 @@ class GumbelVectorQuantizer(nn.Module):
         self.logits = nn.Linear(input_dim, groups * entries)  # fairseq weight_proj
         nn.init.normal_(self.logits.weight, mean=0.0, std=1.0)
         nn.init.zeros_(self.logits.bias)
-        self.codebooks = nn.Parameter(torch.empty(groups * entries, dim // groups).uniform_())  # [G*V, dim/G]
+        # zero-mean entries: fairseq's uniform_() in [0, 1) makes every code vector nearly parallel (cosine ~0.75
+        # between entries, ~0.99 between whole code vectors after project_q), so all targets look alike to the
+        # cosine similarity and, at this scale, the contrastive loss stays at log(1 + K) for hundreds of steps
+        self.codebooks = nn.Parameter(torch.randn(groups * entries, dim // groups))  # [G*V, dim/G]
 
     def forward(self, x: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``x [N, input_dim]`` -> ``quantized [N, dim]``, ``code_perplexity`` and

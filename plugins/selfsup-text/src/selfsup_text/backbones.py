@@ -70,6 +70,13 @@ def _model_class(family: str) -> Any:
     return {"gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM, "bert": BertForPreTraining}[family]
 
 
+def quiet_transformers() -> None:
+    """No progress bars from transformers ("Loading weights", "Writing model shards") in our logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_pretrained(directory: Path, options: Any) -> tuple[Any, str]:
     """``(model, family)`` from a local transformers directory; the family is the config's model_type."""
     from transformers import AutoConfig
@@ -192,6 +199,7 @@ class TransformerBackbone(nn.Module):
         """Write the model (``save_pretrained``, safetensors) and the tokenizer to ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        quiet_transformers()
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
 
@@ -212,6 +220,7 @@ def check_tokenizer(backbone: TransformerBackbone, tokenizer: Any, who: str) -> 
 def build(options: Any, context: BuildContext) -> TransformerBackbone:
     from selfsup_text.tokenizers import load_tokenizer
 
+    quiet_transformers()
     if options.pretrained is not None:
         model, family = load_pretrained(options.pretrained, options)
         tokenizer = load_tokenizer(options.tokenizer or str(options.pretrained), base_dir=context.base_dir)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
@@ -258,3 +258,18 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def plain_backend(tokenizer: "PreTrainedTokenizerFast") -> Any:
+    """The tokenizer's ``tokenizers.Tokenizer`` with padding and truncation switched off.
+
+    transformers sets both on the shared backend for each ``tokenizer(...)`` call (``padding=True``
+    leaves padding enabled until the next call), so code that encodes through the backend directly
+    must switch them off first, or documents come back padded to the longest of the batch."""
+    backend = tokenizer.backend_tokenizer
+    if backend.padding is not None:
+        backend.no_padding()
+    if backend.truncation is not None:
+        backend.no_truncation()
+    return backend
+

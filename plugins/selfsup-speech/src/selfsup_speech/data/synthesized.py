@@ -111,6 +111,10 @@ class SynthSpeech:
                       for e in chosen]  # each [T]
         self.label_ids = torch.tensor([e["label"] for e in chosen], dtype=torch.long)
         self.speaker_ids = torch.tensor([e["speaker"] for e in chosen], dtype=torch.long)
+        #: identifies these samples (the generated set and the split) for caches of derived values
+        self.cache_key = ("synth_speech", str(self.folder), options.split, options.split_by, str(options.val_voices),
+                          str(options.test_voices), options.val_fraction, options.test_fraction, options.seed,
+                          options.transcripts)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -24,6 +24,16 @@ backbone never trained on. A speaker probe whose fit and scored sets share no vo
 of 13 MFCCs with deltas and delta-deltas (78 numbers per clip): what hand-made features give.
 ``chance`` is the share of the most frequent class in the scored set.
 
+Cost: ``fit_limit`` fits on a seeded, class-balanced subset of the fit utterances; clips are
+batched in order of length (little padding; the speech backbones' valid frames do not depend on
+padding) and the MFCC statistics of a source are computed once and reused by every later
+evaluation of the same data (keyed by the source's ``cache_key`` when it has one, as
+``synth_speech`` does, so a fresh run on the same data reuses them too).
+
+``noise_snr_db``: a harder condition, in which every utterance the probe sees (fitted and scored,
+backbone and MFCC baseline alike) has noise added at an SNR drawn from the range (the
+``add_noise`` augmentation, seeded per utterance, so every evaluation sees the same noisy audio).
+
 Features are taken from the sources as they are (this evaluator's ``augment`` list is not applied).
 """
 
@@ -34,12 +44,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from collections import OrderedDict
+
 from selfsup.builtins.linear_probe import fit_linear_probe
 from selfsup.components import BuildContext, EvalContext
 from selfsup_speech.backbones.common import masked_mean
 from selfsup_speech.data.collate import pad_audio
 from selfsup_speech.features import MFCCFrames
+from selfsup_speech.augment import AddNoise
+from selfsup_speech.options.data import AddNoiseOptions
 from selfsup_speech.options.models import SpeechProbeOptions
+
+NOISE_SALT = {"fit": 1_000_003, "data": 2_000_029}  # fit and scored utterances get different noise
+_MFCC_CACHE: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()  # cache_key -> statistics
+_MFCC_CACHE_SIZE = 16
 
 
 def _samples(source: Any):
@@ -55,56 +73,66 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def extract(backbone: Any, source: Any, *, key: str, layer_weighted: bool, batch_size: int,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features [N, D] or [N, L, D] float32 on the CPU, targets [N] int64)`` over a source in order."""
-    collate = getattr(source, "collate", None) or pad_audio
-    feats, targets, chunk = [], [], []
-
-    def flush() -> None:
-        batch = collate(chunk)
-        if key not in batch:
-            raise ValueError(f"speech_probe: samples have no {key!r} field (target = {key!r})")
-        batch = _to(batch, device)
-        if layer_weighted:
-            if not callable(getattr(backbone, "layers", None)) or not callable(getattr(backbone, "padding_mask", None)):
-                raise ValueError("layer_weighted needs a backbone with layers() and padding_mask() (the speech backbones)")
-            padding = backbone.padding_mask(batch)
-            pooled = [masked_mean(h.float(), padding) for h in backbone.layers(batch)]  # L x [B, D]
-            feats.append(torch.stack(pooled, dim=1).cpu())  # [B, L, D]
-        else:
-            feats.append(backbone.embed(batch).float().cpu())  # [B, D]
-        targets.append(torch.as_tensor(batch[key]).long().cpu())
-        chunk.clear()
-
+def extract(backbone: Any, samples: list[dict[str, Any]], *, key: str, layer_weighted: bool, batch_size: int,
+            device: torch.device, collate: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features [N, D] or [N, L, D] float32 on the CPU, targets [N] int64)`` for ``samples``, in
+    their order. Clips are batched longest first, so batches hold clips of similar length."""
+    collate = collate or pad_audio
+    if not samples:
+        raise ValueError("speech_probe: empty data source")
+    if any(key not in s for s in samples):
+        raise ValueError(f"speech_probe: samples have no {key!r} field (target = {key!r})")
+    if layer_weighted and (not callable(getattr(backbone, "layers", None))
+                           or not callable(getattr(backbone, "padding_mask", None))):
+        raise ValueError("layer_weighted needs a backbone with layers() and padding_mask() (the speech backbones)")
+    order = sorted(range(len(samples)), key=lambda i: -torch.as_tensor(samples[i]["audio"]).numel())
+    feats: list[torch.Tensor] = []
     was_training = backbone.training
     backbone.eval()
     try:
-        for sample in _samples(source):
-            chunk.append(sample)
-            if len(chunk) == batch_size:
-                flush()
-        if chunk:
-            flush()
+        for start in range(0, len(order), batch_size):
+            batch = _to(collate([samples[i] for i in order[start:start + batch_size]]), device)
+            if layer_weighted:
+                padding = backbone.padding_mask(batch)
+                pooled = [masked_mean(h.float(), padding) for h in backbone.layers(batch)]  # L x [B, D]
+                feats.append(torch.stack(pooled, dim=1).cpu())  # [B, L, D]
+            else:
+                feats.append(backbone.embed(batch).float().cpu())  # [B, D]
     finally:
         backbone.train(was_training)
-    if not feats:
-        raise ValueError("speech_probe: empty data source")
-    return torch.cat(feats), torch.cat(targets)
+    x = torch.empty_like(torch.cat(feats))
+    x[torch.tensor(order)] = torch.cat(feats)  # back to the samples' order
+    return x, torch.tensor([int(s[key]) for s in samples], dtype=torch.long)
+
+
+def balanced_subset(targets: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """At most ``limit`` indices (sorted), spread evenly over the classes of ``targets [N]``:
+    every class's items in a seeded order, then round-robin over the classes."""
+    if limit >= targets.numel():
+        return torch.arange(targets.numel())
+    g = torch.Generator().manual_seed(seed + 7_919)
+    perm = torch.randperm(targets.numel(), generator=g)  # [N] random order
+    shuffled = targets[perm]
+    rank = torch.zeros_like(perm)  # position of each item among its class's items (in random order)
+    for c in torch.unique(targets).tolist():
+        where = shuffled == c
+        rank[where] = torch.arange(int(where.sum()))
+    keep = perm[torch.argsort(rank * (perm.numel() + 1) + torch.arange(perm.numel()))[:limit]]
+    return keep.sort().values
 
 
 @torch.no_grad()
-def mfcc_statistics(source: Any, *, key: str, n_mfcc: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mfcc_statistics(samples: list[dict[str, Any]], *, key: str, n_mfcc: int,
+                    sample_rate: int = 16000) -> tuple[torch.Tensor, torch.Tensor]:
     """``([N, 6 * n_mfcc] mean and std over time of MFCC + deltas + delta-deltas, targets [N])``."""
-    rate = int(getattr(source, "sample_rate", 16000))
-    mfcc = MFCCFrames(rate, n_mfcc)
+    mfcc = MFCCFrames(sample_rate, n_mfcc)
     rows, targets = [], []
-    for sample in _samples(source):
+    for sample in samples:
+        if key not in sample:
+            raise ValueError(f"speech_probe: samples have no {key!r} field (target = {key!r})")
         frames = mfcc(sample["audio"])  # [F, 3 * n_mfcc]
         std = frames.std(0) if frames.shape[0] > 1 else torch.zeros(frames.shape[1])
         rows.append(torch.cat([frames.mean(0), std]))
-        if key not in sample:
-            raise ValueError(f"speech_probe: samples have no {key!r} field (target = {key!r})")
         targets.append(int(sample[key]))
     return torch.stack(rows), torch.tensor(targets, dtype=torch.long)
 
@@ -154,14 +182,62 @@ class SpeechProbe:
     def __init__(self, options: SpeechProbeOptions):
         self.options = options
         self.needs_fit_data = not options.split_within  # checked when the run is built
-        self._mfcc_cache: dict[int, tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        # id(source) -> (source, samples as the probe sees them: subset, noise); the source is kept
+        # so that its id is not reused while cached
+        self._prepared: dict[tuple[int, str], tuple[Any, list[dict[str, Any]]]] = {}
+        self._mfcc_local: dict[tuple[int, str], tuple[Any, torch.Tensor, torch.Tensor]] = {}
 
-    def _mfcc(self, source: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        cached = self._mfcc_cache.get(id(source))
-        if cached is None or cached[0] is not source:
-            x, y = mfcc_statistics(source, key=self.options.target, n_mfcc=self.options.n_mfcc)
-            cached = self._mfcc_cache[id(source)] = (source, x, y)
-        return cached[1], cached[2]
+    def _noise(self) -> AddNoise | None:
+        o = self.options
+        if o.noise_snr_db is None:
+            return None
+        return AddNoise(AddNoiseOptions(snr_db=tuple(o.noise_snr_db), color=o.noise_color))
+
+    def prepared(self, source: Any, role: str) -> list[dict[str, Any]]:
+        """The utterances of ``source`` the probe uses in ``role`` (``"fit"`` or ``"data"``):
+        all of them, or the ``fit_limit`` subset for fitting; with ``noise_snr_db``, noisy."""
+        cached = self._prepared.get((id(source), role))
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        o = self.options
+        samples = list(_samples(source))
+        if role == "fit" and o.fit_limit is not None and not o.split_within:
+            if any(o.target not in s for s in samples):
+                raise ValueError(f"speech_probe: samples have no {o.target!r} field (target = {o.target!r})")
+            keep = balanced_subset(torch.tensor([int(s[o.target]) for s in samples]), o.fit_limit, o.seed)
+            samples = [samples[i] for i in keep.tolist()]
+        noise = self._noise()
+        if noise is not None:
+            salt = NOISE_SALT[role]
+            samples = [noise(s, torch.Generator().manual_seed(o.seed * 7_919 + salt + i)) for i, s in enumerate(samples)]
+        self._prepared[(id(source), role)] = (source, samples)
+        return samples
+
+    def _mfcc(self, source: Any, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """MFCC statistics of ``prepared(source, role)``: computed once per data (a source with a
+        ``cache_key`` shares them with every later evaluator on the same data)."""
+        o = self.options
+        source_key = getattr(source, "cache_key", None)
+        if source_key is not None:
+            limit = o.fit_limit if role == "fit" and not o.split_within else None
+            noise = (tuple(o.noise_snr_db), o.noise_color, role) if o.noise_snr_db is not None else None
+            key = (source_key, o.target, o.n_mfcc, limit, noise, o.seed if (limit or noise) else 0)
+            if key in _MFCC_CACHE:
+                _MFCC_CACHE.move_to_end(key)
+                return _MFCC_CACHE[key]
+        else:
+            local = self._mfcc_local.get((id(source), role))
+            if local is not None and local[0] is source:
+                return local[1], local[2]
+        rate = int(getattr(source, "sample_rate", 16000))
+        x, y = mfcc_statistics(self.prepared(source, role), key=o.target, n_mfcc=o.n_mfcc, sample_rate=rate)
+        if source_key is not None:
+            _MFCC_CACHE[key] = (x, y)
+            while len(_MFCC_CACHE) > _MFCC_CACHE_SIZE:
+                _MFCC_CACHE.popitem(last=False)
+        else:
+            self._mfcc_local[(id(source), role)] = (source, x, y)
+        return x, y
 
     def _score(self, x_fit: torch.Tensor, y_fit: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                layer_weighted: bool) -> dict[str, float]:
@@ -199,24 +275,30 @@ class SpeechProbe:
         o = self.options
         if not o.split_within and context.fit_data is None:
             raise ValueError(f"evaluator {context.name!r}: speech_probe needs fit_data unless split_within = true")
-        args = {"key": o.target, "layer_weighted": o.layer_weighted, "batch_size": context.batch_size,
-                "device": context.device}
-        x, y = extract(context.backbone, context.data, **args)
+
+        def features(source: Any, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+            return extract(context.backbone, self.prepared(source, role), key=o.target,
+                           layer_weighted=o.layer_weighted, batch_size=context.batch_size, device=context.device,
+                           collate=getattr(source, "collate", None))
+
+        x, y = features(context.data, "data")
         if o.split_within:
             fit_idx, eval_idx = within_split(y, o.within_fit_fraction, o.seed)
+            if o.fit_limit is not None and fit_idx.numel() > o.fit_limit:
+                fit_idx = fit_idx[balanced_subset(y[fit_idx], o.fit_limit, o.seed)]
             x_fit, y_fit, x, y = x[fit_idx], y[fit_idx], x[eval_idx], y[eval_idx]
         else:
-            x_fit, y_fit = extract(context.backbone, context.fit_data, **args)
+            x_fit, y_fit = features(context.fit_data, "fit")
         self._check_classes(y_fit, y)
         if y.numel() == 0:
             raise ValueError("speech_probe: nothing left to score (every class has a single utterance)")
         metrics = self._score(x_fit, y_fit, x, y, o.layer_weighted)
         if o.mfcc_baseline:
-            m, my = self._mfcc(context.data)
+            m, my = self._mfcc(context.data, "data")
             if o.split_within:
                 m_fit, my_fit, m, my = m[fit_idx], my[fit_idx], m[eval_idx], my[eval_idx]
             else:
-                m_fit, my_fit = self._mfcc(context.fit_data)
+                m_fit, my_fit = self._mfcc(context.fit_data, "fit")
             metrics["mfcc_accuracy"] = self._score(m_fit, my_fit, m, my, layer_weighted=False)["accuracy"]
         return metrics
 

@@ -189,4 +189,19 @@ class SpeechProbeOptions(Options):
     steps: int = Field(300, ge=1, description="Full-batch Adam steps (layer-weighted probe).")
     lr: float = Field(1e-2, gt=0, description="Adam learning rate (layer-weighted probe).")
     n_mfcc: int = Field(13, ge=4, le=40, description="MFCC coefficients of the baseline (plus deltas and delta-deltas).")
-    seed: int = Field(0, ge=0, description="Seeds the split_within division.")
+    fit_limit: int | None = Field(
+        None, ge=1, description="Fit on at most this many utterances (a seeded draw spread evenly over the classes); "
+                                "None: all of them. Bounds the evaluation's cost on large fit sets.")
+    noise_snr_db: tuple[float, float] | None = Field(
+        None, description="A harder condition: add noise at an SNR drawn uniformly from this (low, high) dB range to "
+                          "every probe utterance, fitted and scored, for the backbone and the MFCC baseline alike "
+                          "(seeded per utterance, the same at every evaluation). None: clean audio.")
+    noise_color: Literal["white", "pink"] = Field("white", description="Spectrum of the noise_snr_db noise.")
+    seed: int = Field(0, ge=0, description="Seeds the split_within division, the fit_limit draw and the noise.")
+
+    @field_validator("noise_snr_db")
+    @classmethod
+    def _snr(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (-30 <= v[0] <= v[1] <= 100):
+            raise ValueError(f"noise_snr_db must be (low, high) dB with -30 <= low <= high <= 100, got {v}")
+        return v

@@ -30,7 +30,7 @@ import torch
 from selfsup.components import BuildContext
 from selfsup.splits import split_indices
 from selfsup_text.data.collate import pad_collate
-from selfsup_text.tokenizers import load_tokenizer
+from selfsup_text.tokenizers import load_tokenizer, plain_backend
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace and a
 # capital letter, digit or opening quote; a blank line also ends one.
@@ -49,7 +49,7 @@ def tokenizer_for(options: Any, context: BuildContext):
 
 def encode(tokenizer, texts: Sequence[str], *, offsets: bool = False):
     """Token ids (numpy int64 arrays, no specials) of ``texts``, and char offsets when asked."""
-    encodings = tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    encodings = plain_backend(tokenizer).encode_batch(list(texts), add_special_tokens=False)
     ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
     if not offsets:
         return ids, None

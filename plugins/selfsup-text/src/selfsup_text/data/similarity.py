@@ -22,6 +22,7 @@ from selfsup.components import BuildContext
 from selfsup_text.data.base import tokenizer_for
 from selfsup_text.data.collate import pad_collate
 from selfsup_text.data.gensim_data import lee_similarity, word_pairs
+from selfsup_text.tokenizers import plain_backend
 
 
 class SimilarityPairs:
@@ -38,7 +39,7 @@ class SimilarityPairs:
         if options.max_length is not None:
             content_max = max(1, options.max_length - (2 if options.add_special_tokens else 0))
         self._ids = []
-        for enc in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
+        for enc in plain_backend(tokenizer).encode_batch(texts, add_special_tokens=False):
             ids = enc.ids[:content_max] if content_max is not None else enc.ids
             if options.add_special_tokens:
                 ids = [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]

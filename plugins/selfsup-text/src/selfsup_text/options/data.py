@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from selfsup.options import ExistingDir, ExistingFile, ExistingPath, Options
+from selfsup.options import ExistingDir, ExistingPath, Options
 
 Split = Literal["all", "train", "val"]
 OnError = Literal["skip", "raise"]

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from selfsup_text.tokenizers import save_tokenizer
+from selfsup_text.tokenizers import plain_backend, save_tokenizer
 
 BATCH = 512
 
@@ -30,7 +30,7 @@ def write_split(file: Path, texts: Sequence[str], tokenizer: Any, dtype: np.dtyp
     total = 0
     with open(file, "wb") as f:
         for start in range(0, len(texts), BATCH):
-            encodings = tokenizer.backend_tokenizer.encode_batch(list(texts[start : start + BATCH]),
+            encodings = plain_backend(tokenizer).encode_batch(list(texts[start : start + BATCH]),
                                                                  add_special_tokens=False)
             for enc in encodings:
                 ids = np.asarray([*enc.ids, sep], dtype=dtype)
