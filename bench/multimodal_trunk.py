@@ -13,7 +13,7 @@ Reported per run:
 * train time: from the ``train`` call to the end of the last step (building, HuBERT's k-means
   targets, the steps; not the final checkpoint and evaluation); loop time: first step to last step
   (lifecycle events ``on_train_start`` and ``on_step_end``), from which steps/s and samples/s
-  (every task's batch counted: the tasks all run each step under ``task_policy = "sum"``);
+  (the batches of the tasks each step runs: one in turn under the recipes' ``round_robin``);
 * each modality's metric, trained and at random init: kNN accuracy on held-out digits,
   masked-token accuracy on held-out text, keyword probe accuracy on held-out voices (noisy).
 
@@ -35,7 +35,7 @@ import selfsup
 from selfsup.evaluate import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
-from selfsup.train.loop import train
+from selfsup.train.loop import tasks_for_step, train
 
 RECIPES = {"shared trunk": "multimodal-quickstart", "separate backbones": "multimodal-separate"}
 #: (modality, evaluator metric) shown in the table
@@ -65,6 +65,13 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
+def samples_seen(recipe, steps: int) -> int:
+    """Samples drawn by ``steps`` optimizer steps: the batch of every task each step picks
+    (all of them under ``sum``, one in turn under ``round_robin``)."""
+    batch = {name: spec.batch_size or recipe.train.batch_size for name, spec in recipe.tasks.items()}
+    return sum(batch[t] * recipe.train.grad_accum for step in range(steps) for t in tasks_for_step(recipe, step))
+
+
 def run_one(recipe: str, run_dir: Path, overrides: list[str], clock: LoopClock) -> dict[str, float]:
     pm = get_plugin_manager()
     if run_dir.exists():
@@ -78,11 +85,9 @@ def run_one(recipe: str, run_dir: Path, overrides: list[str], clock: LoopClock) 
         raise RuntimeError(f"{recipe}: training ended {result.status}")
     trained, _ = evaluate_run(result.run_dir, pm)
     before, _ = evaluate_run(result.run_dir, pm, random_init=True)
-    recipe_ = loaded.recipe
-    samples_per_step = sum(spec.batch_size or recipe_.train.batch_size for spec in recipe_.tasks.values())
     loop = clock.end - clock.start
     out = {"steps": result.step, "parameters": clock.parameters, "train_s": total, "loop_s": loop,
-           "steps_per_s": result.step / loop, "samples_per_s": result.step * samples_per_step / loop}
+           "steps_per_s": result.step / loop, "samples_per_s": samples_seen(loaded.recipe, result.step) / loop}
     for _, metric in METRICS:
         out[metric] = trained[metric]
         out[metric + ":random"] = before[metric]

@@ -350,11 +350,11 @@ def test_recipes_are_registered_and_differ_only_in_the_layers():
     assert shared.data == separate.data
 
 
-#: multimodal-quickstart shrunk: 200 steps with smaller image and text batches (HuBERT needs the
-#: steps more than the others; its batches are cheap), 400 training paragraphs, 2 utterances per
-#: (keyword, voice) (720 training clips, 120 scored ones from the 3 held-out voices).
+#: multimodal-quickstart shrunk: 600 round-robin steps (200 per task) with smaller image and text
+#: batches, 400 training paragraphs, 2 utterances per (keyword, voice) (720 training clips, 120
+#: scored ones from the 3 held-out voices).
 SHORT = [
-    "train.max_steps=200", "train.warmup_steps=20", "train.log_every=50",
+    "train.max_steps=600", "train.warmup_steps=30", "train.log_every=100",
     "tasks.simclr.batch_size=32", "tasks.mlm.batch_size=8", "tasks.hubert.batch_size=32",
     "data.text.options.limit=400", "data.text_val.options.limit=60",
     "data.speech.options.utterances_per_pair=2", "data.speech_val.options.utterances_per_pair=2",

@@ -4,8 +4,9 @@ Dosovitskiy et al., An Image is Worth 16x16 Words: Transformers for Image Recogn
 ICLR 2021 (https://arxiv.org/abs/2010.11929): the image is cut into non-overlapping square
 patches, each linearly embedded (a Conv2d with kernel = stride = patch size), a learned [class]
 token is prepended, learned position embeddings are added, and the sequence goes through
-transformer layers; the features are the [class] token's final state (``pooling = "cls"``) or the
-mean over the patch tokens (``"mean"``), after a LayerNorm.
+transformer layers; the features are the mean over the patch tokens (``pooling = "mean"``, the
+default: it learns much faster under SimCLR in short runs) or the [class] token's final state
+(``"cls"``), after a LayerNorm.
 
 With ``trunk`` the layers are those of a text BERT backbone (see :mod:`.trunk`); the patch
 embedding, [class] token, positions and norms belong to the adapter.

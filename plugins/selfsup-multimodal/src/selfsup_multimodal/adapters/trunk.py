@@ -91,10 +91,6 @@ class TrunkAdapter(nn.Module):
         self.input_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.final_norm = nn.LayerNorm(self.output_dim, eps=config.layer_norm_eps)
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.encoder.layer)
-
     def encode(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Tokens ``x [B, T, D]`` (positions already added) through the layers; ``keep [B, T]`` bool
         marks real tokens (``None``: all). Returns each layer's output ``[B, T, D]``, the last one
