@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import shutil
 import time
 from pathlib import Path
 
-import torch
 
 import selfsup
+from machine import machine  # bench/machine.py
 from selfsup.evaluate import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
@@ -58,11 +57,6 @@ class LoopClock:
         if step == run.total_steps:
             self.end = time.perf_counter()
 
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def samples_seen(recipe, steps: int) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import random
 import statistics
 import sys
@@ -41,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 import selfsup
+from machine import machine  # bench/machine.py
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
 from selfsup.train.build import build_run
@@ -274,21 +274,6 @@ def measured(fn, *args) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------ reporting
 
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"CPU: {cpu}, {cores} cores available (os.cpu_count() = {os.cpu_count()}), torch threads {torch.get_num_threads()}\n"
-        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
 
 
 def main() -> int:

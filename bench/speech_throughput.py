@@ -18,27 +18,18 @@ Prints a Markdown table headed by the machine description.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
+from machine import machine  # bench/machine.py
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 from selfsup.train.build import build_run
 
 RECIPES = ["wav2vec2-quickstart", "hubert-quickstart", "apc-quickstart"]
 
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads "
-            f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), Python {platform.python_version()}; "
-            f"load average at start {os.getloadavg()[0]:.1f}")
 
 
 def generation(utterances: int, workers: int) -> tuple[float, float, int]:

@@ -12,12 +12,11 @@ temperature) is the third column. Prints a Markdown table for ``docs/vision.md``
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from machine import machine  # bench/machine.py
 
 from selfsup.evaluate import evaluate_run
 from selfsup.plugins import get_plugin_manager
@@ -25,12 +24,6 @@ from selfsup.recipe import load_recipe
 from selfsup.train.loop import train
 
 RECIPES = ["simclr-digits", "swav-digits", "mae-digits", "deepcluster-digits", "simclr-mnist5k"]
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def fmt(value: float | None) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import platform
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from machine import machine  # bench/machine.py
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
@@ -145,11 +145,6 @@ def heldout_loss(model: torch.nn.Module, source, batch: int = 32) -> float:
         count += w[:, 1:].numel()
     return total / count
 
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ digits) of each backbone, plus raw pixels and random init as baselines.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from machine import machine  # bench/machine.py
 from selfsup.builtins.knn import weighted_knn_predict
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
@@ -197,10 +197,6 @@ def run_lightly(method: str, epochs: int) -> tuple[float, int, torch.nn.Module]:
 
 # ------------------------------------------------------------------------------------ main
 
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def main() -> None:

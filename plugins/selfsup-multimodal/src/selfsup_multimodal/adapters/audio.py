@@ -26,11 +26,11 @@ from torchaudio.transforms import MelSpectrogram
 
 from selfsup.components import BuildContext
 from selfsup_multimodal.adapters.trunk import TrunkAdapter
-from selfsup_speech.backbones.common import audio_and_lengths, lengths_to_padding_mask, masked_mean
+from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
 from selfsup_speech.backbones.logmel import LOG_FLOOR, sinusoidal_positions
 
 
-class TrunkAudio(TrunkAdapter):
+class TrunkAudio(FrameEncoderMixin, TrunkAdapter):
     def __init__(self, options: Any, context: BuildContext):
         super().__init__(options, context)
         o = options
@@ -102,21 +102,6 @@ class TrunkAudio(TrunkAdapter):
         keep = None if not bool(padding_mask.any()) else ~padding_mask
         states = self.encode(x, keep)
         return states if all_layers else states[-1]
-
-    def frames(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-layer outputs ``[B, F, D]`` and the frame padding mask ``[B, F]``."""
-        z, padding = self.latents(batch)
-        return self.contextualize(z, padding), padding
-
-    def layers(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
-        """Each layer's output ``[B, F, D]``."""
-        z, padding = self.latents(batch)
-        return self.contextualize(z, padding, all_layers=True)
-
-    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Mean of the last layer over valid frames: ``[B, D]``."""
-        features, padding = self.frames(batch)
-        return masked_mean(features, padding)
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.embed(batch)

@@ -31,3 +31,24 @@ def masked_mean(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
     """``x [B, F, D]`` averaged over the frames where ``padding_mask [B, F]`` is False -> ``[B, D]``."""
     keep = (~padding_mask).to(x.dtype).unsqueeze(-1)  # [B, F, 1]
     return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+
+
+class FrameEncoderMixin:
+    """``frames``, ``layers`` and ``embed`` of a speech backbone, from its ``latents(batch) ->
+    (z [B, F, C], padding [B, F])`` and ``contextualize(z, padding, all_layers=False)``."""
+
+    def frames(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer outputs ``[B, F, D]`` and the frame padding mask ``[B, F]``."""
+        z, padding = self.latents(batch)  # type: ignore[attr-defined]
+        return self.contextualize(z, padding), padding  # type: ignore[attr-defined]
+
+    def layers(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
+        """Per-layer states ``[B, F, D]``, as ``contextualize(..., all_layers=True)`` lists them."""
+        z, padding = self.latents(batch)  # type: ignore[attr-defined]
+        return self.contextualize(z, padding, all_layers=True)  # type: ignore[attr-defined]
+
+    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Mean of the last layer over valid frames: ``[B, D]``."""
+        features, padding = self.frames(batch)
+        return masked_mean(features, padding)
+

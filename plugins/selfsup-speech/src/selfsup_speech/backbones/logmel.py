@@ -22,7 +22,7 @@ from torch import nn
 from torchaudio.transforms import MelSpectrogram
 
 from selfsup.components import BuildContext
-from selfsup_speech.backbones.common import audio_and_lengths, lengths_to_padding_mask, masked_mean
+from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
 from selfsup_speech.options.models import LogMelEncoderOptions
 
 LOG_FLOOR = 1e-6  # added to mel power before the log
@@ -38,7 +38,7 @@ def sinusoidal_positions(frames: int, dim: int, device: torch.device) -> torch.T
     return table
 
 
-class LogMelEncoder(nn.Module):
+class LogMelEncoder(FrameEncoderMixin, nn.Module):
     """See the package docstring of :mod:`selfsup_speech.backbones` for the interface."""
 
     def __init__(self, options: LogMelEncoderOptions):
@@ -139,26 +139,11 @@ class LogMelEncoder(nn.Module):
         states[-1] = self.final_norm(states[-1])
         return states
 
-    def frames(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sequence-model outputs ``[B, F, D]`` and the frame padding mask ``[B, F]``."""
-        z, padding = self.latents(batch)
-        return self.contextualize(z, padding), padding
-
-    def layers(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
-        """Each layer's output ``[B, F, D]``."""
-        z, padding = self.latents(batch)
-        return self.contextualize(z, padding, all_layers=True)
-
     def padding_mask(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Frame padding mask ``[B, F]`` of a batch (without computing features)."""
         _, lengths = audio_and_lengths(batch)
         valid = self.num_frames(lengths)
         return lengths_to_padding_mask(valid, int(valid.max()))
-
-    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Mean of the outputs over valid frames: ``[B, D]``."""
-        features, padding = self.frames(batch)
-        return masked_mean(features, padding)
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.embed(batch)

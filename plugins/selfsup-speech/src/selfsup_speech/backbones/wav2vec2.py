@@ -25,7 +25,7 @@ from torch import nn
 from torchaudio.models import Wav2Vec2Model, wav2vec2_model
 
 from selfsup.components import BuildContext
-from selfsup_speech.backbones.common import audio_and_lengths, lengths_to_padding_mask, masked_mean
+from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
 from selfsup_speech.options.models import Wav2Vec2EncoderOptions
 
 CONFIG_FILE = "config.json"  # torchaudio.models.wav2vec2_model(**config)
@@ -71,7 +71,7 @@ def options_from_config(config: Mapping[str, Any], sample_rate: int = 16000) -> 
     )
 
 
-class Wav2Vec2Encoder(nn.Module):
+class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
     """A torchaudio ``Wav2Vec2Model`` (``self.model``) with a mask embedding; see the package
     docstring of :mod:`selfsup_speech.backbones` for the interface."""
 
@@ -136,26 +136,11 @@ class Wav2Vec2Encoder(nn.Module):
             states.append(h)
         return states
 
-    def frames(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transformer outputs ``[B, F, D]`` and the frame padding mask ``[B, F]``."""
-        z, padding = self.latents(batch)
-        return self.contextualize(z, padding), padding
-
-    def layers(self, batch: Mapping[str, Any]) -> list[torch.Tensor]:
-        """Per-layer states: the transformer input, then each layer's output, each ``[B, F, D]``."""
-        z, padding = self.latents(batch)
-        return self.contextualize(z, padding, all_layers=True)
-
     def padding_mask(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Frame padding mask ``[B, F]`` of a batch (without running the network)."""
         audio, lengths = audio_and_lengths(batch)
         frames = int(self.num_frames(torch.tensor([max(audio.shape[1], self.receptive_field)]))[0])
         return lengths_to_padding_mask(self.num_frames(lengths).clamp_max(frames), frames)
-
-    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Mean of the transformer outputs over valid frames: ``[B, D]``."""
-        features, padding = self.frames(batch)
-        return masked_mean(features, padding)
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.embed(batch)
