@@ -112,3 +112,23 @@ def test_sample_weights_draw_in_proportion_and_samples_carry_index():
     assert batch["index"].tolist() == [int(x) for x in batch["input"].flatten().tolist()]
     drawn = [i for _ in range(4) for i in next(stream)["index"].tolist()]
     assert set(drawn) <= set(range(10)) and len(set(drawn)) > 5
+
+
+def test_length_grouped_batches_hold_similar_lengths_and_split_across_ranks():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 1000, (400,), generator=g).tolist()
+    grouped = TaskStream("t", Numbers(400), [], batch_size=8, seed=0, lengths=lengths)
+    plain = TaskStream("t", Numbers(400), [], batch_size=8, seed=0)
+
+    def spread(stream):  # mean (max - min) length within a batch
+        return np.mean([np.ptp([lengths[i] for _, i in batch]) for batch in stream.epoch_batches(0)])
+
+    assert spread(grouped) < spread(plain) / 5
+    batches = grouped.epoch_batches(0)
+    assert sorted(i for batch in batches for _, i in batch) == list(range(400))  # an epoch: every sample once
+    assert batches == TaskStream("t", Numbers(400), [], batch_size=8, seed=0, lengths=lengths).epoch_batches(0)
+    assert batches != grouped.epoch_batches(1)
+    ranks = [TaskStream("t", Numbers(400), [], batch_size=4, seed=0, rank=r, world_size=2, lengths=lengths)
+             for r in (0, 1)]
+    for one, a, b in zip(batches, ranks[0].epoch_batches(0), ranks[1].epoch_batches(0)):
+        assert sorted(i for _, i in one) == sorted(i for _, i in a + b)  # the ranks share each global batch

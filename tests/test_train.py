@@ -161,3 +161,8 @@ def test_tensorboard_events_are_written(tmp_path):
     acc = EventAccumulator(str(result.run_dir / "tensorboard"))
     acc.Reload()
     assert {"loss", "loss/infonce", "eval/knn/accuracy"} <= set(acc.Tags()["scalars"])
+
+
+def test_group_by_length_needs_a_source_with_lengths(tmp_path):
+    res = cli("train", str(write_toy_recipe(tmp_path, max_steps=20)), "--set", "tasks.infonce.group_by_length=true", cwd=tmp_path)
+    assert res.returncode == 2 and "tasks.infonce.group_by_length" in res.stderr and "lengths()" in res.stderr, res.stderr

@@ -33,6 +33,8 @@ class DataSource(Protocol):
     A source (map-style or iterable) may define ``collate(samples) -> batch`` when its samples do
     not stack with ``default_collate`` (text of varying length: pad and add a mask). It batches
     samples for feature extraction (evaluators) and for tasks that define no ``collate`` of their own.
+    A map-style source may also define ``lengths() -> Sequence[int]`` (each sample's length, cheap:
+    no decoding) so that a task with ``group_by_length = true`` batches samples of similar length.
     """
 
     def __len__(self) -> int: ...

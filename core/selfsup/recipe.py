@@ -74,6 +74,9 @@ class TaskSpec(ComponentSpec):
     augment: list[str] = Field(default_factory=list)
     weight: float = Field(1.0, gt=0, description="Loss weight (sum/round_robin) or sampling weight (sample).")
     batch_size: int | None = Field(None, gt=0, description="Global batch for this task; default train.batch_size.")
+    group_by_length: bool = Field(
+        False, description="Batch samples of similar length together (the data source must define lengths())."
+    )
 
 
 class EvaluatorSpec(ComponentSpec):

@@ -113,11 +113,13 @@ class TaskStream:
         on_epoch_start: Callable[[int], None] | None = None,
         sample_weights: Callable[[int], Any] | None = None,
         pin_memory: bool = False,
+        lengths: Any = None,
     ):
         self.name, self.source, self.pipeline = name, source, list(pipeline)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.workers, self.collate = workers, collate or default_collate
         self.on_epoch_start, self.sample_weights, self.pin_memory = on_epoch_start, sample_weights, pin_memory
+        self.lengths = None if lengths is None else torch.as_tensor(list(lengths), dtype=torch.long)  # [N] or None
         self.stream = stream_id(name)
         self.iterable = is_iterable_source(source)
         self.epoch, self.batches = 0, 0
@@ -133,6 +135,8 @@ class TaskStream:
         gives ``sample_weights(epoch)`` (a ``[N]`` tensor, e.g. inverse cluster sizes for balanced
         sampling), ``N`` indices are drawn with replacement from those weights instead."""
         weights = self.sample_weights(epoch) if self.sample_weights is not None else None
+        if self.lengths is not None and weights is None:
+            return [[(epoch, i) for i in batch] for batch in self.length_grouped(epoch)]
         if weights is not None:
             g = sample_generator(self.seed, self.stream, epoch, 2**32 - 2)
             drawn = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), len(self.source), replacement=True, generator=g)
@@ -147,6 +151,26 @@ class TaskStream:
             order = list(sampler)
         full = len(order) // self.batch_size
         return [[(epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]] for b in range(full)]
+
+    def length_grouped(self, epoch: int, group: int = 50) -> list[list[int]]:
+        """This rank's batches of ``epoch`` with samples of similar length (less padding).
+
+        A seeded permutation is cut into runs of ``group`` global batches; each run is sorted by
+        length (longest first) and split into global batches; the global batches are shuffled
+        (seeded) and each rank takes its slice of every one, so the ranks' batches line up and hold
+        samples of similar length. The idea of transformers' ``LengthGroupedSampler``, made
+        deterministic per (seed, task, epoch) so resume and DDP see the same batches."""
+        g = sample_generator(self.seed, self.stream, epoch, 2**32 - 3)
+        n, global_batch = len(self.lengths), self.batch_size * self.world_size
+        order = torch.randperm(n, generator=g)
+        batches: list[torch.Tensor] = []
+        for start in range(0, n - n % global_batch, global_batch * group):
+            run = order[start : min(start + global_batch * group, n - n % global_batch)]
+            run = run[torch.argsort(self.lengths[run], descending=True, stable=True)]
+            batches.extend(run.split(global_batch))
+        shuffled = torch.randperm(len(batches), generator=g).tolist()
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        return [batches[b][mine].tolist() for b in shuffled]
 
     def check(self) -> None:
         """Raise ``ValueError`` now if the source cannot fill one batch (instead of mid-training)."""

@@ -31,7 +31,7 @@ from selfsup.plugins import PluginManager
 from selfsup.recipe import LoadedRecipe, Recipe, RecipeError
 from selfsup.train import checkpoint as ckpt
 from selfsup.train.build import build_run
-from selfsup.train.data import TaskStream, to_device
+from selfsup.train.data import TaskStream, is_iterable_source, to_device
 from selfsup.train.distributed import DistInfo, barrier, init_distributed
 from selfsup.train.evaluation import run_evaluators
 from selfsup.train.metrics import MetricsWriter, ProgressBar
@@ -179,6 +179,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
             on_epoch_start=_epoch_hook(name, task, model, built, recipe, device, info, per_rank),
             sample_weights=getattr(task, "sample_weights", None),
             pin_memory=device.type == "cuda",
+            lengths=_lengths(built.data[spec.data], name, loaded.source) if spec.group_by_length else None,
         )
     checkpoints = ckpt.list_checkpoints(run_dir)
     if checkpoints and not resume:
@@ -377,6 +378,19 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _lengths(source: Any, task: str, recipe_source: str) -> list[int]:
+    """``source.lengths()`` for ``tasks.<task>.group_by_length``, or a recipe error saying what is missing."""
+    lengths = getattr(source, "lengths", None)
+    if not callable(lengths) or is_iterable_source(source):
+        raise RecipeError(recipe_source, [(f"tasks.{task}.group_by_length", "the task's data source defines no "
+                                           "lengths() (a map-style source must give each sample's length)")])
+    values = list(lengths())
+    if len(values) != len(source):
+        raise RecipeError(recipe_source, [(f"tasks.{task}.group_by_length",
+                                           f"lengths() gave {len(values)} values for {len(source)} samples")])
+    return values
 
 
 def export_backbones(model: Any, directory: Path) -> None:

@@ -71,6 +71,10 @@ class AudioManifest:
     def __len__(self) -> int:
         return len(self.files)
 
+    def lengths(self) -> list[int]:
+        """Samples per file from the manifest, at the manifest's rate (for ``group_by_length``)."""
+        return list(self.num_samples)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         for offset in range(len(self.files)):
             j = (i + offset) % len(self.files)

@@ -125,6 +125,10 @@ class SynthSpeech:
             sample["text"] = self.entries[i]["word"]
         return sample
 
+    def lengths(self) -> list[int]:
+        """Samples per clip (for ``group_by_length`` batching)."""
+        return [a.numel() for a in self.audio]
+
     @property
     def seconds(self) -> float:
         """Total audio duration of this split."""

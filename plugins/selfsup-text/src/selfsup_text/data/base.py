@@ -165,6 +165,12 @@ class TextSource:
     def __len__(self) -> int:
         return self._n_windows if self.window is not None else len(self._docs)
 
+    def lengths(self) -> list[int]:
+        """Tokens per sample (for ``group_by_length`` batching; windows all have ``window + 1``)."""
+        if self.window is not None:
+            return [self.window + 1] * self._n_windows
+        return [len(doc) for doc in self._docs]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         n = len(self)
         if not -n <= i < n:
