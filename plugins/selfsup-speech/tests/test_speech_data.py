@@ -163,7 +163,7 @@ class TestAudioFolder(DataSourceConformance):
 
 
 def test_audio_folder_skips_and_counts_corrupt_and_empty(folder):
-    with pytest.warns(UserWarning, match="skipped 2 unreadable or empty"):
+    with pytest.warns(UserWarning, match="skipped 2 unreadable audio file"):
         src = build("audio_folder", {"root": str(folder)})
     assert len(src) == 4 and src.labels == ["cat", "dog"]
     assert sorted(p.rsplit("/", 1)[1] for p, _ in src.skipped) == ["corrupt.wav", "empty.wav"]

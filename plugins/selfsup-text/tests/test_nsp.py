@@ -75,6 +75,27 @@ def test_pairs_are_what_they_claim(source, task) -> None:
     assert seen[IS_NEXT] > 0 and seen[NOT_NEXT] > 0
 
 
+def test_segment_a_starts_anywhere_in_the_document() -> None:
+    """A begins at a uniformly drawn sentence (not always the first), so one document gives many
+    different pairs over the epochs."""
+    from selfsup_text.nsp import make_pair
+
+    sentence = lambda k: torch.full((5,), 100 + k)  # noqa: E731 - five tokens of id 100 + k
+    doc = {"input_ids": torch.cat([sentence(k) for k in range(8)]), "sentence_starts": torch.arange(0, 40, 5)}
+    other = lambda g: doc  # noqa: E731
+    firsts = []
+    for seed in range(400):
+        ids, types, label = make_pair(doc, other, torch.Generator().manual_seed(seed), max_length=23,
+                                      next_probability=1.0, cls_id=2, sep_id=3)
+        a = ids[1 : int((types == 1).nonzero()[0]) - 1]
+        first = int(a[0]) - 100
+        firsts.append(first)
+        assert label == IS_NEXT and len(a) == (10 if first < 6 else 5)  # two sentences fit in half the budget, but B needs s_7
+        assert int(ids[len(a) + 2]) - 100 == first + len(a) // 5  # B starts with the sentence after A's last
+    counts = torch.bincount(torch.tensor(firsts), minlength=7)
+    assert len(counts) == 7 and counts.min() > 30  # every start 0..6, about uniformly (s_7 is never A's first)
+
+
 def test_labels_are_balanced(source, task) -> None:
     samples = [{"index": i, **source[i]} for i in range(len(source))]
     multi = torch.tensor([len(sentences_of(s["input_ids"], s["sentence_starts"])) >= 2 for s in samples])

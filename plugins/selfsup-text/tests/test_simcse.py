@@ -160,6 +160,29 @@ def test_supervised_with_hard_negatives_is_the_formula(tmp_path) -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.parameters())
 
 
+def test_crop_views_from_augmentations_are_the_positives() -> None:
+    """Two span crops (the first written to positive_ids): the task contrasts the two crops."""
+    reg = registry_with(None)
+    task, b, source = _task({})
+    crops = [reg.get("augmentation", "span_crop").build({**o, "min_fraction": 0.3, "max_fraction": 0.6},
+                                                         BuildContext(name="crop"))
+             for o in ({"out_key": "positive_ids"}, {})]
+    samples = []
+    for i in range(4):
+        sample, g = source[i], torch.Generator().manual_seed(i)
+        for crop in crops:
+            sample = crop(sample, g)
+        samples.append(sample)
+    batch = task.collate(samples)
+    assert not torch.equal(batch["input_ids"], batch["positive_ids"])
+    b.eval()
+    out = task(batch, b)
+    z1 = task.encode(b, batch["input_ids"], batch["attention_mask"])
+    z2 = task.encode(b, batch["positive_ids"], batch["positive_attention_mask"])
+    expected, _ = simcse_loss(z1, z2, temperature=0.05, gather=False)
+    torch.testing.assert_close(out.loss, expected)
+
+
 class TestUnsupervisedConformance(TaskConformance):
     task = "simcse"
     data = DOCS

@@ -134,6 +134,19 @@ def test_span_crop_keeps_one_contiguous_span_of_the_right_length():
     assert abs(np.mean(lengths) - 37.5) < 1.5  # uniform fraction in [0.25, 0.5]
 
 
+def test_span_crop_max_tokens_gives_short_passages_from_anywhere():
+    aug = _aug("span_crop", min_fraction=1.0, max_fraction=1.0, max_tokens=20)
+    starts = []
+    for s in range(300):
+        body = aug(_sample(200), torch.Generator().manual_seed(s))["input_ids"][1:-1]
+        assert len(body) == 20 and (body.diff() == 1).all()
+        starts.append(int(body[0]) - 10)
+    assert min(starts) < 10 and max(starts) > 170  # offsets uniform over the 181 possible ones
+    assert abs(np.mean(starts) - 90) < 8
+    short = aug(_sample(12), torch.Generator().manual_seed(0))["input_ids"]
+    assert len(short) == 14  # shorter than max_tokens: all kept
+
+
 def test_aligned_fields_follow_and_sentence_starts_are_remapped():
     sample = {"input_ids": torch.tensor([CLS, 10, 11, 12, 13, 14, 15, SEP]),
               "document_ids": torch.tensor([0, 0, 0, 1, 1, 1, 1, 1]),
@@ -160,3 +173,26 @@ def test_zero_rates_and_short_samples_are_identity():
         assert aug(two, torch.Generator().manual_seed(0))["input_ids"].tolist() == [CLS, SEP]
     with pytest.raises(ValueError, match="1-d LongTensor"):
         _aug("token_swap")({"input_ids": [1, 2, 3]}, torch.Generator())
+
+
+@pytest.mark.parametrize("name,options", [
+    ("span_crop", {"min_fraction": 0.2, "max_fraction": 0.5}),
+    ("token_deletion", {"rate": 0.5}),
+    ("token_substitution", {"rate": 0.5}),
+    ("token_swap", {"rate": 0.5}),
+])
+def test_out_key_writes_a_second_view_and_keeps_the_original(name, options):
+    sample = {**_sample(60), "document_ids": torch.zeros(62, dtype=torch.long)}
+    second = _aug(name, out_key="positive_ids", **options)
+    first = _aug(name, **options)
+    out = second(sample, torch.Generator().manual_seed(1))
+    assert torch.equal(out["input_ids"], sample["input_ids"])  # the original stays
+    assert torch.equal(out["document_ids"], sample["document_ids"])  # aligned fields follow input_ids only
+    in_place = _aug(name, **options)(sample, torch.Generator().manual_seed(1))
+    assert torch.equal(out["positive_ids"], in_place["input_ids"])  # the same edit, written elsewhere
+    both = first(out, torch.Generator().manual_seed(2))  # then edit input_ids itself: two views
+    assert not torch.equal(both["input_ids"], both["positive_ids"])
+    # an edit that changes nothing still provides the field
+    unchanged = _aug(name, out_key="positive_ids", **{k: (1.0 if k == "min_fraction" else 0.0) for k in options
+                                                       if k != "max_fraction"})
+    assert torch.equal(unchanged(sample, torch.Generator())["positive_ids"], sample["input_ids"])

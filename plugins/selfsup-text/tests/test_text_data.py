@@ -86,7 +86,8 @@ def test_undecodable_file_is_skipped_and_counted_or_raises(tmp_path):
     (tmp_path / "good.txt").write_text("fine text")
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x80 not utf-8")
     opts = dict(paths=[str(tmp_path)], tokenizer="bytes")
-    source = _build(od.TextFilesOptions, files, **opts)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable utf-8 text file"):
+        source = _build(od.TextFilesOptions, files, **opts)
     assert source.texts == ["fine text"]
     assert len(source.skipped_files) == 1 and source.skipped_files[0][0].endswith("bad.txt")
     assert "UnicodeDecodeError" in source.skipped_files[0][1]

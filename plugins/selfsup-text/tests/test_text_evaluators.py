@@ -150,6 +150,19 @@ def test_nsp_accuracy_of_a_constant_head_is_the_label_rate(tmp_path) -> None:
     assert 0 < metrics["is_next"] < 1
 
 
+def test_nsp_accuracy_rounds_pair_each_document_again_with_new_cuts(tmp_path) -> None:
+    data = _build("data_source", *SENTENCES)
+    torch.manual_seed(0)
+    b = _build("backbone", "transformer", TINY_BERT)
+    one = _build("evaluator", "nsp_accuracy", {"max_length": 64}, backbone=b, data=data)
+    three = _build("evaluator", "nsp_accuracy", {"max_length": 64, "rounds": 3}, backbone=b, data=data)
+    first = one.evaluate(_context(b, data, tmp_path=tmp_path, batch_size=5))
+    metrics = three.evaluate(_context(b, data, tmp_path=tmp_path, batch_size=5))
+    assert metrics["pairs"] == 3 * len(data)
+    assert metrics == three.evaluate(_context(b, data, tmp_path=tmp_path, batch_size=5)), "the same pairs every time"
+    assert metrics["loss"] != pytest.approx(first["loss"], rel=1e-6), "later rounds pair the documents differently"
+
+
 # ------------------------------------------------------------------------------ STS
 
 

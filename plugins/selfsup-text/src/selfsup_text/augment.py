@@ -16,7 +16,11 @@ left unset, the first and the last token of the sample (the ``[CLS]`` and ``[SEP
 add with ``add_special_tokens = true``). Set ``special_ids = []`` for packed windows, which carry no
 [CLS]/[SEP] of their own. Protected tokens stay, in order; only the other ("editable") tokens change.
 
-When tokens are removed or moved, the per-token fields ``document_ids`` and ``token_type_ids`` follow
+With ``out_key`` set (e.g. ``"positive_ids"``) the edited ids go to that field and ``key`` keeps the
+original: two augmentations, the first writing ``positive_ids`` and the second editing ``input_ids``,
+give two independently edited views of one text (a positive pair for ``simcse``).
+
+When tokens are removed or moved in place, the per-token fields ``document_ids`` and ``token_type_ids`` follow
 them, and ``sentence_starts`` is mapped to the first kept token at or after each old start.
 """
 
@@ -37,6 +41,7 @@ class TokenAugmentation:
 
     def __init__(self, options: Any):
         self.key = options.key
+        self.out_key = options.out_key or options.key
         self.special_ids = None if options.special_ids is None else torch.tensor(options.special_ids, dtype=torch.long)
 
     def protected(self, ids: torch.Tensor) -> torch.Tensor:
@@ -54,13 +59,20 @@ class TokenAugmentation:
             raise ValueError(f"{type(self).__name__}: sample[{self.key!r}] must be a 1-d LongTensor of token ids")
         return ids
 
+    def unchanged(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """A new sample for an edit that changed nothing (``out_key`` gets a copy of the ids)."""
+        out = dict(sample)
+        if self.out_key != self.key:
+            out[self.out_key] = self._ids(sample).clone()
+        return out
+
     def reorder(self, sample: dict[str, Any], order: torch.Tensor) -> dict[str, Any]:
         """A new sample holding the tokens at positions ``order`` (LongTensor[L'], increasing for
-        deletions/crops, a permutation for swaps), with the aligned fields following."""
+        deletions/crops, a permutation for swaps), with the aligned fields following (when edited in place)."""
         ids = self._ids(sample)
         out = dict(sample)
-        out[self.key] = ids[order]
-        if self.key == "input_ids":
+        out[self.out_key] = ids[order]
+        if self.key == "input_ids" and self.out_key == self.key:
             for field in ALIGNED_FIELDS:
                 value = sample.get(field)
                 if isinstance(value, torch.Tensor) and value.shape == ids.shape:
@@ -74,11 +86,13 @@ class TokenAugmentation:
 
 class SpanCrop(TokenAugmentation):
     """Keeps one contiguous span of the editable tokens, of ``U(min_fraction, max_fraction)`` of them
-    (at least one), at a uniform random offset; protected tokens stay."""
+    (at least one, at most ``max_tokens``), at a uniform random offset; protected tokens stay. With
+    ``max_tokens``, a long document gives a short passage from anywhere in it."""
 
     def __init__(self, options: Any):
         super().__init__(options)
         self.min_fraction, self.max_fraction = options.min_fraction, options.max_fraction
+        self.max_tokens = options.max_tokens
 
     def __call__(self, sample: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         ids = self._ids(sample)
@@ -86,10 +100,12 @@ class SpanCrop(TokenAugmentation):
         editable = torch.nonzero(~protected).flatten()  # [n] positions
         n = len(editable)
         if n == 0:
-            return dict(sample)
+            return self.unchanged(sample)
         u = torch.rand((), generator=generator).item()
         fraction = self.min_fraction + (self.max_fraction - self.min_fraction) * u
         length = min(n, max(1, round(fraction * n)))
+        if self.max_tokens is not None:
+            length = min(length, self.max_tokens)
         start = int(torch.randint(0, n - length + 1, (), generator=generator))
         keep = protected.clone()
         keep[editable[start : start + length]] = True
@@ -128,7 +144,7 @@ class TokenSubstitution(TokenAugmentation):
         chosen = (torch.rand(len(ids), generator=generator) < self.rate) & ~protected  # [L]
         editable = torch.nonzero(~protected).flatten()
         k = int(chosen.sum())
-        out = dict(sample)
+        out = self.unchanged(sample)
         if k == 0:
             return out
         if self.vocab_size is not None:
@@ -137,7 +153,7 @@ class TokenSubstitution(TokenAugmentation):
             replacements = ids[editable[torch.randint(0, len(editable), (k,), generator=generator)]]
         new = ids.clone()
         new[chosen] = replacements.to(ids.dtype)
-        out[self.key] = new
+        out[self.out_key] = new
         return out
 
 
@@ -163,7 +179,7 @@ class TokenSwap(TokenAugmentation):
             else:
                 j += 1
         if order == list(range(len(ids))):
-            return dict(sample)
+            return self.unchanged(sample)
         return self.reorder(sample, torch.tensor(order, dtype=torch.long))
 
 

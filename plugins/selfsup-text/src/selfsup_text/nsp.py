@@ -7,8 +7,11 @@ Pairs are built in ``collate`` from whole documents (samples with ``sentence_sta
 with ``sentences = true`` and ``add_special_tokens = false``). For a document with sentences
 s_0 .. s_{n-1} and a token budget of ``max_length - 3``:
 
-* segment A = the leading sentences s_0 .. s_{a-1}, as many as fit in half the budget (at least one,
-  and at most n - 1 so that a next sentence exists);
+* segment A = the sentences s_f .. s_{a-1} from a uniformly drawn first sentence f (0 <= f <= n - 2, so
+  that a next sentence exists; BERT's data generation likewise takes segments from anywhere in a
+  document, not only its start), as many as fit in half the budget (at least one, at most up to
+  s_{n-2}). Fixed leading segments would give each document the same pair in every epoch, which a
+  small model memorises instead of learning coherence;
 * with probability ``next_probability`` (and when n >= 2), B = the following sentences s_a, ...
   (label 0 = IsNext); otherwise B = the sentences of another document of the task's data source,
   drawn uniformly, from a uniformly drawn sentence on (label 1 = NotNext). Single-sentence documents
@@ -76,11 +79,12 @@ def make_pair(
     sentences = sentences_of(torch.as_tensor(document["input_ids"]), document.get("sentence_starts"))
     if not sentences:
         raise ValueError("nsp: a document has no tokens")
-    a, len_a = 1, len(sentences[0])
+    first = int(torch.randint(max(len(sentences) - 1, 1), (), generator=generator))
+    a, len_a = first + 1, len(sentences[first])
     while a < len(sentences) - 1 and len_a + len(sentences[a]) <= budget // 2:
         len_a += len(sentences[a])
         a += 1
-    seg_a = torch.cat(sentences[:a])
+    seg_a = torch.cat(sentences[first:a])
     draw = float(torch.rand((), generator=generator))
     if len(sentences) >= 2 and draw < next_probability:
         label, seg_b = IS_NEXT, torch.cat(sentences[a:])

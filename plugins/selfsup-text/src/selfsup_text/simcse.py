@@ -13,6 +13,12 @@ Gao, Yao and Chen, SimCSE: Simple Contrastive Learning of Sentence Embeddings, E
   negatives of the batch: ``l_i = -log e^{sim(h_i,h_i+)/tau} / sum_j (e^{sim(h_i,h_j+)/tau} +
   e^{sim(h_i,h_j-)/tau})`` (eq. 5). ``hard_negative_weight`` is added to the logit of each anchor's
   own hard negative (the official code's ``hard_negative_weight``; 0 = the paper's loss).
+* Positive pairs without labels: two token augmentations, the first writing ``positive_ids``
+  (``out_key``) and the second editing ``input_ids``, give two independent views of one text, and
+  the same loss (eq. 5 without hard negatives) contrasts them, dropout still on. With ``span_crop``
+  these are two spans of one paragraph, as the crop augmentation of the paper's Table 1 and the
+  same-document spans of DeCLUTR (Giorgi et al., ACL 2021); for document-level similarity (the Lee
+  ratings) they teach topic where dropout views of an identical text do not (docs/text.md).
 
 Under DDP the candidates (second encodings, positives, hard negatives) are gathered from every rank
 with gradients (:func:`selfsup.train.distributed.gather_with_grad`), so the negatives come from the

@@ -12,10 +12,10 @@ sub-folder; ``labels`` lists the sub-folder names).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
+from selfsup.badfiles import BadFiles
 from selfsup.components import BuildContext
 from selfsup_speech.data.audio_io import audio_frames, read_audio
 from selfsup_speech.data.collate import pad_audio
@@ -26,8 +26,8 @@ class AudioFolder:
         root = Path(options.root)
         exts = set(options.extensions)
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-        self.root, self.sample_rate, self.on_error = root, options.sample_rate, options.on_error
-        self.skipped: list[tuple[str, str]] = []
+        self.root, self.sample_rate = root, options.sample_rate
+        self.bad = BadFiles("audio_folder", options.on_error, what="audio file")
         good = []
         for path in files:
             try:
@@ -35,7 +35,7 @@ class AudioFolder:
                 if frames == 0:
                     raise ValueError("no audio samples")
             except Exception as exc:  # noqa: BLE001 - any decoder error means "unreadable"
-                self._bad(path, exc)
+                self.bad.record(path, exc)
                 continue
             good.append(path)
         if options.limit is not None:
@@ -46,31 +46,22 @@ class AudioFolder:
         self.labels: list[str] | None = sorted({p.relative_to(root).parts[0] for p in good}) if in_folders else None
         self.files = good
         self.file_labels = [self.labels.index(p.relative_to(root).parts[0]) for p in good] if self.labels else None
-        if self.skipped:
-            warnings.warn(f"audio_folder {root}: skipped {len(self.skipped)} unreadable or empty file(s), "
-                          f"e.g. {self.skipped[0][0]} ({self.skipped[0][1]})", stacklevel=2)
+        self.bad.warn(root)
 
-    def _bad(self, path: Path, exc: Exception) -> None:
-        if self.on_error == "raise":
-            raise ValueError(f"audio_folder: unreadable audio file {path}: {type(exc).__name__}: {exc}") from None
-        self.skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of every file skipped so far (unreadable, or without samples)."""
+        return self.bad.skipped
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        for offset in range(len(self.files)):
-            j = (i + offset) % len(self.files)
-            try:
-                audio, _ = read_audio(self.files[j], self.sample_rate)  # [T]
-            except Exception as exc:  # noqa: BLE001
-                self._bad(self.files[j], exc)
-                continue
-            sample: dict[str, Any] = {"audio": audio}
-            if self.file_labels is not None:
-                sample["label"] = self.file_labels[j]
-            return sample
-        raise ValueError(f"audio_folder: no file under {self.root} could be decoded")
+        j, (audio, _) = self.bad.read_first(self.files, i, lambda path: read_audio(path, self.sample_rate))  # [T]
+        sample: dict[str, Any] = {"audio": audio}
+        if self.file_labels is not None:
+            sample["label"] = self.file_labels[j]
+        return sample
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         return pad_audio(samples)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from selfsup.badfiles import BadFiles
 from selfsup.components import BuildContext
 from selfsup_speech.data.audio_io import read_audio
 from selfsup_speech.data.collate import pad_audio
@@ -62,11 +63,17 @@ class AudioManifest:
         if not keep:
             raise ValueError(f"audio_manifest {options.manifest}: no entry left after the min/max_seconds filters")
         self.files = [entries[i][0] for i in keep]
+        self.paths = [self.root / f for f in self.files]
         self.num_samples = [entries[i][1] for i in keep]
         self.file_labels = [self.labels.index(names[i]) for i in keep] if names is not None and self.labels else None
         self.dropped = len(entries) - len(keep)
-        self.sample_rate, self.on_error = options.sample_rate, options.on_error
-        self.skipped: list[tuple[str, str]] = []
+        self.sample_rate = options.sample_rate
+        self.bad = BadFiles("audio_manifest", options.on_error, what="audio file")
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of every file skipped so far (found when read)."""
+        return self.bad.skipped
 
     def __len__(self) -> int:
         return len(self.files)
@@ -76,21 +83,11 @@ class AudioManifest:
         return list(self.num_samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        for offset in range(len(self.files)):
-            j = (i + offset) % len(self.files)
-            path = self.root / self.files[j]
-            try:
-                audio, _ = read_audio(path, self.sample_rate)  # [T]
-            except Exception as exc:  # noqa: BLE001
-                if self.on_error == "raise":
-                    raise ValueError(f"audio_manifest: unreadable audio file {path}: {type(exc).__name__}: {exc}") from None
-                self.skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
-                continue
-            sample: dict[str, Any] = {"audio": audio}
-            if self.file_labels is not None:
-                sample["label"] = self.file_labels[j]
-            return sample
-        raise ValueError(f"audio_manifest: no file under {self.root} could be decoded")
+        j, (audio, _) = self.bad.read_first(self.paths, i, lambda path: read_audio(path, self.sample_rate))  # [T]
+        sample: dict[str, Any] = {"audio": audio}
+        if self.file_labels is not None:
+            sample["label"] = self.file_labels[j]
+        return sample
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         return pad_audio(samples)

@@ -10,15 +10,13 @@ A file that cannot be read or decoded with ``encoding`` is skipped and counted
 from __future__ import annotations
 
 import glob
-import logging
 from pathlib import Path
 from typing import Any
 
+from selfsup.badfiles import BadFiles
 from selfsup.components import BuildContext
 from selfsup_text.data.base import TextSource, tokenizer_for
 from selfsup_text.data.gensim_data import split_paragraphs
-
-log = logging.getLogger(__name__)
 
 
 def find_files(paths: list[str], base_dir: Path, extensions: list[str]) -> list[Path]:
@@ -63,19 +61,16 @@ def read_documents(
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Documents from ``files`` and the ``(path, reason)`` of each file skipped."""
     docs: list[str] = []
-    skipped: list[tuple[str, str]] = []
+    bad = BadFiles("text_files", on_error, what=f"{encoding} text file")  # type: ignore[arg-type]
     for file in files:
         try:
             text = file.read_bytes().decode(encoding)
         except (OSError, UnicodeDecodeError) as e:
-            if on_error == "raise":
-                raise ValueError(f"text_files: cannot read {file} as {encoding}: {e}") from e
-            skipped.append((str(file), f"{type(e).__name__}: {e}"))
+            bad.record(file, e)
             continue
         docs.extend(split_units(text, unit))
-    if skipped:
-        log.warning("text_files: skipped %d unreadable file(s), e.g. %s (%s)", len(skipped), *skipped[0])
-    return docs, skipped
+    bad.warn(f"({len(files)} files)")
+    return docs, bad.skipped
 
 
 def build(options: Any, context: BuildContext) -> TextSource:

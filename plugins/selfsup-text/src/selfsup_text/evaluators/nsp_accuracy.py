@@ -2,7 +2,9 @@
 
 Pairs are built from the held-out documents exactly as the ``nsp`` task builds them
 (:func:`selfsup_text.nsp.make_pairs`), with a generator seeded from the evaluator's ``seed`` and the
-documents' positions, so every evaluation sees the same pairs. Reports ``accuracy``, ``loss`` (mean
+documents' positions, so every evaluation sees the same pairs. With ``rounds = R`` every document is
+paired R times, each round with its own seed (``seed + round``): a new cut point and, for NotNext
+pairs, another random document, so a small held-out split gives R times as many pairs. Reports ``accuracy``, ``loss`` (mean
 cross entropy), ``pairs`` and ``is_next`` (the fraction of IsNext pairs: the majority-class baseline
 is ``max(is_next, 1 - is_next)``).
 """
@@ -33,8 +35,10 @@ class NSPAccuracy:
         was_training = backbone.training
         backbone.eval()
         try:
-            for chunk in sample_batches(context.data, context.batch_size, context.seed, o.max_batches):
-                generator = batch_generator(o.seed, "nsp_accuracy", chunk)
+            rounds = ((r, chunk) for r in range(o.rounds)
+                      for chunk in sample_batches(context.data, context.batch_size, context.seed, o.max_batches))
+            for r, chunk in rounds:
+                generator = batch_generator(o.seed + r, "nsp_accuracy", chunk)
                 batch = make_pairs(chunk, context.data, generator, max_length=o.max_length,
                                    next_probability=o.next_probability, tokenizer=backbone.tokenizer)
                 batch = to_device(batch, context.device)

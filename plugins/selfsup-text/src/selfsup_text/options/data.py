@@ -158,6 +158,11 @@ class SimilarityPairsOptions(_TokenizedOptions):
 
 class _TokenAug(Options):
     key: str = Field("input_ids", description="Sample field holding the token ids (LongTensor[L]).")
+    out_key: str | None = Field(
+        None,
+        description="Write the edited ids to this field and leave key as it was (e.g. positive_ids: "
+        "a second view for simcse); default: edit key in place.",
+    )
     special_ids: list[int] | None = Field(
         None,
         description="Token ids never touched. Default: keep the first and last token fixed (the [CLS]/[SEP] "
@@ -168,6 +173,9 @@ class _TokenAug(Options):
 class SpanCropOptions(_TokenAug):
     min_fraction: float = Field(0.5, gt=0, le=1, description="Smallest kept fraction of the tokens.")
     max_fraction: float = Field(1.0, gt=0, le=1, description="Largest kept fraction of the tokens.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Keep at most this many tokens (a passage of a long document); default no limit."
+    )
 
     @model_validator(mode="after")
     def _order(self):

@@ -187,7 +187,10 @@ class NSPAccuracyOptions(Options):
     max_length: int = Field(128, ge=8)
     next_probability: float = Field(0.5, gt=0, lt=1)
     seed: int = Field(0, ge=0, description="Pairing seed (the same pairs at every evaluation).")
-    max_batches: int | None = Field(None, gt=0, description="Evaluate only the first N batches.")
+    rounds: int = Field(
+        1, ge=1, description="Pair every held-out document this many times (each round its own seed): more pairs from few documents."
+    )
+    max_batches: int | None = Field(None, gt=0, description="Evaluate only the first N batches (per round).")
 
 
 class STSOptions(Options):

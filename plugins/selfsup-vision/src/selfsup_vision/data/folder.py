@@ -7,13 +7,13 @@ way at read time (skip: the next readable image is returned instead)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from selfsup.badfiles import BadFiles
 from selfsup.components import BuildContext
 from selfsup.splits import split_indices
 from selfsup_vision.data.decode import decode_file
@@ -26,15 +26,15 @@ class ImageFolder:
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
         classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
         self.classes = classes
-        self.on_error, self.size, self.channels = options.on_error, options.size, options.channels
-        self.skipped: list[tuple[str, str]] = []
+        self.size, self.channels = options.size, options.channels
+        self.bad = BadFiles("image_folder", options.on_error, what="image")
         good, labels = [], []
         for path in files:
             try:
                 with Image.open(path) as img:
                     img.verify()
             except Exception as exc:  # noqa: BLE001 - any decoder error means "unreadable"
-                self._bad(path, exc)
+                self.bad.record(path, exc)
                 continue
             good.append(path)
             labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root and classes else -1)
@@ -48,30 +48,22 @@ class ImageFolder:
             idx = idx[: options.limit]
         self.files = [good[i] for i in idx]
         self.labels = [int(labels_arr[i]) for i in idx] if has_labels else None
-        if self.skipped:
-            warnings.warn(f"image_folder {root}: skipped {len(self.skipped)} unreadable file(s), e.g. {self.skipped[0][0]}", stacklevel=2)
+        self.bad.warn(root)
 
-    def _bad(self, path: Path, exc: Exception) -> None:
-        if self.on_error == "raise":
-            raise ValueError(f"unreadable image {path}: {type(exc).__name__}: {exc}") from None
-        self.skipped.append((str(path), f"{type(exc).__name__}: {exc}"))
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` of every file skipped so far."""
+        return self.bad.skipped
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        for offset in range(len(self.files)):
-            j = (i + offset) % len(self.files)
-            try:
-                image = decode_file(self.files[j], self.size, self.channels)
-            except Exception as exc:  # noqa: BLE001
-                self._bad(self.files[j], exc)
-                continue
-            sample: dict[str, Any] = {"image": image}
-            if self.labels is not None:
-                sample["label"] = self.labels[j]
-            return sample
-        raise ValueError("no image in the folder could be decoded")
+        j, image = self.bad.read_first(self.files, i, lambda path: decode_file(path, self.size, self.channels))
+        sample: dict[str, Any] = {"image": image}
+        if self.labels is not None:
+            sample["label"] = self.labels[j]
+        return sample
 
 
 def build(options: Any, context: BuildContext) -> ImageFolder:
