@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
@@ -78,6 +77,14 @@ def clm_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits [B, T, V], targets [B, T])`` of a batch of windows ``input_ids [B, T + 1]``;
     targets are -100 where ignored (padding, cross-document targets under document isolation)."""
+    hidden, targets = clm_hidden(backbone, batch, cross_document_attention=cross_document_attention)
+    return backbone.lm_logits(hidden), targets
+
+
+def clm_hidden(
+    backbone: Any, batch: dict[str, Any], *, cross_document_attention: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(last hidden states [B, T, D], targets [B, T])``: :func:`clm_forward` before the LM head."""
     ids = batch["input_ids"]  # [B, T + 1]
     real = batch.get("attention_mask")
     real = torch.ones_like(ids, dtype=torch.bool) if real is None else real.bool()  # [B, T + 1]
@@ -103,7 +110,7 @@ def clm_forward(
         if torch.is_autocast_enabled(ids.device.type):
             dtype = torch.get_autocast_dtype(ids.device.type)
         hidden = backbone.hidden_states(inputs, _as_model_mask(mask, backbone, dtype), position_ids=document_positions(seg))
-    return backbone.lm_logits(hidden), targets
+    return hidden, targets
 
 
 class CLM(nn.Module):
@@ -120,11 +127,12 @@ class CLM(nn.Module):
         return self._collate(samples)
 
     def forward(self, batch: dict[str, Any], backbone: Any) -> TaskOutput:
-        logits, targets = clm_forward(backbone, batch, cross_document_attention=self.cross_document_attention)
-        with torch.autocast(logits.device.type, enabled=False):
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
-        kept = targets != -100
-        accuracy = (logits.argmax(dim=-1)[kept] == targets[kept]).float().mean() if kept.any() else loss.new_zeros(())
+        from selfsup_text.linear_ce import linear_cross_entropy
+
+        hidden, targets = clm_hidden(backbone, batch, cross_document_attention=self.cross_document_attention)  # [B, T, D]
+        head = backbone.model.get_output_embeddings()  # Linear(D, V), tied to the input embeddings in GPT-2
+        # the LM head and the loss chunk by chunk, never all [B, T, V] logits at once (linear_ce.py)
+        loss, accuracy = linear_cross_entropy(hidden, head.weight, targets, head.bias)
         return TaskOutput(loss=loss, metrics={"perplexity": loss.detach().exp(), "accuracy": accuracy.detach()})
 
 
