@@ -4,9 +4,9 @@ Pairs are built from the held-out documents exactly as the ``nsp`` task builds t
 (:func:`selfsup_text.nsp.make_pairs`), with a generator seeded from the evaluator's ``seed`` and the
 documents' positions, so every evaluation sees the same pairs. With ``rounds = R`` every document is
 paired R times, each round with its own seed (``seed + round``): a new cut point and, for NotNext
-pairs, another random document, so a small held-out split gives R times as many pairs. Reports ``accuracy``, ``loss`` (mean
-cross entropy), ``pairs`` and ``is_next`` (the fraction of IsNext pairs: the majority-class baseline
-is ``max(is_next, 1 - is_next)``).
+pairs, another random document, so a small held-out split gives R times as many pairs. Reports
+``accuracy``, ``loss`` (mean cross entropy), ``pairs`` and ``is_next`` (the fraction of IsNext pairs:
+the majority-class baseline is ``max(is_next, 1 - is_next)``).
 """
 
 from __future__ import annotations
