@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
+from selfsup_text.linear_ce import linear_cross_entropy
 
 
 def segments_from_separators(input_ids: torch.Tensor, separator_ids: torch.Tensor) -> torch.Tensor:
@@ -127,8 +128,6 @@ class CLM(nn.Module):
         return self._collate(samples)
 
     def forward(self, batch: dict[str, Any], backbone: Any) -> TaskOutput:
-        from selfsup_text.linear_ce import linear_cross_entropy
-
         hidden, targets = clm_hidden(backbone, batch, cross_document_attention=self.cross_document_attention)  # [B, T, D]
         head = backbone.model.get_output_embeddings()  # Linear(D, V), tied to the input embeddings in GPT-2
         # the LM head and the loss chunk by chunk, never all [B, T, V] logits at once (linear_ce.py)

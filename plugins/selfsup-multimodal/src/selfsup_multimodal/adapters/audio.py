@@ -27,7 +27,7 @@ from torchaudio.transforms import MelSpectrogram
 from selfsup.components import BuildContext
 from selfsup_multimodal.adapters.trunk import TrunkAdapter
 from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
-from selfsup_speech.backbones.logmel import LOG_FLOOR, sinusoidal_positions
+from selfsup_speech.backbones.logmel import centred_frames, logmel_frames, sinusoidal_positions
 
 
 class TrunkAudio(FrameEncoderMixin, TrunkAdapter):
@@ -57,7 +57,7 @@ class TrunkAudio(FrameEncoderMixin, TrunkAdapter):
 
     def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
         """``[B]`` sample counts -> ``[B]`` frames (centred frames: ``length // hop + 1``)."""
-        return torch.div(torch.as_tensor(lengths).long(), self.hop, rounding_mode="floor") + 1
+        return centred_frames(lengths, self.hop)
 
     def padding_mask(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Frame padding mask ``[B, F]`` (True = padding) of a batch, without computing features."""
@@ -67,19 +67,7 @@ class TrunkAudio(FrameEncoderMixin, TrunkAdapter):
 
     def logmel(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel frames ``[B, F, n_mels]`` (zero at padding) and the padding mask ``[B, F]``."""
-        audio, lengths = audio_and_lengths(batch)  # [B, T], [B]
-        valid = self.num_frames(lengths)  # [B]
-        out = audio.new_zeros(audio.shape[0], int(valid.max()), self.n_mels)  # [B, F, n_mels]
-        for i in range(audio.shape[0]):
-            clip = audio[i, : int(lengths[i])]
-            if clip.numel() <= self.mel.n_fft // 2:  # reflect padding needs more samples than half a window
-                clip = nn.functional.pad(clip, (0, self.mel.n_fft // 2 + 1 - clip.numel()))
-            frames = torch.log(self.mel(clip.float()) + LOG_FLOOR).T[: int(valid[i])]  # [F_i, n_mels]
-            if self.normalize == "utterance":
-                std = frames.std(0, keepdim=True) if frames.shape[0] > 1 else torch.ones_like(frames[:1])
-                frames = (frames - frames.mean(0, keepdim=True)) / std.clamp_min(1e-5)
-            out[i, : frames.shape[0]] = frames
-        return out, lengths_to_padding_mask(valid, out.shape[1])
+        return logmel_frames(self.mel, batch, self.hop, self.normalize)
 
     def latents(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z [B, F, D], padding_mask [B, F])``: log-mel frames mapped to the trunk width (zero at padding)."""

@@ -28,6 +28,32 @@ from selfsup_speech.options.models import LogMelEncoderOptions
 LOG_FLOOR = 1e-6  # added to mel power before the log
 
 
+def centred_frames(lengths: Any, hop: int) -> torch.Tensor:
+    """``[B]`` sample counts -> ``[B]`` frames of a centred STFT: ``length // hop + 1``."""
+    return torch.div(torch.as_tensor(lengths).long(), hop, rounding_mode="floor") + 1
+
+
+def logmel_frames(
+    mel: MelSpectrogram, batch: Mapping[str, Any], hop: int, normalize: str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(frames [B, F, n_mels], padding_mask [B, F])``: each clip's log-mel frames (centred frames,
+    ``length // hop + 1`` of them), standardised per utterance when ``normalize == "utterance"``,
+    zero at padding. Shared by ``logmel_encoder`` and the multimodal audio trunk adapter."""
+    audio, lengths = audio_and_lengths(batch)  # [B, T], [B]
+    valid = centred_frames(lengths, hop)  # [B]
+    out = audio.new_zeros(audio.shape[0], int(valid.max()), mel.n_mels)  # [B, F, n_mels]
+    for i in range(audio.shape[0]):
+        clip = audio[i, : int(lengths[i])]
+        if clip.numel() <= mel.n_fft // 2:  # reflect padding needs more samples than half a window
+            clip = nn.functional.pad(clip, (0, mel.n_fft // 2 + 1 - clip.numel()))
+        frames = torch.log(mel(clip.float()) + LOG_FLOOR).T[: int(valid[i])]  # [F_i, n_mels]
+        if normalize == "utterance":
+            std = frames.std(0, keepdim=True) if frames.shape[0] > 1 else torch.ones_like(frames[:1])
+            frames = (frames - frames.mean(0, keepdim=True)) / std.clamp_min(1e-5)
+        out[i, : frames.shape[0]] = frames
+    return out, lengths_to_padding_mask(valid, out.shape[1])
+
+
 def sinusoidal_positions(frames: int, dim: int, device: torch.device) -> torch.Tensor:
     """Vaswani et al. 2017 position encodings ``[frames, dim]``."""
     position = torch.arange(frames, device=device, dtype=torch.float32)[:, None]  # [F, 1]
@@ -80,23 +106,11 @@ class LogMelEncoder(FrameEncoderMixin, nn.Module):
 
     def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
         """``[B]`` sample counts -> ``[B]`` frames (centred frames: ``length // hop + 1``)."""
-        return torch.div(torch.as_tensor(lengths).long(), self.hop, rounding_mode="floor") + 1
+        return centred_frames(lengths, self.hop)
 
     def latents(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel frames ``[B, F, n_mels]`` (zero at padding) and the padding mask ``[B, F]``."""
-        audio, lengths = audio_and_lengths(batch)  # [B, T], [B]
-        valid = self.num_frames(lengths)  # [B]
-        out = audio.new_zeros(audio.shape[0], int(valid.max()), self.latent_dim)  # [B, F, n_mels]
-        for i in range(audio.shape[0]):
-            clip = audio[i, : int(lengths[i])]
-            if clip.numel() <= self.mel.n_fft // 2:  # reflect padding needs more samples than half a window
-                clip = nn.functional.pad(clip, (0, self.mel.n_fft // 2 + 1 - clip.numel()))
-            logmel = torch.log(self.mel(clip.float()) + LOG_FLOOR).T[: int(valid[i])]  # [F_i, n_mels]
-            if self.options.normalize == "utterance":
-                std = logmel.std(0, keepdim=True) if logmel.shape[0] > 1 else torch.ones_like(logmel[:1])
-                logmel = (logmel - logmel.mean(0, keepdim=True)) / std.clamp_min(1e-5)
-            out[i, : logmel.shape[0]] = logmel
-        return out, lengths_to_padding_mask(valid, out.shape[1])
+        return logmel_frames(self.mel, batch, self.hop, self.options.normalize)
 
     def logmel(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The log-mel frames (APC's inputs and targets): same as :meth:`latents`."""
