@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from selfsup.splits import split_indices
-from selfsup.train.data import TaskStream
+from selfsup.train.data import AugmentedView, TaskStream, _splitmix64, sample_seed, sample_seeds
 
 
 class Numbers:
@@ -50,6 +50,25 @@ def test_order_is_seeded_and_epochs_differ():
     epoch0 = sorted(int(x) for batch in first for x in batch)
     assert epoch0 == list(range(20))  # one epoch: every sample once
     assert take(a, 5) != first  # epoch 1 is reshuffled and re-augmented
+
+
+def test_batched_seeds_equal_one_by_one_and_splitmix64_reference():
+    # splitmix64's published first outputs for state 0 (Vigna's reference implementation)
+    assert _splitmix64(0) == 0xE220A8397B1DCDAF
+    gamma = 0x9E3779B97F4A7C15
+    assert _splitmix64(gamma) == 0x6E789E6AA1B965F4
+    rng = np.random.default_rng(0)
+    for seed, stream, epoch in [(0, 0, 0), (-3, 2**32 - 1, 7), (2**62, 12345, 2**20)]:
+        indices = rng.integers(0, 2**40, size=64).tolist() + [0, 2**32 - 1]
+        assert sample_seeds(seed, stream, epoch, indices) == [sample_seed(seed, stream, epoch, i) for i in indices]
+    view = AugmentedView(Numbers(50), [jitter], seed=3, stream=9)
+    keys = [(2, i) for i in (5, 0, 49, 17)] + [(3, 5)]
+    batched = view.__getitems__(keys)  # mixed epochs fall back to one by one
+    one_by_one = [view[k] for k in keys]
+    assert [b["input"].item() for b in batched] == [b["input"].item() for b in one_by_one]
+    same_epoch = keys[:4]
+    assert [b["input"].item() for b in view.__getitems__(same_epoch)] == [view[k]["input"].item() for k in same_epoch]
+    assert batched[0]["input"].item() != batched[4]["input"].item()  # another epoch, another draw
 
 
 def test_resume_from_state_continues_exactly():

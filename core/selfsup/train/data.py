@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
 
@@ -40,6 +41,21 @@ def sample_seed(seed: int, stream: int, epoch: int, index: int) -> int:
     return h >> 1
 
 
+def _splitmix64_array(x: np.ndarray) -> np.ndarray:
+    """``_splitmix64`` on a uint64 array (numpy's uint64 arithmetic wraps modulo 2**64)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def sample_seeds(seed: int, stream: int, epoch: int, indices: Sequence[int]) -> list[int]:
+    """``sample_seed`` for many indices of one epoch at once (a batch: about 0.1 µs per sample)."""
+    prefix = _splitmix64(_splitmix64(_splitmix64(seed) ^ stream) ^ epoch)
+    h = _splitmix64_array(np.asarray(indices, dtype=np.uint64) ^ np.uint64(prefix))
+    return (h >> np.uint64(1)).tolist()
+
+
 def sample_generator(seed: int, stream: int, epoch: int, index: int, generator: torch.Generator | None = None) -> torch.Generator:
     """A generator seeded from the sample's coordinates; ``generator`` is reseeded and reused if given."""
     return (generator or torch.Generator()).manual_seed(sample_seed(seed, stream, epoch, index))
@@ -63,12 +79,27 @@ class AugmentedView(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         epoch, index = key
+        return self._augmented(index, sample_seed(self.seed, self.stream, epoch, index) if self.pipeline else 0)
+
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """A whole batch (the data loader calls this when it exists): the samples' seeds in one
+        vectorised computation, equal to ``__getitem__``'s one by one."""
+        if not keys:
+            return []
+        indices = [index for _epoch, index in keys]
+        epochs = {epoch for epoch, _index in keys}
+        if not self.pipeline or len(epochs) != 1:
+            return [self[key] for key in keys]
+        seeds = sample_seeds(self.seed, self.stream, epochs.pop(), indices)
+        return [self._augmented(index, s) for index, s in zip(indices, seeds)]
+
+    def _augmented(self, index: int, seed: int) -> dict[str, Any]:
         sample = self.source[index]
         if "index" not in sample:  # tasks that keep per-sample state (DeepCluster) need it
             sample = {**sample, "index": index}
         if not self.pipeline:
             return sample
-        return apply_pipeline(sample, self.pipeline, sample_generator(self.seed, self.stream, epoch, index, self._generator))
+        return apply_pipeline(sample, self.pipeline, self._generator.manual_seed(seed))
 
 
 class AugmentedStream(IterableDataset):

@@ -343,7 +343,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, prog
             # logging
             if step % cfg.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
-                metrics = _mean_across_ranks({k: sums[k] / counts[k] for k in sums}, info)
+                metrics = _mean_across_ranks({k: _scalar(sums[k]) / counts[k] for k in sums}, info)
                 metrics.update(lr=lr, samples_per_s=window_samples / max(elapsed, 1e-9))
                 sums.clear(), counts.clear()
                 window_start, window_samples = time.perf_counter(), 0
@@ -402,8 +402,10 @@ def export_backbones(model: Any, directory: Path) -> None:
             export(directory / name)
 
 
-def _accumulate(sums: dict[str, float], counts: dict[str, int], key: str, value: Any) -> None:
-    sums[key] = sums.get(key, 0.0) + _scalar(value)
+def _accumulate(sums: dict[str, Any], counts: dict[str, int], key: str, value: Any) -> None:
+    """Sum a metric until the next log; tensors stay tensors (no host sync per step)."""
+    value = value.detach().to(torch.float32, copy=True) if isinstance(value, torch.Tensor) else float(value)
+    sums[key] = sums[key] + value if key in sums else value
     counts[key] = counts.get(key, 0) + 1
 
 
