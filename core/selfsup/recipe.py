@@ -167,7 +167,10 @@ class TrainSpec(_Strict):
     @model_validator(mode="after")
     def _length(self) -> TrainSpec:
         if (self.max_steps is None) == (self.epochs is None):
-            raise ValueError("set exactly one of max_steps and epochs")
+            raise ValueError(
+                "set exactly one of max_steps and epochs (on the command line an empty value removes "
+                "one: --set train.epochs= --set train.max_steps=500)"
+            )
         if self.warmup_steps and self.max_steps is not None and self.warmup_steps >= self.max_steps:
             raise ValueError("warmup_steps must be smaller than max_steps")
         if self.min_lr > self.lr:
