@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
-from selfsup_multimodal.clip import MAX_LOGIT_SCALE, clip_loss, same_text_targets
+from selfsup_multimodal.clip import MAX_LOGIT_SCALE, clip_loss, same_text, same_text_targets
 
 
 def test_clip_loss_matches_the_formula_on_a_hand_computed_case():
@@ -37,6 +37,10 @@ def test_same_text_targets_spread_over_identical_captions():
     # padding does not matter: the same tokens padded further are the same text
     longer = F.pad(ids, (0, 3))
     assert torch.equal(same_text_targets(ids, mask, longer, (longer != 0).long()), t)
+    # but a real token with id 0 is not padding: "2 5 <0>" differs from "2 5"
+    two = torch.tensor([[2, 5, 0], [2, 5, 0]])
+    assert same_text(two, torch.tensor([[1, 1, 1], [1, 1, 0]]), two, torch.tensor([[1, 1, 1], [1, 1, 0]])).tolist() == [
+        [True, False], [False, True]]
 
 
 def test_multi_positive_loss_is_the_soft_target_cross_entropy_both_ways():

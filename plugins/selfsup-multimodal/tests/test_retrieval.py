@@ -21,7 +21,7 @@ def test_recall_at_k_counts_queries_with_a_hit_in_the_top_k():
 
 def test_chance_is_the_expected_recall_of_a_random_ranking():
     labels = torch.tensor([0, 0, 1, 2, 2, 2])
-    hits = hits_matrix(torch.zeros(6, 1), labels, "label")
+    hits = hits_matrix(torch.zeros(6, 1), torch.ones(6, 1), labels, "label")
     expected = sum(1 - comb(6 - m, 2) / comb(6, 2) for m in (2, 2, 1, 3, 3, 3)) / 6
     assert chance_recall(hits, 2) == pytest.approx(expected)
     g = torch.Generator().manual_seed(0)
@@ -29,11 +29,14 @@ def test_chance_is_the_expected_recall_of_a_random_ranking():
     assert simulated == pytest.approx(expected, abs=0.02)
 
 
-def test_text_match_compares_token_sequences():
-    text = torch.tensor([[2, 5, 3], [2, 6, 3], [2, 5, 3]])
-    assert hits_matrix(text, None, "text").tolist() == [[True, False, True], [False, True, False], [True, False, True]]
+def test_text_match_compares_token_sequences_without_padding():
+    text = torch.tensor([[2, 5, 3, 0], [2, 6, 3, 0], [2, 5, 3, 9]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]])  # row 2's 9 is padding
+    assert hits_matrix(text, mask, None, "text").tolist() == [[True, False, True], [False, True, False], [True, False, True]]
+    longer = torch.tensor([[2, 5, 3, 4], [2, 6, 3, 0], [2, 5, 3, 0]])  # row 0 has one more real token
+    assert hits_matrix(longer, torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0]]), None, "text")[0].tolist() == [True, False, False]
     with pytest.raises(ValueError, match="label"):
-        hits_matrix(text, None, "label")
+        hits_matrix(text, mask, None, "label")
 
 
 @pytest.mark.slow

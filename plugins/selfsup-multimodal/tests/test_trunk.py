@@ -8,7 +8,11 @@ end-to-end run of ``multimodal-quickstart`` against its random initialisation.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -25,6 +29,7 @@ from selfsup.testing import BackboneConformance, train_against_random_init
 from selfsup.train import checkpoint as ckpt
 from selfsup.train.build import SelfSupModel, build_run
 from selfsup.train.optim import build_optimizer
+from selfsup_multimodal.adapters.trunk import load_export
 
 TEXT = {"family": "bert", "layers": 2, "heads": 2, "dim": 32, "context": 64, "tokenizer": "bytes"}
 OWN = {"layers": 2, "heads": 2, "dim": 32}  # the trunk's size, for adapters with their own layers
@@ -193,6 +198,30 @@ def test_image_adapter_shapes_and_pooling():
         cls(torch.rand(2, 1, 16, 16))
     with pytest.raises(ValueError, match="batch\\['image'\\]"):
         cls.embed({"views": x})
+
+
+def test_adapters_export_on_their_own_and_load_without_the_trunk(tmp_path):
+    b = trunk_backbones(seed=3, shared=True)
+    with torch.no_grad():  # move the trunk off its init so a wrong copy would show
+        for p in b["text"].body.encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x = inputs()
+    for key in ("image", "audio"):
+        b[key].export(tmp_path / key)
+        loaded = load_export(tmp_path / key).eval()
+        original = b[key].eval()
+        assert type(loaded) is type(original) and loaded.trunk is None
+        assert loaded.encoder is not b["text"].body.encoder
+        assert loaded.options.layers == 2 and loaded.options.dim == 32
+        with torch.no_grad():
+            batch = {"image": x["image"]} if key == "image" else x["audio"]
+            torch.testing.assert_close(loaded.embed(batch), original.embed(batch))
+        assert "load_export('.')" in (tmp_path / key / "README.md").read_text()
+    meta = (tmp_path / "image" / "selfsup.json").read_text()
+    assert '"backbone": "trunk_image"' in meta and '"trained_on_trunk": "text"' in meta
+    (tmp_path / "image" / "selfsup.json").write_text(meta.replace("trunk_image", "mlp"))
+    with pytest.raises(ValueError, match="not a trunk adapter"):
+        load_export(tmp_path / "image")
 
 
 # ------------------------------------------------------------------------------------------ audio adapter
@@ -384,3 +413,35 @@ def test_shortened_quickstart_beats_random_init_in_every_modality(tmp_path, spee
         torch.set_num_threads(before)
     for metric, margin in [("knn/accuracy", 0.05), ("mlm_accuracy/accuracy", 0.02), ("keywords/accuracy", 0.03)]:
         assert trained[metric] > random_init[metric] + margin, (metric, trained[metric], random_init[metric])
+
+
+@pytest.mark.slow
+def test_two_processes_train_three_tasks_on_the_shared_trunk(tmp_path, speech_cache):
+    """multimodal-quickstart under DDP (2 gloo processes), cut to 6 round-robin steps. Each step
+    trains one task, so the other adapters get no gradient: the run must find the unused
+    parameters by itself, log every task's loss, and export each backbone so it loads alone."""
+    run = tmp_path / "run"
+    overrides = [
+        "train.max_steps=6", "train.warmup_steps=1", "train.log_every=1",
+        "tasks.simclr.batch_size=8", "tasks.mlm.batch_size=4", "tasks.hubert.batch_size=8",
+        "data.text.options.limit=40", "data.text_val.options.limit=8",
+        "data.speech.options.utterances_per_pair=1", "data.speech_val.options.utterances_per_pair=1",
+        "evaluators.knn=", "evaluators.mlm_accuracy=", "evaluators.keywords=", f'output_dir="{run}"',
+    ]
+    args = [sys.executable, "-m", "selfsup", "train", "multimodal-quickstart", "--no-progress", "--nproc", "2"]
+    for o in overrides:
+        args += ["--set", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 7))
+    for step, task in zip(range(1, 7), ["simclr", "mlm", "hubert"] * 2):  # round robin, in recipe order
+        record = train[step - 1]
+        assert math.isfinite(record[f"loss/{task}"]), record
+        assert not any(f"loss/{other}" in record for other in ("simclr", "mlm", "hubert") if other != task)
+    assert {p.name for p in (run / "export").iterdir()} == {"text", "image", "audio"}
+    image = load_export(run / "export" / "image").eval()
+    with torch.no_grad():
+        assert image.embed({"image": torch.rand(2, 1, 8, 8)}).shape == (2, 128)

@@ -33,13 +33,19 @@ from selfsup.train.distributed import gather_with_grad, local_offset, world_size
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-def same_text_targets(ids: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
-    """``[B, N]`` float: row i is uniform over the candidates whose (unpadded) token sequence equals
-    sample i's. ``ids``/``mask`` ``[B, L]``, ``candidates``/``candidate_mask`` ``[N, L']``."""
+def same_text(ids: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` bool: whether sample i's unpadded token sequence equals candidate j's.
+    ``ids``/``mask`` ``[B, L]``, ``candidates``/``candidate_mask`` ``[N, L']``."""
     length = max(ids.shape[1], candidates.shape[1])
     a = F.pad(ids * mask, (0, length - ids.shape[1]))  # [B, L]: padding zeroed so it compares equal
     b = F.pad(candidates * candidate_mask, (0, length - candidates.shape[1]))  # [N, L]
-    same = (a[:, None, :] == b[None, :, :]).all(dim=2).float()  # [B, N]
+    a_len, b_len = mask.sum(dim=1), candidate_mask.sum(dim=1)  # [B], [N]: a real token 0 is not padding
+    return (a[:, None, :] == b[None, :, :]).all(dim=2) & (a_len[:, None] == b_len[None, :])  # [B, N]
+
+
+def same_text_targets(ids: torch.Tensor, mask: torch.Tensor, candidates: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` float: row i is uniform over the candidates whose text equals sample i's."""
+    same = same_text(ids, mask, candidates, candidate_mask).float()  # [B, N]
     return same / same.sum(dim=1, keepdim=True)
 
 

@@ -16,18 +16,20 @@ from typing import Any
 import torch
 
 from selfsup.components import BuildContext, EvalContext
+from selfsup_multimodal.clip import same_text
 
 
-def hits_matrix(batch_text: torch.Tensor, labels: torch.Tensor | None, match: str) -> torch.Tensor:
-    """``[N, N]`` bool: which items count as right answers for each query."""
-    n = batch_text.shape[0]
+def hits_matrix(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None, match: str) -> torch.Tensor:
+    """``[N, N]`` bool: which items count as right answers for each query (``ids``/``mask`` ``[N, L]``:
+    every item's text tokens)."""
+    n = ids.shape[0]
     if match == "pair":
         return torch.eye(n, dtype=torch.bool)
     if match == "label":
         if labels is None:
             raise ValueError("retrieval: match = 'label' needs samples with a 'label'")
         return labels[:, None] == labels[None, :]
-    return (batch_text[:, None, :] == batch_text[None, :, :]).all(dim=2)
+    return same_text(ids, mask, ids, mask)
 
 
 def recall_at(similarity: torch.Tensor, hits: torch.Tensor, k: int) -> float:
@@ -63,22 +65,23 @@ class Retrieval:
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
-        a, b, texts, labels = [], [], [], []
+        a, b, ids, masks, labels = [], [], [], [], []
         try:
             for start in range(0, len(source), context.batch_size):
                 batch = source.collate([source[i] for i in range(start, min(start + context.batch_size, len(source)))])
                 on_device = {k: v.to(context.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 a.append(task.embed(a_role, backbones[a_role], on_device).cpu())
                 b.append(task.embed(b_role, backbones[b_role], on_device).cpu())
-                texts.append(batch["input_ids"] * batch["attention_mask"])
+                ids.append(batch["input_ids"])
+                masks.append(batch["attention_mask"])
                 if "label" in batch:
                     labels.append(batch["label"])
         finally:
             for m, mode in zip(modules, modes):
                 m.train(mode)
-        length = max(t.shape[1] for t in texts)
-        text = torch.cat([torch.nn.functional.pad(t, (0, length - t.shape[1])) for t in texts])  # [N, L]
-        hits = hits_matrix(text, torch.cat(labels) if len(labels) == len(a) else None, o.match)
+        length = max(t.shape[1] for t in ids)
+        padded = [torch.cat([torch.nn.functional.pad(t, (0, length - t.shape[1])) for t in ts]) for ts in (ids, masks)]
+        hits = hits_matrix(*padded, torch.cat(labels) if len(labels) == len(a) else None, o.match)  # [N, N]
         sim = torch.cat(a) @ torch.cat(b).T  # [N, N]: a-side queries x b-side items
         metrics: dict[str, float] = {}
         for k in o.ks:

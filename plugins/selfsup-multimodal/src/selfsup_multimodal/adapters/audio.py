@@ -31,8 +31,10 @@ from selfsup_speech.backbones.logmel import centred_frames, logmel_frames, sinus
 
 
 class TrunkAudio(FrameEncoderMixin, TrunkAdapter):
-    def __init__(self, options: Any, context: BuildContext):
-        super().__init__(options, context)
+    kind = "trunk_audio"
+
+    def __init__(self, options: Any, context: BuildContext | None, encoder: nn.Module | None = None):
+        super().__init__(options, context, encoder)
         o = options
         self.normalize = o.normalize
         self.sample_rate = int(o.sample_rate)

@@ -27,8 +27,10 @@ from selfsup_multimodal.adapters.trunk import TrunkAdapter
 
 
 class TrunkImage(TrunkAdapter):
-    def __init__(self, options: Any, context: BuildContext):
-        super().__init__(options, context)
+    kind = "trunk_image"
+
+    def __init__(self, options: Any, context: BuildContext | None, encoder: nn.Module | None = None):
+        super().__init__(options, context, encoder)
         d = self.output_dim
         self.image_size, self.patch_size, self.in_channels = options.image_size, options.patch_size, options.in_channels
         self.pooling = options.pooling

@@ -15,12 +15,16 @@ adapter normalises (LayerNorm) and drops out its input tokens before the first l
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from selfsup.components import BuildContext
+
+WEIGHTS_FILE, SELFSUP_FILE = "model.safetensors", "selfsup.json"
 
 
 def shared_encoder(trunk_key: str, context: BuildContext) -> nn.Module:
@@ -81,10 +85,16 @@ class TrunkAdapter(nn.Module):
     #: gradient in a step (and round_robin leaves the trunk's): DDP must look for unused parameters.
     find_unused_parameters = True
 
-    def __init__(self, options: Any, context: BuildContext):
+    #: The backbone's registered name (``selfsup.json`` of an export records it).
+    kind = ""
+
+    def __init__(self, options: Any, context: BuildContext | None, encoder: nn.Module | None = None):
         super().__init__()
-        self.trunk = options.trunk
-        self.encoder = shared_encoder(options.trunk, context) if options.trunk is not None else own_encoder(options)
+        self.options, self.trunk = options, options.trunk
+        if encoder is not None:  # load_export: the layers rebuilt from an export's config
+            self.encoder = encoder
+        else:
+            self.encoder = shared_encoder(options.trunk, context) if options.trunk is not None else own_encoder(options)
         config = self.encoder.config
         self.output_dim = int(config.hidden_size)
         self.input_norm = nn.LayerNorm(self.output_dim, eps=config.layer_norm_eps)
@@ -107,3 +117,55 @@ class TrunkAdapter(nn.Module):
             states.append(x)
         states[-1] = self.final_norm(states[-1])
         return states
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, directory: str | Path) -> None:
+        """The adapter on its own, shared trunk layers included: ``model.safetensors`` (its state
+        dict), ``selfsup.json`` (the backbone name, its options with the layers' size in place of
+        ``trunk``, and the layers' whole ``BertConfig``) and a README. :func:`load_export` rebuilds
+        it without the trunk."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        c = self.encoder.config
+        options = {**self.options.model_dump(mode="json", exclude={"trunk"}),  # the layers as its own ones
+                   "layers": c.num_hidden_layers, "heads": c.num_attention_heads, "dim": c.hidden_size,
+                   "intermediate": c.intermediate_size, "dropout": c.hidden_dropout_prob}
+        (directory / SELFSUP_FILE).write_text(json.dumps({
+            "backbone": self.kind, "options": options, "encoder_config": c.to_dict(),
+            "trained_on_trunk": self.trunk, "output_dim": self.output_dim,
+        }, indent=2))
+        (directory / "README.md").write_text(
+            f"# {self.kind} export\n\nThe adapter and its transformer layers"
+            + (f" (shared during training with the `{self.trunk}` backbone)" if self.trunk else "")
+            + ":\n\n```python\nfrom selfsup_multimodal.adapters.trunk import load_export\n"
+            f"adapter = load_export('.').eval()\nfeatures = adapter.embed(batch)  # [N, {self.output_dim}]\n```\n"
+        )
+
+
+def load_export(directory: str | Path) -> TrunkAdapter:
+    """A ``trunk_image`` or ``trunk_audio`` adapter holding the weights of an export directory,
+    with layers of its own built from the saved ``BertConfig`` (no trunk backbone needed)."""
+    from safetensors.torch import load_file
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertEncoder
+
+    from selfsup_multimodal import options as o
+    from selfsup_multimodal.adapters.audio import TrunkAudio
+    from selfsup_multimodal.adapters.image import TrunkImage
+
+    directory = Path(directory)
+    meta = json.loads((directory / SELFSUP_FILE).read_text())
+    kinds = {"trunk_image": (TrunkImage, o.TrunkImageOptions), "trunk_audio": (TrunkAudio, o.TrunkAudioOptions)}
+    if meta.get("backbone") not in kinds:
+        raise ValueError(f"{directory / SELFSUP_FILE}: backbone {meta.get('backbone')!r} is not a trunk adapter "
+                         f"({', '.join(kinds)})")
+    cls, options_cls = kinds[meta["backbone"]]
+    config = BertConfig.from_dict({**meta["encoder_config"], "attn_implementation": "sdpa"})
+    adapter = cls(options_cls.model_validate(meta["options"]), None, encoder=BertEncoder(config))
+    adapter.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+    return adapter
