@@ -348,15 +348,16 @@ def main() -> int:
     print()
     print("selfsup/baseline: the median of the per-round ratios (each round runs both sides back to back,\n"
           "so slow phases of the machine cancel), the ratio of medians and the ratio of the fastest runs")
-    paired_loop = 1.0
+    def paired(key: str) -> list[float]:
+        return [a[key] / b[key] for a, b in zip(results["selfsup"], results["baseline"])]
+
     for key, label in (("loop", "loop"), ("total", "end-to-end"), ("cpu", "loop CPU")):
-        paired = [a[key] / b[key] for a, b in zip(results["selfsup"], results["baseline"])]
+        per_round = paired(key)
         fastest = min(r[key] for r in results["selfsup"]) / min(r[key] for r in results["baseline"])
-        ratio = statistics.median(paired)
-        paired_loop = ratio if key == "loop" else paired_loop
-        print(f"{label:11s} {ratio:.3f} ({100 * (ratio - 1):+.1f}%); per-round {min(paired):.3f}..{max(paired):.3f}; "
+        ratio = statistics.median(per_round)
+        print(f"{label:11s} {ratio:.3f} ({100 * (ratio - 1):+.1f}%); per-round {min(per_round):.3f}..{max(per_round):.3f}; "
               f"of medians {med('selfsup', key) / med('baseline', key):.3f}; of fastest {fastest:.3f}")
-    overhead = 100 * (paired_loop - 1)
+    overhead = 100 * (statistics.median(paired("loop")) - 1)
     verdict = "within" if overhead <= 3.0 else "ABOVE"
     print(f"\ntraining-loop overhead {overhead:+.1f}% (median per-round ratio): {verdict} the 3% target")
     busiest = max(r["other"] for rs in results.values() for r in rs)

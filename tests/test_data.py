@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from selfsup.splits import split_indices
-from selfsup.train.data import AugmentedView, TaskStream, _splitmix64, sample_seed, sample_seeds
+from selfsup.train.data import AugmentedView, TaskStream, sample_seed, sample_seeds, splitmix64
 
 
 class Numbers:
@@ -53,10 +53,10 @@ def test_order_is_seeded_and_epochs_differ():
 
 
 def test_batched_seeds_equal_one_by_one_and_splitmix64_reference():
-    # splitmix64's published first outputs for state 0 (Vigna's reference implementation)
-    assert _splitmix64(0) == 0xE220A8397B1DCDAF
-    gamma = 0x9E3779B97F4A7C15
-    assert _splitmix64(gamma) == 0x6E789E6AA1B965F4
+    # First outputs of the reference SplitMix64 generator seeded with 0 (Vigna's splitmix64.c):
+    # next() adds the golden gamma to the state, then mixes it; our splitmix64(x) mixes x + gamma.
+    assert splitmix64(0) == 0xE220A8397B1DCDAF
+    assert splitmix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
     rng = np.random.default_rng(0)
     for seed, stream, epoch in [(0, 0, 0), (-3, 2**32 - 1, 7), (2**62, 12345, 2**20)]:
         indices = rng.integers(0, 2**40, size=64).tolist() + [0, 2**32 - 1]

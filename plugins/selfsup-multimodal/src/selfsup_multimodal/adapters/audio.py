@@ -26,12 +26,13 @@ from torchaudio.transforms import MelSpectrogram
 
 from selfsup.components import BuildContext
 from selfsup_multimodal.adapters.trunk import TrunkAdapter
+from selfsup_multimodal.options import TrunkAudioOptions
 from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
 from selfsup_speech.backbones.logmel import centred_frames, logmel_frames, sinusoidal_positions
 
 
 class TrunkAudio(FrameEncoderMixin, TrunkAdapter):
-    kind = "trunk_audio"
+    kind, options_model = "trunk_audio", TrunkAudioOptions
 
     def __init__(self, options: Any, context: BuildContext | None, encoder: nn.Module | None = None):
         super().__init__(options, context, encoder)

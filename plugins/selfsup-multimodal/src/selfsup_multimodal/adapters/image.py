@@ -24,10 +24,11 @@ from torch import nn
 
 from selfsup.components import BuildContext
 from selfsup_multimodal.adapters.trunk import TrunkAdapter
+from selfsup_multimodal.options import TrunkImageOptions
 
 
 class TrunkImage(TrunkAdapter):
-    kind = "trunk_image"
+    kind, options_model = "trunk_image", TrunkImageOptions
 
     def __init__(self, options: Any, context: BuildContext | None, encoder: nn.Module | None = None):
         super().__init__(options, context, encoder)

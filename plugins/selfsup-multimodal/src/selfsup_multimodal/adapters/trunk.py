@@ -85,8 +85,10 @@ class TrunkAdapter(nn.Module):
     #: gradient in a step (and round_robin leaves the trunk's): DDP must look for unused parameters.
     find_unused_parameters = True
 
-    #: The backbone's registered name (``selfsup.json`` of an export records it).
-    kind = ""
+    #: The backbone's registered name and options model (an export records the one, loading
+    #: validates its options with the other).
+    kind: str = ""
+    options_model: Any = None
 
     def __init__(self, options: Any, context: BuildContext | None, encoder: nn.Module | None = None):
         super().__init__()
@@ -154,18 +156,17 @@ def load_export(directory: str | Path) -> TrunkAdapter:
     from transformers import BertConfig
     from transformers.models.bert.modeling_bert import BertEncoder
 
-    from selfsup_multimodal import options as o
     from selfsup_multimodal.adapters.audio import TrunkAudio
     from selfsup_multimodal.adapters.image import TrunkImage
 
     directory = Path(directory)
     meta = json.loads((directory / SELFSUP_FILE).read_text())
-    kinds = {"trunk_image": (TrunkImage, o.TrunkImageOptions), "trunk_audio": (TrunkAudio, o.TrunkAudioOptions)}
+    kinds = {cls.kind: cls for cls in (TrunkImage, TrunkAudio)}
     if meta.get("backbone") not in kinds:
         raise ValueError(f"{directory / SELFSUP_FILE}: backbone {meta.get('backbone')!r} is not a trunk adapter "
                          f"({', '.join(kinds)})")
-    cls, options_cls = kinds[meta["backbone"]]
+    cls = kinds[meta["backbone"]]
     config = BertConfig.from_dict({**meta["encoder_config"], "attn_implementation": "sdpa"})
-    adapter = cls(options_cls.model_validate(meta["options"]), None, encoder=BertEncoder(config))
+    adapter = cls(cls.options_model.model_validate(meta["options"]), None, encoder=BertEncoder(config))
     adapter.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
     return adapter

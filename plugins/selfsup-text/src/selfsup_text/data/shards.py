@@ -21,19 +21,9 @@ import numpy as np
 import torch
 
 from selfsup.components import BuildContext
+from selfsup.train.data import splitmix64
 from selfsup_text.data.collate import pad_collate
 from selfsup_text.tokenizers import load_tokenizer
-
-_MASK64 = (1 << 64) - 1
-
-
-def splitmix64(x: int) -> int:
-    """SplitMix64's output function (Steele et al. 2014): a well-mixed 64-bit hash of ``x``."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
 
 def read_meta(root: Path) -> dict[str, Any]:
     file = root / "meta.json"
@@ -98,7 +88,7 @@ class TokenShards:
 
     def position(self, i: int) -> int:
         """Start of sample ``i``'s window: a hash of ``i`` and the seed, uniform over valid starts."""
-        return splitmix64((i ^ self._seed_mix) & _MASK64) % self._positions
+        return splitmix64(i ^ self._seed_mix) % self._positions
 
     def __len__(self) -> int:
         return self.windows_per_epoch
