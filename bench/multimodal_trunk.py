@@ -28,9 +28,9 @@ import shutil
 import time
 from pathlib import Path
 
+from machine import machine  # bench/machine.py
 
 import selfsup
-from machine import machine  # bench/machine.py
 from selfsup.evaluate import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
@@ -110,7 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=None, help="Shorten both runs to this many optimizer steps.")
     parser.add_argument("--runs", type=Path, default=Path("runs/bench-multimodal-trunk"), help="Where the runs go.")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="Extra recipe override (both runs).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="Extra recipe override (both runs).")
     args = parser.parse_args()
     overrides = list(args.overrides)
     if args.steps is not None:

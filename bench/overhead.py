@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import machine  # bench/machine.py
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 import selfsup
-from machine import machine  # bench/machine.py
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
 from selfsup.train.build import build_run
@@ -97,7 +97,8 @@ def recipe_dict(*, steps: int, batch_size: int, log_every: int, output_dir: Path
 def load(steps: int, batch_size: int, log_every: int, output_dir: Path) -> LoadedRecipe:
     registry = get_plugin_manager().registry
     source = "bench/overhead.py"
-    recipe = parse_recipe(recipe_dict(steps=steps, batch_size=batch_size, log_every=log_every, output_dir=output_dir), source)
+    recipe = parse_recipe(recipe_dict(steps=steps, batch_size=batch_size, log_every=log_every, output_dir=output_dir),
+                          source)
     check_components(recipe, registry, source, Path.cwd())
     return LoadedRecipe(recipe=recipe, source=source, base_dir=Path.cwd())
 
@@ -300,7 +301,8 @@ def main() -> int:
 
     print(machine())
     print(f"model: mlp 64-512-512-128 + toy_infonce head; AdamW, cosine; batch {args.batch_size}; "
-          f"{args.steps} steps x {args.rounds} rounds (selfsup, baseline alternating) after a {args.warmup_steps}-step warm-up")
+          f"{args.steps} steps x {args.rounds} rounds (selfsup, baseline alternating) after a {args.warmup_steps}-step "
+          f"warm-up")
     print("(loss: selfsup's mean over its last log window, the baseline's last logged step; a sanity check only;\n"
           " loop CPU: CPU seconds of this process over the loop, all threads;\n"
           " other load: cores kept busy by other processes meanwhile, should be ~0)\n")
@@ -355,7 +357,8 @@ def main() -> int:
         per_round = paired(key)
         fastest = min(r[key] for r in results["selfsup"]) / min(r[key] for r in results["baseline"])
         ratio = statistics.median(per_round)
-        print(f"{label:11s} {ratio:.3f} ({100 * (ratio - 1):+.1f}%); per-round {min(per_round):.3f}..{max(per_round):.3f}; "
+        print(f"{label:11s} {ratio:.3f} ({100 * (ratio - 1):+.1f}%); per-round "
+              f"{min(per_round):.3f}..{max(per_round):.3f}; "
               f"of medians {med('selfsup', key) / med('baseline', key):.3f}; of fastest {fastest:.3f}")
     overhead = 100 * (statistics.median(paired("loop")) - 1)
     verdict = "within" if overhead <= 3.0 else "ABOVE"

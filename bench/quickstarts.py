@@ -18,13 +18,12 @@ import argparse
 import time
 from pathlib import Path
 
-
 from machine import machine  # bench/machine.py
+
 from selfsup.evaluate import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 from selfsup.train.loop import train
-
 
 
 def main() -> None:

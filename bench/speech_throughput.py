@@ -22,8 +22,8 @@ import tempfile
 import time
 
 import torch
-
 from machine import machine  # bench/machine.py
+
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 from selfsup.train.build import build_run
@@ -34,8 +34,8 @@ RECIPES = ["wav2vec2-quickstart", "hubert-quickstart", "apc-quickstart"]
 
 def generation(utterances: int, workers: int) -> tuple[float, float, int]:
     """``(audio seconds, wall seconds, utterances)`` of one fresh generation."""
+    from selfsup_speech.data.options import SynthSpeechOptions
     from selfsup_speech.data.synthesized import settings_from_options
-    from selfsup_speech.options.data import SynthSpeechOptions
     from selfsup_speech.synth.dataset import synthesize_dataset
 
     settings = settings_from_options(SynthSpeechOptions(utterances_per_pair=utterances, split="all"))

@@ -24,8 +24,8 @@ import itertools
 
 import numpy as np
 import torch
-
 from machine import machine  # bench/machine.py
+
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
 from selfsup_text.data.gensim_data import lee_similarity

@@ -36,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     pm = get_plugin_manager()
     print(f"machine: {machine()}\n")
-    print("| recipe | steps | train time | kNN trained | kNN random init | kNN raw input | probe trained | probe random init |")
+    print("| recipe | steps | train time | kNN trained | kNN random init | kNN raw input | probe trained | probe "
+          "random init |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in args.recipes:
         with tempfile.TemporaryDirectory() as tmp:

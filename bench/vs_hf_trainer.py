@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import torch
+from machine import machine  # bench/machine.py
 
 import selfsup
-from machine import machine  # bench/machine.py
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
@@ -125,7 +125,8 @@ class Windows(torch.utils.data.Dataset):
         return {"input_ids": w[:-1], "labels": w[:-1], "shift_labels": w[1:]}
 
 
-def run_trainer(cfg: dict, model: torch.nn.Module, source, out: Path) -> tuple[float, int, dict[int, float], torch.nn.Module]:
+def run_trainer(cfg: dict, model: torch.nn.Module, source,
+                out: Path) -> tuple[float, int, dict[int, float], torch.nn.Module]:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     t = cfg["train"]
@@ -188,7 +189,8 @@ def main() -> None:
     cfg = config(args)
     train_source, val_source = build("data_source", cfg["data"]["train"]), build("data_source", cfg["data"]["val"])
     print(f"machine: {machine()}; transformers {transformers.__version__}")
-    print(f"data: embedded corpus, bpe-8k, {len(train_source)} train / {len(val_source)} held-out windows of {args.window} tokens")
+    print(f"data: embedded corpus, bpe-8k, {len(train_source)} train / {len(val_source)} held-out windows of "
+          f"{args.window} tokens")
     print(f"model: gpt2 '{args.size}', batch {args.batch} x {args.window} tokens, {args.steps} steps, bf16 autocast\n")
 
     rates: dict[str, list[float]] = {"selfsup": [], "Trainer": []}
@@ -208,7 +210,8 @@ def main() -> None:
             rates[side].append(tokens / seconds)
             curves[side] = losses
             heldout[side].append(heldout_loss(model, val_source))
-            print(f"round {r + 1} {side}: {tokens / seconds:,.0f} tokens/s, held-out loss {heldout[side][-1]:.4f}", flush=True)
+            print(f"round {r + 1} {side}: {tokens / seconds:,.0f} tokens/s, held-out loss {heldout[side][-1]:.4f}",
+                  flush=True)
 
     print(f"\n| side | tokens/s (median of {args.repeats}) | held-out loss | held-out perplexity |")
     print("| --- | ---: | ---: | ---: |")
@@ -216,7 +219,8 @@ def main() -> None:
         loss = statistics.mean(heldout[side])
         print(f"| {side} | {statistics.median(rates[side]):,.0f} | {loss:.4f} | {math.exp(loss):.1f} |")
     ratio = statistics.median(rates["selfsup"]) / statistics.median(rates["Trainer"])
-    print(f"| selfsup / Trainer | **{ratio:.2f}x** | {statistics.mean(heldout['selfsup']) - statistics.mean(heldout['Trainer']):+.4f} | |")
+    gap = statistics.mean(heldout["selfsup"]) - statistics.mean(heldout["Trainer"])
+    print(f"| selfsup / Trainer | **{ratio:.2f}x** | {gap:+.4f} | |")
     print("\ntraining loss at equal steps (last round):\n")
     print("| step | selfsup | Trainer |\n| ---: | ---: | ---: |")
     for step in sorted(set(curves["selfsup"]) & set(curves["Trainer"])):

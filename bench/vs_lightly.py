@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import machine  # bench/machine.py
 from PIL import Image
 
-from machine import machine  # bench/machine.py
 from selfsup.builtins.knn import weighted_knn_predict
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
@@ -77,7 +77,8 @@ def knn_accuracy(backbone: torch.nn.Module, train_set, val_set) -> float:
 
 
 def raw_pixel_knn(train_set, val_set) -> float:
-    pred = weighted_knn_predict(train_set.images.flatten(1), train_set.labels, val_set.images.flatten(1), k=K, temperature=T)
+    pred = weighted_knn_predict(train_set.images.flatten(1), train_set.labels, val_set.images.flatten(1), k=K,
+                                temperature=T)
     return (pred == val_set.labels).float().mean().item()
 
 
@@ -93,7 +94,8 @@ def run_selfsup(method: str, epochs: int, out: Path) -> tuple[float, int, torch.
         "data": {"train": {"type": "digits", "options": {"split": "train"}}},
         "augmentations": {"views": cfg["augment"]},
         "backbones": {"cnn": {"type": "small_cnn", "options": CNN}},
-        "tasks": {method: {"type": method, "data": "train", "augment": ["views"], "backbone": "cnn", "options": cfg["task"]}},
+        "tasks": {method: {"type": method, "data": "train", "augment": ["views"], "backbone": "cnn",
+                           "options": cfg["task"]}},
         "train": {**TRAIN, "epochs": epochs, "log_every": 50, "tensorboard": False},
     }
     pm = get_plugin_manager()
@@ -108,7 +110,8 @@ def run_selfsup(method: str, epochs: int, out: Path) -> tuple[float, int, torch.
 
     weights = load_file(str(out / "checkpoints" / f"step-{result.step:08d}" / "model.safetensors"))
     backbone = small_cnn()
-    backbone.load_state_dict({k.removeprefix("backbones.cnn."): v for k, v in weights.items() if k.startswith("backbones.cnn.")})
+    prefix = "backbones.cnn."
+    backbone.load_state_dict({k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)})
     return seconds, result.step, backbone
 
 
@@ -140,16 +143,20 @@ def lightly_parts(method: str, in_dim: int):
                   hf_prob=a["flip"], vf_prob=0.0, rr_prob=0.0, normalize=None)
     if method == "simclr":
         transform = SimCLRTransform(input_size=a["size"], min_scale=a["crop_scale"][0], **common)
-        head = SimCLRProjectionHead(in_dim, t["projection_hidden_dim"], t["projection_dim"], num_layers=t["projection_layers"])
+        head = SimCLRProjectionHead(in_dim, t["projection_hidden_dim"], t["projection_dim"],
+                                    num_layers=t["projection_layers"])
         return transform, head, None, NTXentLoss(temperature=t["temperature"])
     transform = SwaVTransform(
         crop_sizes=(a["global_size"], a["local_size"]), crop_counts=(a["global_crops"], a["local_crops"]),
-        crop_min_scales=(a["global_scale"][0], a["local_scale"][0]), crop_max_scales=(a["global_scale"][1], a["local_scale"][1]),
+        crop_min_scales=(a["global_scale"][0], a["local_scale"][0]),
+        crop_max_scales=(a["global_scale"][1], a["local_scale"][1]),
         **common,
     )
     head = SwaVProjectionHead(in_dim, t["projection_hidden_dim"], t["projection_dim"])
-    prototypes = SwaVPrototypes(t["projection_dim"], t["prototypes"], n_steps_frozen_prototypes=t["freeze_prototypes_steps"])
-    loss = SwaVLoss(temperature=t["temperature"], sinkhorn_iterations=t["sinkhorn_iterations"], sinkhorn_epsilon=t["sinkhorn_epsilon"])
+    prototypes = SwaVPrototypes(t["projection_dim"], t["prototypes"],
+                                n_steps_frozen_prototypes=t["freeze_prototypes_steps"])
+    loss = SwaVLoss(temperature=t["temperature"], sinkhorn_iterations=t["sinkhorn_iterations"],
+                    sinkhorn_epsilon=t["sinkhorn_epsilon"])
     return transform, head, prototypes, loss
 
 
@@ -162,7 +169,8 @@ def run_lightly(method: str, epochs: int) -> tuple[float, int, torch.nn.Module]:
     modules = torch.nn.ModuleList([m for m in (backbone, head, prototypes) if m is not None])
     data = PILDigits(digits("train"), transform)
     g = torch.Generator().manual_seed(SEED)
-    loader = torch.utils.data.DataLoader(data, batch_size=TRAIN["batch_size"], shuffle=True, drop_last=True, generator=g)
+    loader = torch.utils.data.DataLoader(data, batch_size=TRAIN["batch_size"], shuffle=True, drop_last=True,
+                                         generator=g)
     steps = max(1, int(epochs * len(loader)))
     spec = TrainSpec(**TRAIN, max_steps=steps)
     optimizer = torch.optim.AdamW(param_groups(modules, spec.weight_decay), lr=spec.lr)
@@ -208,10 +216,12 @@ def main() -> None:
     torch.set_num_threads(2)
     train_set, val_set = digits("train"), digits("val")
     torch.manual_seed(SEED)
-    baseline = {"raw pixels": raw_pixel_knn(train_set, val_set), "random init": knn_accuracy(small_cnn(), train_set, val_set)}
+    baseline = {"raw pixels": raw_pixel_knn(train_set, val_set),
+                "random init": knn_accuracy(small_cnn(), train_set, val_set)}
     print(f"machine: {machine()}")
     print(f"digits: {len(train_set)} train / {len(val_set)} held-out; kNN k={K}, t={T}")
-    print(f"baselines: raw pixels {baseline['raw pixels']:.4f}, small CNN at random init {baseline['random init']:.4f}\n")
+    print(f"baselines: raw pixels {baseline['raw pixels']:.4f}, "
+          f"small CNN at random init {baseline['random init']:.4f}\n")
     methods = ["simclr", "swav"] if args.method == "both" else [args.method]
     print(f"| method | library | images/s (median of {args.repeats}) | kNN accuracy | steps |")
     print("| --- | --- | ---: | ---: | ---: |")
@@ -231,9 +241,11 @@ def main() -> None:
                 accs[lib].append(knn_accuracy(backbone, train_set, val_set))
                 steps_of[lib] = steps
         for lib in ("selfsup", "lightly"):
-            print(f"| {method} | {lib} | {statistics.median(rates[lib]):.0f} | {statistics.mean(accs[lib]):.4f} | {steps_of[lib]} |")
+            print(f"| {method} | {lib} | {statistics.median(rates[lib]):.0f} | {statistics.mean(accs[lib]):.4f} | "
+                  f"{steps_of[lib]} |")
         ratio = statistics.median(rates["selfsup"]) / statistics.median(rates["lightly"])
-        print(f"| {method} | selfsup / lightly | {ratio:.2f}x | {statistics.mean(accs['selfsup']) - statistics.mean(accs['lightly']):+.4f} | |")
+        gap = statistics.mean(accs["selfsup"]) - statistics.mean(accs["lightly"])
+        print(f"| {method} | selfsup / lightly | {ratio:.2f}x | {gap:+.4f} | |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m selfsup ARGS`` in a subprocess (the real CLI, as a user would)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
@@ -85,6 +87,32 @@ def write_toy_recipe(directory: Path, name: str = "toy.toml", **overrides) -> Pa
     values.update(overrides)
     path = directory / name
     path.write_text(TOY_RECIPE.format(**values))
+    return path
+
+
+def write_blobs_recipe(directory: Path, task_type: str, task_options: str = "{}", *, task: str = "t",
+                       **train: object) -> Path:
+    """``directory/r.toml``: ``blobs`` data, an ``mlp`` backbone and one task of ``task_type`` (a plugin's
+    test task); ``train`` values (``max_steps=3``, ``precision="fp16"``) become ``[train]`` entries."""
+    settings = {"batch_size": 32, "tensorboard": False, **train}
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    path = directory / "r.toml"
+    path.write_text(f"""
+output_dir = "{directory / 'run'}"
+[data.d]
+type = "blobs"
+options = {{ n = 256, dim = 8 }}
+[backbones.b]
+type = "mlp"
+options = {{ in_dim = 8 }}
+[tasks.{task}]
+type = "{task_type}"
+data = "d"
+backbone = "b"
+options = {task_options}
+[train]
+{lines}
+""")
     return path
 
 

@@ -22,7 +22,8 @@ sys.exit(code)
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["tasks"], ["recipes"], ["train", "--help"]])
+@pytest.mark.parametrize("args",
+                         [["--help"], ["plugins"], ["plugins", "--json"], ["tasks"], ["recipes"], ["train", "--help"]])
 def test_light_commands_do_not_import_torch(args):
     res = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
@@ -55,8 +56,9 @@ def test_install_resolves_task_names_to_distributions():
 
 
 def test_install_runs_pip_and_reports_its_failure(tmp_path):
-    # names outside the catalogue go to pip as they are; pip's exit status is the command's
-    res = cli("install", "--find-links", str(tmp_path), "selfsup-no-such-plugin", env={"PIP_NO_INDEX": "1"})
+    # names outside the catalogue reach pip only through --pip-args; pip's exit status is the command's
+    res = cli("install", "--find-links", str(tmp_path), "--pip-args", "selfsup-no-such-plugin",
+              env={"PIP_NO_INDEX": "1"})
     assert res.returncode != 0
     assert "selfsup-no-such-plugin" in res.stderr and "No matching distribution" in res.stderr
 

@@ -46,3 +46,15 @@ def test_spherical_and_bad_k():
     assert torch.allclose(res.centroids.norm(dim=1), torch.ones(4), atol=1e-5)
     with pytest.raises(ValueError, match="1 <= k <= N"):
         kmeans(x[:3], 5)
+
+
+def test_runs_lloyd_iterations_until_converged():
+    """Regression: the convergence test compared with the initial inertia ``inf`` (``inf - x <= tol * inf``
+    is true), so every call stopped after one iteration and ``iters`` changed nothing."""
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
+    one, many = kmeans(x, 8, seed=0, iters=1), kmeans(x, 8, seed=0, iters=100)
+    assert many.inertia < one.inertia
+    assert not torch.equal(one.assignments, many.assignments)
+    # converged: every point is assigned to its nearest final centroid
+    nearest = torch.cdist(x, many.centroids).argmin(dim=1)
+    assert torch.equal(nearest, many.assignments)

@@ -50,7 +50,8 @@ def test_range_parsing_and_the_fix_named():
         "plugin 'p' supports selfsup>=0.3,<0.4, but selfsup 0.1.0 is running; "
         "fix: pip install 'selfsup>=0.3,<0.4', or upgrade the plugin (pip install -U selfsup-p)"
     )
-    with pytest.raises(IncompatiblePlugin, match=r"fix: upgrade the plugin \(pip install -U selfsup-p\), or pip install"):
+    with pytest.raises(IncompatiblePlugin,
+                       match=r"fix: upgrade the plugin \(pip install -U selfsup-p\), or pip install"):
         check_compatible("p", ">=0.1,<0.2", distribution="selfsup-p", core="0.2.0")  # the core is newer
 
 
@@ -72,7 +73,8 @@ def test_incompatible_module_attribute_is_not_registered(tmp_path):
     assert "future" not in pm.infos and pm.registry.get("augmentation", "future_aug") is None
     [err] = pm.errors
     assert err.stage == "compatibility"
-    assert err.message.startswith(f"plugin 'future' supports selfsup>=99.0,<100, but selfsup {selfsup.__version__} is running")
+    assert err.message.startswith(f"plugin 'future' supports selfsup>=99.0,<100, but selfsup {selfsup.__version__} is "
+                                  f"running")
     assert "pip install 'selfsup>=99.0,<100'" in err.message and "SELFSUP_REQUIRES" in err.message
     assert len(caught) == 1 and "was not loaded" in str(caught[0].message)
     [row] = pm.describe()
@@ -90,7 +92,8 @@ def test_unparsable_range_is_reported(tmp_path):
 
 def test_distribution_metadata_declares_the_range(tmp_path, monkeypatch):
     fake_distribution(tmp_path, "fakeplug", ["selfsup<0.0.5,>=0.0.1", "torch>=2.4"])
-    fake_distribution(tmp_path, "fitplug", [f"selfsup>={selfsup.__version__}", "selfsup>=99; extra == 'dev'"], dist="selfsup-fit")
+    fake_distribution(tmp_path, "fitplug", [f"selfsup>={selfsup.__version__}", "selfsup>=99; extra == 'dev'"],
+                      dist="selfsup-fit")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("SELFSUP_PLUGINS", "fakeplug,fitplug")
     with pytest.warns(PluginWarning, match="fakeplug"):

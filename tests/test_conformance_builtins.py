@@ -14,6 +14,8 @@ from selfsup.testing import (
 
 BLOBS = ("blobs", {"n": 64, "dim": 8, "classes": 4})
 MLP = ("mlp", {"in_dim": 8, "hidden_dims": [16], "out_dim": 8})
+#: Overlapping blobs, so that evaluators' accuracies are not all 1.0 and their options show.
+HARD_BLOBS = {**BLOBS[1], "spread": 3.0}
 
 
 class TestToyTask(TaskConformance):
@@ -57,28 +59,32 @@ class TestKNN(EvaluatorConformance):
     plugins = [selfsup_toy]
     evaluator = "knn"
     evaluator_options = {"k": 5, "raw_baseline": "input"}
-    data = ("blobs", {**BLOBS[1], "split": "val"})
-    fit_data = ("blobs", {**BLOBS[1], "split": "train"})
+    data = ("blobs", {**HARD_BLOBS, "split": "val"})
+    fit_data = ("blobs", {**HARD_BLOBS, "split": "train"})
     backbone = MLP
     bad_options = [{"k": 0}, {"temperature": -0.1}]
+    option_variants = {"k": 1, "temperature": 10.0}
 
 
 class TestLinearProbe(EvaluatorConformance):
     plugins = [selfsup_toy]
     evaluator = "linear_probe"
     evaluator_options = {"max_iter": 20}
-    data = ("blobs", {**BLOBS[1], "split": "val"})
-    fit_data = ("blobs", {**BLOBS[1], "split": "train"})
+    data = ("blobs", {**HARD_BLOBS, "split": "val"})
+    fit_data = ("blobs", {**HARD_BLOBS, "split": "train"})
     backbone = MLP
     bad_options = [{"max_iter": 0}]
+    option_variants = {"max_iter": 1, "weight_decay": 10.0}
 
 
 @pytest.fixture(scope="module")
 def tensor_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tf") / "points.npz"
-    rng = np.random.default_rng(0)
-    np.savez(path, input=rng.normal(size=(40, 6)).astype("float32"), label=np.arange(40) % 4)
-    return path
+    """Two files of 40 labelled points (the second one for the options check's ``path`` variant)."""
+    paths = [tmp_path_factory.mktemp("tf") / name for name in ("points.npz", "other.npz")]
+    for seed, path in enumerate(paths):
+        rng = np.random.default_rng(seed)
+        np.savez(path, input=rng.normal(size=(40, 6)).astype("float32"), label=np.arange(40) % 4)
+    return paths
 
 
 class TestTensorFile(DataSourceConformance):
@@ -87,4 +93,5 @@ class TestTensorFile(DataSourceConformance):
 
     @pytest.fixture(autouse=True)
     def _use_file(self, tensor_file, monkeypatch):
-        monkeypatch.setattr(type(self), "data", ("tensor_file", {"path": str(tensor_file), "split": "train"}))
+        monkeypatch.setattr(type(self), "data", ("tensor_file", {"path": str(tensor_file[0]), "split": "train"}))
+        monkeypatch.setattr(type(self), "option_variants", {"path": str(tensor_file[1])})

@@ -85,7 +85,8 @@ def test_resume_from_state_continues_exactly():
 
 def test_ranks_split_the_global_batch():
     single = take(TaskStream("t", Numbers(32), [jitter], batch_size=8, seed=0), 4)
-    ranks = [take(TaskStream("t", Numbers(32), [jitter], batch_size=4, seed=0, rank=r, world_size=2), 4) for r in (0, 1)]
+    ranks = [take(TaskStream("t", Numbers(32), [jitter], batch_size=4, seed=0, rank=r, world_size=2), 4)
+             for r in (0, 1)]
     for step in range(4):
         assert sorted(single[step]) == sorted(ranks[0][step] + ranks[1][step])
 

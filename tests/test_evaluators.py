@@ -56,7 +56,8 @@ def test_knn_raw_baseline_reports_input_space_accuracy(tmp_path):
     x = torch.randn(200, 4, generator=g) + 3 * labels[:, None]  # separable in input space
     source = [{"input": x[i], "label": labels[i]} for i in range(200)]
     fit, held = source[:150], source[150:]
-    noise = {id(fit): (torch.randn(150, 4, generator=g), labels[:150]), id(held): (torch.randn(50, 4, generator=g), labels[150:])}
+    noise = {id(fit): (torch.randn(150, 4, generator=g), labels[:150]),
+             id(held): (torch.randn(50, 4, generator=g), labels[150:])}
     ctx = EvalContext(name="knn", step=0, seed=0, device=torch.device("cpu"), backbone=None, data=held, fit_data=fit,
                       run_dir=tmp_path, batch_size=8, features=lambda s: noise[id(s)],
                       inputs=lambda s, key: extract_inputs(s, key, pipeline=[], seed=0))  # a list is a map-style source

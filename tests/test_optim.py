@@ -50,7 +50,8 @@ def test_weight_decay_skips_biases_and_norms():
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD), ("adagrad", torch.optim.Adagrad), ("lars", LARS)],
+    [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD),
+     ("adagrad", torch.optim.Adagrad), ("lars", LARS)],
 )
 def test_every_optimizer_builds_and_steps(name, cls):
     model = torch.nn.Linear(3, 2)

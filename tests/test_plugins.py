@@ -95,7 +95,8 @@ def test_selfsup_plugins_cli_reports_errors_as_json(tmp_path):
 def test_duplicate_name_names_both_plugins(tmp_path):
     write_plugin(tmp_path, "first", GOOD)
     write_plugin(tmp_path, "second", GOOD)
-    with pytest.warns(PluginWarning, match=r"'local_scale' is registered twice: by plugin 'first' and by plugin 'second'"):
+    with pytest.warns(PluginWarning,
+                      match=r"'local_scale' is registered twice: by plugin 'first' and by plugin 'second'"):
         pm = PluginManager(plugins_dirs=[tmp_path])
         pm.registry
 
@@ -185,6 +186,7 @@ def test_misspelled_hook_and_name_clash_are_reported(tmp_path):
     with pytest.warns(PluginWarning):
         pm = PluginManager(plugins_dirs=[tmp_path])
     messages = {(e.plugin, e.message) for e in pm.errors}
-    assert ("typo", "implements unknown hook 'register_pretext_task'; did you mean 'register_pretext_tasks'?") in messages
+    assert ("typo",
+            "implements unknown hook 'register_pretext_task'; did you mean 'register_pretext_tasks'?") in messages
     assert any(p == "toy" and "already loaded" in m for p, m in messages)
     assert pm.registry.get("augmentation", "local_scale") is None  # the clashing file was not loaded

@@ -57,12 +57,15 @@ TENSOR_FILE_RECIPE = """
 [data.points]
 type = "tensor_file"
 options = { path = "DATA_PATH" }
+[augmentations.views]
+type = "noisy_views"
 [backbones.mlp]
 type = "mlp"
 options = { in_dim = 4 }
 [tasks.t]
 type = "toy_infonce"
 data = "points"
+augment = ["views"]
 backbone = "mlp"
 [train]
 max_steps = 1
@@ -119,7 +122,8 @@ def test_corrupt_data_file_is_one_line_error(tmp_path):
     ("overrides", "expected"),
     [
         (["evaluators.knn.fit_data="], "evaluators.knn.fit_data: 'knn' needs fit_data"),
-        (["train.optimizer=sgd", "train.optimizer_options={momentum = 0.0, nesterov = true}"], "nesterov needs momentum > 0"),
+        (["train.optimizer=sgd", "train.optimizer_options={momentum = 0.0, nesterov = true}"],
+         "nesterov needs momentum > 0"),
         (["data.train.options.n=40"], "tasks.infonce.data: its data source has 32 samples, fewer than one batch of 64"),
     ],
 )
@@ -134,6 +138,8 @@ def test_startup_problems_are_one_line_errors(tmp_path, overrides, expected):
 def test_resume_with_a_changed_model_is_a_clear_error(tmp_path):
     path = write_toy_recipe(tmp_path, max_steps=8)
     assert cli("train", str(path)).returncode == 0
-    res = cli("train", str(path), "--resume", "--set", "backbones.mlp.options.out_dim=16", "--set", "train.max_steps=12")
+    res = cli("train", str(path), "--resume", "--set", "backbones.mlp.options.out_dim=16", "--set",
+              "train.max_steps=12")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "cannot resume from" in res.stderr
+    assert "backbones.mlp.options.out_dim: changed since the checkpoint (32 -> 16)" in res.stderr
+    assert "resume refused" in res.stderr

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import cli, write_plugin, write_toy_recipe
+from conftest import cli, write_blobs_recipe, write_plugin, write_toy_recipe
 from safetensors.torch import load_file
 
 from selfsup.train import checkpoint as ckpt
@@ -106,29 +106,8 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     plugins = tmp_path / "plugins"
     write_plugin(plugins, "exploding", NAN_TASK)
-    recipe = tmp_path / "nan.toml"
-    recipe.write_text(
-        f"""
-output_dir = "{tmp_path / 'run'}"
-[data.d]
-type = "blobs"
-options = {{ n = 256, dim = 8 }}
-[backbones.b]
-type = "mlp"
-options = {{ in_dim = 8 }}
-[tasks.boom]
-type = "exploding"
-data = "d"
-backbone = "b"
-options = {{ nan_at = 12 }}
-[train]
-batch_size = 32
-max_steps = 50
-checkpoint_every = 5
-log_every = 1
-tensorboard = false
-"""
-    )
+    recipe = write_blobs_recipe(tmp_path, "exploding", "{ nan_at = 12 }", task="boom", max_steps=50,
+                                checkpoint_every=5, log_every=1)
     res = cli("--plugins-dir", str(plugins), "train", str(recipe))
     assert res.returncode == 3, res.stderr
     assert "Traceback" not in res.stderr

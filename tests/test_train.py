@@ -26,7 +26,8 @@ def test_toy_training_learns_and_beats_random_init(tmp_path):
     path = write_toy_recipe(tmp_path, max_steps=150, log_every=10)
     loaded = load_recipe(str(path), get_plugin_manager().registry)
     untrained = build_run(loaded.recipe, get_plugin_manager().registry, base_dir=tmp_path, source="t")
-    random_init = run_evaluators(loaded.recipe, untrained, names=["knn"], step=0, device=torch.device("cpu"), run_dir=tmp_path)
+    random_init = run_evaluators(loaded.recipe, untrained, names=["knn"], step=0, device=torch.device("cpu"),
+                                 run_dir=tmp_path)
 
     result = _train(path)
     assert result.status == "completed" and result.step == 150
@@ -116,7 +117,8 @@ def _two_task_recipe(tmp_path, policy):
     path = write_toy_recipe(tmp_path, max_steps=20, log_every=1)
     text = path.read_text().replace(
         "[evaluators.knn]",
-        '[tasks.second]\ntype = "toy_infonce"\ndata = "val"\naugment = ["views"]\nbackbone = "mlp"\nweight = 3.0\n\n[evaluators.knn]',
+        '[tasks.second]\ntype = "toy_infonce"\ndata = "val"\naugment = ["views"]\nbackbone = "mlp"\nweight = '
+        '3.0\n\n[evaluators.knn]',
     )
     path.write_text(text + f'task_policy = "{policy}"\n')
     return path
@@ -146,7 +148,8 @@ def test_round_robin_policy_alternates(tmp_path):
 
 def test_loader_workers_do_not_change_the_run(tmp_path):
     a = _train(write_toy_recipe(tmp_path, "a.toml", output_dir=str(tmp_path / "a"), max_steps=10, log_every=1))
-    b = _train(write_toy_recipe(tmp_path, "b.toml", output_dir=str(tmp_path / "b"), max_steps=10, log_every=1), "train.workers=2")
+    b = _train(write_toy_recipe(tmp_path, "b.toml", output_dir=str(tmp_path / "b"), max_steps=10, log_every=1),
+               "train.workers=2")
     la = [r["loss"] for r in read_metrics(a.run_dir) if r["kind"] == "train"]
     lb = [r["loss"] for r in read_metrics(b.run_dir) if r["kind"] == "train"]
     assert la == lb
@@ -164,5 +167,7 @@ def test_tensorboard_events_are_written(tmp_path):
 
 
 def test_group_by_length_needs_a_source_with_lengths(tmp_path):
-    res = cli("train", str(write_toy_recipe(tmp_path, max_steps=20)), "--set", "tasks.infonce.group_by_length=true", cwd=tmp_path)
-    assert res.returncode == 2 and "tasks.infonce.group_by_length" in res.stderr and "lengths()" in res.stderr, res.stderr
+    res = cli("train", str(write_toy_recipe(tmp_path, max_steps=20)), "--set", "tasks.infonce.group_by_length=true",
+              cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "tasks.infonce.group_by_length" in res.stderr and "lengths()" in res.stderr, res.stderr

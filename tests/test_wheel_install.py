@@ -58,8 +58,8 @@ def test_plugin_wheel_in_core_only_environment(tmp_path):
     before = json.loads(_run([*selfsup, "plugins", "--json"], env=env).stdout)
     assert [r["name"] for r in before] == ["core"]
 
-    # installed through the CLI, from the wheel, not editable
-    _run([*selfsup, "install", "--find-links", str(wheels), "selfsup-toy"], env=env)
+    # installed through the CLI, from the wheel, not editable (selfsup install takes a local wheel by path)
+    _run([*selfsup, "install", "--find-links", str(wheels), str(next(wheels.glob("selfsup_toy-*.whl")))], env=env)
     where = _run([str(py), "-c", "import selfsup_toy; print(selfsup_toy.__file__)"], env=env).stdout
     assert str(site) in where and str(REPO) not in where
 

@@ -1,8 +1,10 @@
 """The ``selfsup`` command line.
 
-``--help``, ``plugins``, ``tasks``, ``recipes``, ``validate``, ``install`` and ``plugin new`` never
-import torch; ``train`` and ``eval`` import it when they run. Errors in recipes print one readable
-message (no traceback) and exit with status 2; a diverged run exits with status 3.
+``--help``, ``plugins``, ``tasks``, ``recipes``, ``install`` and ``plugin new`` never import torch;
+``train`` and ``eval`` import it when they run, and ``validate`` when it imports the factories
+(``lazy("pkg.mod:fn")`` targets) of the recipe's components, to find a broken one before ``train``.
+Errors in recipes print one readable message (no traceback) and exit with status 2; a diverged run exits with status 3,
+a run stopped by SIGTERM/SIGINT after saving with 75, a failed checkpoint write with 74.
 """
 
 from __future__ import annotations
@@ -11,28 +13,47 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
 from selfsup import __version__
-from selfsup.plugins import PluginManager, get_plugin_manager
+from selfsup.plugins import PluginManager, PluginWarning, get_plugin_manager
 from selfsup.recipe import RecipeError
 
+EXIT_COMPONENT = 1
 EXIT_RECIPE = 2
 EXIT_DIVERGED = 3
+EXIT_IO = 74  # EX_IOERR: a checkpoint could not be written
+
+
+def _pre_parse(argv: list[str]) -> tuple[list[str], bool]:
+    """The top-level ``--plugins-dir`` values and ``--trust`` flag, read before click parses (plugins
+    add commands). Only the options before the subcommand count: ``selfsup train x --plugins-dir d``
+    is click's error, not a directory whose code runs first."""
+    dirs, trust, i = [], False, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--plugins-dir":
+            if i + 1 < len(argv):
+                dirs.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--plugins-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        elif arg == "--trust":
+            trust = True
+        elif arg == "--" or not arg.startswith("-"):
+            break  # the subcommand: the rest is its own
+        i += 1
+    return dirs, trust
 
 
 def _pre_parse_plugin_dirs(argv: list[str]) -> list[str]:
-    """``--plugins-dir`` must be known before commands are registered (plugins add commands)."""
-    dirs = []
-    for i, arg in enumerate(argv):
-        if arg == "--plugins-dir" and i + 1 < len(argv):
-            dirs.append(argv[i + 1])
-        elif arg.startswith("--plugins-dir="):
-            dirs.append(arg.split("=", 1)[1])
-    return dirs
+    """The top-level ``--plugins-dir`` values of ``argv`` (see :func:`_pre_parse`)."""
+    return _pre_parse(argv)[0]
 
 
 def _pm() -> PluginManager:
@@ -56,9 +77,16 @@ def _console():
     "--plugins-dir",
     multiple=True,
     type=click.Path(file_okay=False),
-    help="Also load every *.py file in DIR as a plugin (repeatable; also SELFSUP_PLUGINS_DIR).",
+    help="Also load every *.py file in DIR as a plugin (repeatable; also SELFSUP_PLUGINS_DIR). A folder other "
+    "users can write to is refused unless --trust is given.",
 )
-def cli(plugins_dir: tuple[str, ...]) -> None:
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Load --plugins-dir / SELFSUP_PLUGINS_DIR folders even when other users can write to them "
+    "(also SELFSUP_TRUST_PLUGINS_DIR=1).",
+)
+def cli(plugins_dir: tuple[str, ...], trust: bool) -> None:
     """selfsup: self-supervised learning from plugins and TOML recipes.
 
     Plugins are found through the 'selfsup' entry-point group; SELFSUP_PLUGINS=a,b restricts which
@@ -101,34 +129,75 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field, e.g. train.lr=3e-4.")
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run's output directory.")
+@click.option("--resume", is_flag=True,
+              help="Continue from the newest intact checkpoint in the run's output directory.")
+@click.option("--resume-weights-only", is_flag=True,
+              help="Continue from the newest checkpoint's weights with a fresh optimizer (allows recipe changes "
+                   "that --resume refuses, such as the optimizer or precision).")
 @click.option("--nproc", type=click.IntRange(min=1), default=None, help="Launch N DDP processes with torchrun.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def train(recipe: str, overrides: tuple[str, ...], resume: bool, nproc: int | None, no_progress: bool) -> None:
-    """Train from RECIPE (a .toml file or a shipped recipe name)."""
+@click.option("--verbose", is_flag=True, help="Show the traceback of an error raised inside a component.")
+def train(recipe: str, overrides: tuple[str, ...], resume: bool, resume_weights_only: bool, nproc: int | None,
+          no_progress: bool, verbose: bool) -> None:
+    """Train from RECIPE (a .toml file or a shipped recipe name).
+
+    Exit status: 0 completed, 2 invalid recipe or refused resume, 3 diverged (the last checkpoint with
+    finite weights is kept), 74 a checkpoint could not be written (disk full...), 75 stopped by
+    SIGTERM/SIGINT after saving a checkpoint (continue with --resume), 1 an error inside a component.
+    """
     try:
         loaded = _load(recipe, overrides)
     except RecipeError as err:
         _fail(str(err))
     if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(_launch_torchrun(nproc))
+        sys.exit(_launch_torchrun(nproc, loaded.recipe.run_dir()))
 
-    from selfsup.train.loop import RunDirInUse, TrainingDiverged, train as run_training
+    from selfsup.train.checkpoint import CheckpointWriteError
+    from selfsup.train.errors import ComponentError
+    from selfsup.train.loop import RunDirInUse, TrainingDiverged
+    from selfsup.train.loop import train as run_training
+    from selfsup.train.preempt import EXIT_PREEMPTED, Preempted
 
     try:
-        result = run_training(loaded, _pm(), resume=resume, progress=not no_progress)
-    except RecipeError as err:
-        _fail(str(err))
-    except RunDirInUse as err:
+        result = run_training(loaded, _pm(), resume=resume, resume_weights_only=resume_weights_only,
+                              progress=not no_progress)
+    except (RecipeError, RunDirInUse) as err:
         _fail(str(err))
     except TrainingDiverged as err:
         _fail(str(err), EXIT_DIVERGED)
+    except Preempted as err:
+        _fail(str(err), EXIT_PREEMPTED)
+    except CheckpointWriteError as err:
+        _fail(str(err), EXIT_IO)
+    except ComponentError as err:
+        if verbose:
+            import traceback
+
+            traceback.print_exception(err.__cause__ or err)
+        _fail(_component_message(err) + ("" if verbose else " (--verbose shows the traceback)"), EXIT_COMPONENT)
     if int(os.environ.get("RANK", "0")) == 0:
         _print_result(result)
 
 
-def _launch_torchrun(nproc: int) -> int:
-    """Re-run this command under torchrun with ``nproc`` processes (minus ``--nproc``)."""
+def _component_message(err: Exception) -> str:
+    """The one-line message of a ComponentError, also when a data-loader worker raised it (torch then
+    re-raises it with the worker's traceback as its text: the last line holds the message)."""
+    text = str(err)
+    if text.startswith("Caught "):
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else text
+        return last.split("ComponentError: ", 1)[-1]
+    return text
+
+
+def _launch_torchrun(nproc: int, run_dir: Path) -> int:
+    """Re-run this command under torchrun with ``nproc`` processes (minus ``--nproc``).
+
+    A SIGTERM sent to this process is passed on to torchrun, which relays it to every worker: they
+    finish the step, save and exit with 75 (torchrun itself then reports the workers' exit). Ctrl-C
+    reaches every process of the terminal's group directly, so SIGINT is not relayed here."""
+    import signal
+
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -140,8 +209,31 @@ def _launch_torchrun(nproc: int) -> int:
         if arg.startswith("--nproc="):
             continue
         args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "selfsup", *args]
-    return subprocess.call(cmd)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "selfsup",
+           *args]
+    child = subprocess.Popen(cmd)
+    relayed: list[int] = []
+
+    def relay(signum: int, _frame: Any) -> None:
+        relayed.append(signum)
+        child.send_signal(signum)
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, relay),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if relayed and code != 0:
+        from selfsup.train.checkpoint import latest_checkpoint
+        from selfsup.train.preempt import EXIT_PREEMPTED
+
+        saved = latest_checkpoint(run_dir)
+        click.echo(f"error: SIGTERM received: the workers stopped after saving {saved or 'no checkpoint'}; "
+                   f"continue with `selfsup train RECIPE --resume --nproc {nproc}`", err=True)
+        return EXIT_PREEMPTED
+    return code
 
 
 def _print_result(result: Any) -> None:
@@ -168,10 +260,12 @@ def _backbone_text(recipe: Any, ref: str | dict[str, str]) -> str:
 
 @cli.command(name="eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Default: the newest.")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Default: the newest.")
 @click.option("--evaluator", "names", multiple=True, help="Run only these evaluators (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field first.")
-@click.option("--random-init", is_flag=True, help="Evaluate the untrained model (the seed's initialisation): the baseline.")
+@click.option("--random-init", is_flag=True,
+              help="Evaluate the untrained model (the seed's initialisation): the baseline.")
 @click.option("--baseline", is_flag=True, help="Evaluate the checkpoint and the random init, side by side.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(
@@ -188,7 +282,8 @@ def eval_(
     try:
         for untrained in runs:
             results[untrained] = evaluate_run(
-                run_dir, _pm(), checkpoint=checkpoint, names=list(names), overrides=list(overrides), random_init=untrained
+                run_dir, _pm(), checkpoint=checkpoint, names=list(names), overrides=list(overrides),
+                random_init=untrained
             )
     except (RecipeError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
@@ -223,9 +318,10 @@ def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
+@click.option("--verbose", is_flag=True, help="Show each error's traceback (the plugin's own file and line).")
+def plugins(as_json: bool, verbose: bool) -> None:
     """Installed plugins: name, version, supported core versions, hooks, components and load errors."""
-    rows = _pm().describe()
+    rows = _pm().describe(tracebacks=verbose)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -241,6 +337,8 @@ def plugins(as_json: bool) -> None:
         for err in row["errors"]:
             where = "not loaded" if err["stage"] == "compatibility" else f"error in {err['stage']}"
             click.secho(f"  {where}: {err['message']}", fg="red")
+            if verbose and err.get("traceback"):
+                click.echo("".join(f"    {line}\n" for line in err["traceback"].rstrip().splitlines()))
 
 
 @cli.command()
@@ -255,7 +353,8 @@ def tasks(as_json: bool) -> None:
     known = {r["name"] for r in rows}
     for name in sorted(installed - known):
         comp = registry.get("pretext_task", name)
-        rows.append({"name": name, "modality": comp.modality or "", "family": "", "distribution": comp.distribution or comp.plugin,
+        rows.append({"name": name, "modality": comp.modality or "", "family": "",
+                     "distribution": comp.distribution or comp.plugin,
                      "paper": "", "summary": comp.summary, "installed": True})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -266,7 +365,8 @@ def tasks(as_json: bool) -> None:
     for col in ("", "task", "modality", "family", "distribution", "summary"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row("✓" if r["installed"] else "", r["name"], r["modality"], r["family"], r["distribution"], r["summary"])
+        table.add_row("✓" if r["installed"] else "", r["name"], r["modality"], r["family"], r["distribution"],
+                      r["summary"])
     _console().print(table)
     missing = sorted({r["distribution"] for r in rows if not r["installed"]})
     if missing:
@@ -298,27 +398,120 @@ def recipes(as_json: bool) -> None:
     _console().print(table)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("names", nargs=-1)
-@click.option("-e", "--editable", "editables", multiple=True, type=click.Path(exists=True), help="Install a local project in editable mode.")
-@click.option("--find-links", "find_links", multiple=True, help="Passed to pip.")
-@click.option("-U", "--upgrade", is_flag=True, help="Passed to pip.")
-@click.option("--dry-run", is_flag=True, help="Print the pip command instead of running it.")
-def install(names: tuple[str, ...], editables: tuple[str, ...], find_links: tuple[str, ...], upgrade: bool, dry_run: bool) -> None:
-    """pip-install plugins into this environment; a task name installs the distribution that
-    provides it (e.g. `selfsup install simclr` installs selfsup-vision)."""
-    from selfsup.catalog import find_task
+@cli.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def describe(kind: str, name: str | None, as_json: bool) -> None:
+    """Options and sample keys of the component NAME of KIND, or a table of every component of KIND.
 
-    if not names and not editables:
-        _fail("name at least one plugin, task or -e PATH")
-    targets = []
-    for name in names:
-        entry = find_task(name)
-        if entry is not None:
-            click.echo(f"{name}: provided by {entry.distribution}", err=True)
-            name = entry.distribution
-        if name not in targets:
-            targets.append(name)
+    KIND is a recipe table: data, augmentations, tasks, backbones, evaluators or recipes (singular
+    forms and data_source, pretext_task, ... work too). Shows each option's type, default and
+    description, the sample keys the component yields and reads (see selfsup.contract), and the
+    plugin and version that provide it."""
+    from selfsup.describe import component_info, undeclared_warning
+    from selfsup.registry import LABEL_OF_KIND, TABLE_OF_KIND, kind_named
+
+    resolved = kind_named(kind)
+    if resolved is None:
+        _fail(f"unknown kind {kind!r}; use one of: {', '.join(TABLE_OF_KIND.values())}")
+    pm = _pm()
+    registry, table_name = pm.registry, TABLE_OF_KIND[resolved]
+    if name is None:
+        comps = [registry.get(resolved, n) for n in registry.names(resolved)]
+        rows = [component_info(c, pm.infos) for c in comps]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            _describe_table(table_name, rows)
+    else:
+        comp = registry.get(resolved, name)
+        if comp is None:
+            near = registry.closest(resolved, name)
+            hint = f"; did you mean {near!r}?" if near else f"; `selfsup describe {table_name}` lists them"
+            _fail(f"no {LABEL_OF_KIND[resolved]} named {name!r} is installed{hint}")
+        comps = [comp]
+        if as_json:
+            click.echo(json.dumps(component_info(comp, pm.infos), indent=2))
+        else:
+            _describe_one(component_info(comp, pm.infos))
+    warning = undeclared_warning(comps)
+    if warning and not as_json:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+def _describe_table(table_name: str, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from selfsup.describe import keys_text
+
+    if not rows:
+        click.echo(f"no {table_name} are installed")
+        return
+    table = Table(title=table_name, title_justify="left")
+    for col in ("name", "plugin", "modality", "sample keys", "summary"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        keys = "; ".join(f"{what}: {keys_text(k)}" for what, k in r["keys"].items())
+        table.add_row(r["name"], r["plugin"], r["modality"] or "", keys, r["summary"])
+    _console().print(table)
+
+
+def _describe_one(info: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from selfsup.describe import default_text, description_text, keys_text
+
+    click.echo(f"{info['name']} ({info['kind']}{', ' + info['modality'] if info['modality'] else ''})")
+    if info["summary"]:
+        click.echo(f"  {info['summary']}")
+    version = f" {info['version']}" if info["version"] else ""
+    click.echo(f"  plugin: {info['plugin']} ({info['distribution'] or 'no distribution'}{version})")
+    for what, keys in info["keys"].items():
+        click.echo(f"  {what}: {keys_text(keys)}")
+    if info["kind"] == "recipes":
+        return
+    if not info["options"]:
+        click.echo(f"  options: none ({info['options_model']})")
+        return
+    table = Table(title=f"options ({info['options_model']})", title_justify="left")
+    for col in ("option", "type", "default", "description"):
+        table.add_column(col, overflow="fold")
+    for row in info["options"]:
+        table.add_row(row["name"], row["type"], default_text(row), description_text(row))
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("-e", "--editable", "editables", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Install a local project folder in editable mode.")
+@click.option("--find-links", "find_links", multiple=True, help="Passed to pip (a folder of wheels or a URL).")
+@click.option("-U", "--upgrade", is_flag=True, help="Passed to pip.")
+@click.option("--pip-args", "pip_args", default="", metavar="'ARGS'",
+              help="Anything else, passed to pip as written (shell-split): other distributions, pip options.")
+@click.option("--dry-run", is_flag=True, help="Print the pip command instead of running it.")
+def install(names: tuple[str, ...], editables: tuple[str, ...], find_links: tuple[str, ...], upgrade: bool,
+            pip_args: str, dry_run: bool) -> None:
+    """pip-install plugins into this environment. NAMES are task names of the catalogue (`selfsup
+    install simclr` installs selfsup-vision), distributions it names, local wheels (*.whl) or project
+    folders; anything else (another distribution, a pip option) must be given with --pip-args."""
+    import shlex
+
+    from selfsup.catalog import InstallRefused, install_targets
+
+    if not names and not editables and not pip_args.strip():
+        _fail("name at least one plugin, task, wheel, -e PATH or --pip-args")
+    for value, option in [*((v, "--find-links") for v in find_links), *((v, "-e") for v in editables)]:
+        if value.startswith("-"):
+            _fail(f"{option} {value!r} looks like a pip option; pass pip options with --pip-args '...'")
+    try:
+        targets, notes = install_targets(names)
+        extra = shlex.split(pip_args)
+    except (InstallRefused, ValueError) as err:
+        _fail(f"--pip-args: {err}" if not isinstance(err, InstallRefused) else str(err))
+    for note in notes:
+        click.echo(note, err=True)
     cmd = [sys.executable, "-m", "pip", "install"]
     if upgrade:
         cmd.append("--upgrade")
@@ -326,9 +519,11 @@ def install(names: tuple[str, ...], editables: tuple[str, ...], find_links: tupl
         cmd += ["--find-links", link]
     for path in editables:
         cmd += ["-e", path]
-    cmd += targets
+    cmd += targets + extra
+    if extra:
+        click.echo(f"passing to pip as written: {shlex.join(extra)}", err=True)
     if dry_run:
-        click.echo(" ".join(cmd))
+        click.echo(shlex.join(cmd))
         return
     sys.exit(subprocess.call(cmd))
 
@@ -345,10 +540,12 @@ def plugin() -> None:
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Create selfsup-NAME/ in this directory.")
-@click.option("--modality", default="vector", show_default=True, help="Modality label of the components.")
+@click.option("--modality", default="vector", show_default=True, metavar="vector|vision|text|speech",
+              help="The example the project holds: SCARF on generated vectors, or a task on the first-party vision, "
+              "text or speech plugin's data and backbones (that plugin becomes a dependency).")
 @click.option("--force", is_flag=True, help="Overwrite the kit's files in an existing selfsup-NAME/.")
 def plugin_new(name: str, directory: Path, modality: str, force: bool) -> None:
-    """Write a plugin project selfsup-NAME/: package, example task, data source and recipe, tests, CI."""
+    """Write a plugin project selfsup-NAME/: package, example task (and data source) and recipe, tests, CI."""
     from selfsup.kit import KitError, new_plugin
 
     try:
@@ -356,12 +553,19 @@ def plugin_new(name: str, directory: Path, modality: str, force: bool) -> None:
     except KitError as err:
         _fail(str(err))
     click.echo(f"created {made.root} ({len(made.files)} files)")
-    click.echo(f"next:\n  cd {made.root}\n  pip install -e '.[test]'\n  selfsup train {name}-example\n  python -m pytest -q")
+    click.echo(f"next:\n  cd {made.root}\n  pip install -e '.[test]'\n  selfsup train {name}-example\n  python -m "
+               f"pytest -q")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    pm = get_plugin_manager(_pre_parse_plugin_dirs(argv))
+    dirs, trust = _pre_parse(argv)
+    warnings.filterwarnings("ignore", message="selfsup refused plugins directory", category=PluginWarning)
+    pm = get_plugin_manager(dirs, trust_dirs=True if trust else None)
+    if pm.refused:  # before anything runs, --help included: the user asked for these plugins
+        for err in pm.refused:
+            click.echo(f"error: {err.message}", err=True)
+        sys.exit(EXIT_RECIPE)
     pm.add_commands(cli)
     cli.main(args=argv, prog_name="selfsup")
 

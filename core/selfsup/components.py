@@ -6,16 +6,20 @@ Samples flow like this::
       -> PretextTask.collate(samples) (or torch's default_collate) -> batch dict
       -> PretextTask(batch, backbone) -> TaskOutput(loss, metrics)
 
-Conventions for sample dicts: the model input is under ``"input"`` unless a plugin documents
-other keys (text uses ``"input_ids"``/``"attention_mask"``); an optional integer class ``"label"``
-is used only by evaluators, never by pretext tasks.
+Sample keys are declared, not assumed: every component states in its ``register`` call the keys it
+yields or reads, with dtype and shape (``image: float32[C,H,W]``), and recipe validation checks that
+they flow (:mod:`selfsup.contract`; ``selfsup describe KIND NAME`` shows them). The first-party
+plugins use ``"image"`` ``[C, H, W]`` (vision), ``"input_ids"`` ``[T]`` (text; the collate adds
+``"attention_mask"``), ``"audio"`` ``[S]`` (speech) and ``"input"`` (vectors: the core's ``mlp`` and
+``tensor_file``). An optional integer class ``"label"`` is used only by evaluators, never by
+pretext tasks.
 
 This module imports no torch at run time, so plugins can import it when they load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, runtime_checkable
 
@@ -89,12 +93,18 @@ class PretextTask(Protocol):
     :class:`TaskOutput`. Optional methods the loop uses when present:
 
     * ``collate(samples) -> batch``: batching (padding, masking, packing); default is the data
-      source's ``collate`` if it has one, else ``torch.utils.data.default_collate``. Runs in data-loader workers: no CUDA there.
+      source's ``collate`` if it has one, else ``torch.utils.data.default_collate``. Runs in data-loader workers: no
+      CUDA there.
     * ``on_epoch_start(context: EpochContext)``: called before each pass over the task's data
       (DeepCluster re-clusters here). State it computes must live in buffers, so that it is
       checkpointed (a run resumed mid-epoch does not call it again).
     * ``sample_weights(epoch) -> Tensor[N] | None``: draw the epoch's samples with replacement
       in proportion to these weights instead of a permutation (balanced sampling).
+    * ``on_step(step: int)``: called once per optimizer step, before its forward passes, with the
+      number of optimizer steps completed so far (0 at the first). Schedules inside a task (prototype
+      freezing, temperature decay, mask seeds) count these, never forward calls: with
+      ``grad_accum = 4`` a step has four forward calls. Also called after a resume, with the
+      restored step, so a schedule needs no state of its own.
 
     Samples from map-style sources carry their position as ``"index"`` (unless the source
     already sets it), for tasks that keep per-sample state.
@@ -135,11 +145,64 @@ class BuildContext:
     backbone: Any = None
     data: Any = None
     backbones: dict[str, Any] = field(default_factory=dict)  # backbones: those built before it, by recipe key
+    _registry: Any = field(default=None, repr=False, compare=False)  # set by the core; see build()
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` made absolute against the recipe's directory."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.base_dir / p)
+
+    def build(self, kind: str, type: str, options: Mapping[str, Any] | Any = None, **context: Any) -> Any:
+        """Build another registered component by its registry name: a composite component's parts.
+
+        ``kind`` is a recipe table name (``"data"``, ``"augmentations"``, ``"backbones"``, ``"tasks"``,
+        ``"evaluators"``) or a registry kind (``"data_source"``, ...); ``type`` the registered name
+        (``"digits"``); ``options`` a dict validated by that component's options model (relative
+        paths against the same ``base_dir``). The part gets this context (same ``seed``, ``base_dir``
+        and registry), with ``name``, ``backbone``, ``data`` or ``backbones`` replaced when given.
+        A plugin uses it to build a sibling plugin's component without importing its modules, e.g.
+        ``context.build("data", "synth_speech", {"split": "train", "transcripts": True})``.
+
+        Raises ``ValueError`` naming the component when ``type`` is not registered or ``options``
+        are invalid. Contexts made by hand (tests) build from the installed plugins."""
+        registry = self._registry
+        if registry is None:
+            from selfsup.plugins import get_plugin_manager
+
+            registry = get_plugin_manager().registry
+        internal = _KIND_OF_TABLE.get(kind, kind)
+        if internal not in _KIND_OF_TABLE.values():
+            raise ValueError(f"{self.name}: context.build got kind {kind!r}; use one of "
+                             f"{', '.join(_KIND_OF_TABLE)} (or {', '.join(_KIND_OF_TABLE.values())})")
+        label = internal.replace("_", " ")
+        component = registry.get(internal, type)
+        if component is None:
+            known = registry.names(internal)
+            near = registry.closest(internal, type)
+            hint = f"; did you mean {near!r}?" if near else f"; registered: {', '.join(known) or 'none'}"
+            raise ValueError(f"{self.name}: no {label} named {type!r} is registered (is the plugin that provides it "
+                             f"installed?){hint}")
+        unknown = set(context) - {"name", "backbone", "data", "backbones"}
+        if unknown:
+            raise TypeError(f"context.build() may replace name, backbone, data or backbones, not {sorted(unknown)}")
+        parsed = options if isinstance(options, component.options) else _parse(component, options, self, label, type)
+        return component.factory(parsed, replace(self, **context))
+
+
+#: Recipe table name -> registry kind (the vocabulary of :meth:`BuildContext.build`).
+_KIND_OF_TABLE = {"data": "data_source", "augmentations": "augmentation", "backbones": "backbone",
+                  "tasks": "pretext_task", "evaluators": "evaluator"}
+
+
+def _parse(component: Any, options: Any, context: BuildContext, label: str, type: str) -> Any:
+    """``options`` validated by ``component``'s options model; errors in one line, naming the fields."""
+    from pydantic import ValidationError
+
+    try:
+        return component.options.model_validate(dict(options or {}), context={"base_dir": context.base_dir})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{context.name}: invalid options for the {label} {type!r}: {problems}") from None
 
 
 @dataclass
@@ -165,8 +228,8 @@ class EvalContext:
     training set), both as data sources already passed through the evaluator's augmentations.
     ``features(source, backbone=None)`` gives ``(features [N, D] float32, labels [N] int64 or None)``
     from the frozen backbone (or the one given: an evaluator of several backbones, whose
-    ``backbone`` is ``{role: backbone}``, names one), cached per call of the evaluator set. ``inputs(source, key)`` gives the raw
-    ``sample[key]`` values flattened (``[N, F]``), for raw-input baselines."""
+    ``backbone`` is ``{role: backbone}``, names one), cached per call of the evaluator set. ``inputs(source, key)``
+    gives the raw ``sample[key]`` values flattened (``[N, F]``), for raw-input baselines."""
 
     name: str
     step: int
@@ -179,6 +242,7 @@ class EvalContext:
     batch_size: int
     features: Any  # Callable[[source], tuple[Tensor, Tensor | None]]
     inputs: Any = None  # Callable[[source, key], tuple[Tensor [N, F], Tensor | None]]: raw flattened inputs
-    tasks: Any = None  # {task name: task module}: for evaluators that measure a task's heads (retrieval through projections)
+    # {task name: task module}: for evaluators that measure a task's heads (retrieval through projections)
+    tasks: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 

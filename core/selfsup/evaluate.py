@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from selfsup.plugins import PluginManager
@@ -24,7 +25,7 @@ def evaluate_run(
     from selfsup.train import checkpoint as ckpt
     from selfsup.train.build import build_run
     from selfsup.train.evaluation import run_evaluators
-    from selfsup.train.loop import resolve_device
+    from selfsup.train.run import resolve_device
 
     saved_path = Path(run_dir) / "recipe.json"
     if not saved_path.is_file():
@@ -33,21 +34,27 @@ def evaluate_run(
     source = f"{saved_path}"
     recipe = parse_recipe(apply_overrides(saved["recipe"], list(overrides or [])), source)
     base_dir = Path(saved["base_dir"])
-    check_components(recipe, pm.registry, source, base_dir)
+    options = check_components(recipe, pm.registry, source, base_dir)
     names = list(names or recipe.evaluators)
     unknown = [n for n in names if n not in recipe.evaluators]
     if unknown:
-        raise ValueError(f"no evaluator named {unknown[0]!r} in the run's recipe (it has {', '.join(recipe.evaluators) or 'none'})")
+        raise ValueError(f"no evaluator named {unknown[0]!r} in the run's recipe "
+                         f"(it has {', '.join(recipe.evaluators) or 'none'})")
     if not names:
         raise ValueError(f"the recipe of {run_dir} has no [evaluators]; add some with --set or to the recipe")
-    built = build_run(recipe, pm.registry, base_dir=base_dir, source=source)
+    built = build_run(recipe, pm.registry, base_dir=base_dir, source=source, plugins=pm, options=options)
     dev = resolve_device(device or recipe.train.device, source=source)
     if random_init:
         path, step, out = Path(run_dir), 0, Path(run_dir) / "eval-random-init.json"
     else:
-        path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(Path(run_dir))
+        if checkpoint:
+            path = Path(checkpoint)
+        else:  # the newest intact checkpoint; damaged newer ones are reported
+            path, problems = ckpt.find_resumable(Path(run_dir))
+            for problem in problems:
+                warnings.warn(f"damaged checkpoint skipped: {problem}", stacklevel=2)
         if path is None:
-            raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
+            raise FileNotFoundError(f"{run_dir} has no intact checkpoint yet")
         ckpt.load_weights(path, built.model)
         step, out = json.loads((path / "meta.json").read_text())["step"], path / "eval.json"
     built.model.to(dev)

@@ -9,17 +9,26 @@ Two kinds of hooks:
 * **Registration hooks** (``register_*``) are called once, when the plugin manager is first asked
   for components. Each receives a ``register`` callback (see :class:`selfsup.registry.Register`)::
 
-      register(name, factory, *, options=OptionsModel, modality="vision", summary="...")
+      register(name, factory, *, options=OptionsModel, modality="vision", summary="...",
+               produces={"image": "float32[C,H,W]"}, consumes=..., feeds=...)
 
   ``factory(options, context)`` builds the component later; keep heavy imports (torch,
-  transformers) inside it so that loading plugins stays fast. These hooks return nothing.
+  transformers) inside it so that loading plugins stays fast. ``produces``/``consumes``/``feeds``
+  declare the sample keys the component yields and reads (:mod:`selfsup.contract`), which recipe
+  validation checks. These hooks return nothing.
 
 * **Lifecycle events** (``on_*``) are called by the training loop on rank 0 in the order
   ``on_train_start``, (``on_step_end`` | ``on_evaluation_end`` | ``on_checkpoint_saved``)*,
   ``on_train_end``. They are for loggers and callbacks, return nothing, and must not change the
   model. An exception raised by one plugin is reported as a warning and does not stop training.
 
-Each plugin's implementation is called on its own, so one plugin failing never hides the others.
+Each plugin's implementation is called on its own, in load order (entry points sorted by name,
+then plugins-directory files), so one plugin failing never hides the others. Because selfsup does
+the calling, pluggy's ordering and wrapping markers cannot be honoured: an implementation marked
+``tryfirst``, ``trylast``, ``wrapper`` or ``hookwrapper`` makes its plugin fail to register, with
+an error naming the plugin and the hook. A ``@hookimpl`` function whose name matches no hook below
+is reported as an error of its plugin (``selfsup plugins``, and a warning), with the nearest hook
+name; the plugin's other hooks still work.
 """
 
 from __future__ import annotations
@@ -146,5 +155,6 @@ def on_checkpoint_saved(run: RunInfo, step: int, path: str) -> None:
 
 @hookspec
 def on_train_end(run: RunInfo, status: str, metrics: Mapping[str, Any]) -> None:
-    """Training stopped. ``status`` is ``"completed"``, ``"diverged"`` (non-finite loss) or
-    ``"failed"``; ``metrics`` holds the last logged and evaluation metrics."""
+    """Training stopped. ``status`` is ``"completed"``, ``"diverged"`` (non-finite loss or
+    weights), ``"preempted"`` (SIGTERM/SIGINT; a checkpoint was written) or ``"failed"``; ``metrics`` holds the last
+    logged and evaluation metrics."""

@@ -33,12 +33,14 @@ def _resolve(value: Any, info: ValidationInfo) -> Path:
 def _existing(kind: str):
     def check(value: Any, info: ValidationInfo) -> Path:
         path = _resolve(value, info)
-        if kind == "file" and not path.is_file():
-            raise ValueError(f"file not found: {path}")
-        if kind == "dir" and not path.is_dir():
-            raise ValueError(f"directory not found: {path}")
-        if kind == "any" and not path.exists():
-            raise ValueError(f"path not found: {path}")
+        test, noun = {"file": (Path.is_file, "file"), "dir": (Path.is_dir, "directory"),
+                      "any": (Path.exists, "path")}[kind]
+        try:
+            found = test(path)
+        except OSError as exc:  # a name too long for the file system, a permission problem
+            raise ValueError(f"cannot access {path}: {exc.strerror or exc}") from None
+        if not found:
+            raise ValueError(f"{noun} not found: {path}")
         return path
 
     return check

@@ -6,10 +6,18 @@ Plugins come from three places, in this order:
 2. the ``selfsup`` entry-point group of installed distributions, restricted by ``SELFSUP_PLUGINS``
    (a comma list of entry-point or distribution names; set but empty loads none);
 3. ``*.py`` files in each ``--plugins-dir`` / ``SELFSUP_PLUGINS_DIR`` directory (one file, one plugin).
+   A directory that other users can write to (world-writable, or owned by another non-root user,
+   or holding such a file) is refused, its files not imported, unless it is trusted
+   (``--trust``, ``SELFSUP_TRUST_PLUGINS_DIR=1``, ``trust_dirs=True``): see :func:`untrusted_reason`.
 
 A plugin that fails to import or whose hook raises is recorded in :attr:`PluginManager.errors`
-(shown by ``selfsup plugins``) and reported as a warning; every other plugin keeps working.
-``SELFSUP_TRACE_PLUGINS=1`` logs every hook call to stderr.
+(shown by ``selfsup plugins``; ``--verbose`` adds the traceback) and reported as a warning; every
+other plugin keeps working. The registry keeps them too (:attr:`Registry.failures`), so a recipe
+naming a component of a broken plugin is told why. ``SELFSUP_TRACE_PLUGINS=1`` logs every hook call.
+
+selfsup calls each hook implementation on its own, in load order (to isolate failures), so the
+pluggy markers that order or wrap implementations (``tryfirst``, ``trylast``, ``wrapper``,
+``hookwrapper``) cannot be honoured: a plugin using them is rejected when it registers.
 
 Plugins declare the core versions they support: a distribution by its own requirement on
 ``selfsup`` (``dependencies = ["selfsup>=0.1,<0.2"]``), a module (a plugins-directory file, or to
@@ -22,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import stat
 import sys
 import time
 import traceback
@@ -35,12 +44,16 @@ from typing import Any, Iterable
 import pluggy
 
 from selfsup import __version__, hookspecs
-from selfsup.registry import HOOK_OF_KIND, KINDS, Kind, Registry
+from selfsup.registry import HOOK_OF_KIND, KINDS, Kind, LoadFailure, Registry
 
 ENTRY_POINT_GROUP = "selfsup"
 CORE_PLUGIN = "core"
 #: The module attribute that declares (or overrides) the core versions a plugin supports.
 REQUIRES_ATTRIBUTE = "SELFSUP_REQUIRES"
+#: Set to 1 to load plugins directories that other users can write to (the CLI's ``--trust``).
+TRUST_ENV = "SELFSUP_TRUST_PLUGINS_DIR"
+#: pluggy hookimpl options that order or wrap implementations: selfsup calls each on its own, so they are refused.
+ORDERING_OPTIONS = ("tryfirst", "trylast", "wrapper", "hookwrapper")
 
 
 class PluginWarning(UserWarning):
@@ -162,6 +175,34 @@ def _trace(message: str) -> None:
         print(f"[selfsup trace] {message}", file=sys.stderr, flush=True)
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def untrusted_reason(directory: str | Path) -> str | None:
+    """Why loading plugins from ``directory`` would run code that other users can change, or None:
+    the directory or one of its ``*.py`` files is world-writable, or is owned by a user other than
+    root and the one running selfsup (symbolic links are followed). Not checked where the system
+    has no user ids (Windows)."""
+    if not hasattr(os, "geteuid"):
+        return None
+    me = os.geteuid()
+    path = Path(directory)
+    for item in [path, *sorted(path.glob("*.py"))]:
+        try:
+            st = item.stat()
+        except OSError:
+            continue
+        what = "plugins directory" if item == path else "plugin file"
+        if st.st_mode & stat.S_IWOTH:
+            return (f"{what} {str(item)!r} is world-writable: any user could put code there that selfsup would run; "
+                    f"make it private (chmod o-w {item}) or pass --trust ({TRUST_ENV}=1) if you trust it")
+        if st.st_uid not in (0, me):
+            return (f"{what} {str(item)!r} belongs to another user (uid {st.st_uid}), whose code selfsup would run; "
+                    f"pass --trust ({TRUST_ENV}=1) if you trust it")
+    return None
+
+
 def _allowed_plugins() -> set[str] | None:
     raw = os.environ.get("SELFSUP_PLUGINS")
     if raw is None:
@@ -172,12 +213,17 @@ def _allowed_plugins() -> set[str] | None:
 class PluginManager:
     """The selfsup plugin manager: loads plugins, fills a :class:`Registry`, fires events."""
 
-    def __init__(self, *, load_entry_points: bool = True, plugins_dirs: Iterable[str | Path] = ()):
+    def __init__(self, *, load_entry_points: bool = True, plugins_dirs: Iterable[str | Path] = (),
+                 trust_dirs: bool | None = None):
+        """``trust_dirs``: load plugins directories that other users can write to (default: the
+        ``SELFSUP_TRUST_PLUGINS_DIR`` environment variable); refused ones are in :attr:`refused`."""
         self.pm = pluggy.PluginManager("selfsup")
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.failed: dict[str, PluginInfo] = {}  # plugins that were found but not registered
         self.errors: list[PluginError] = []
+        self.refused: list[PluginError] = []  # plugins directories not loaded because others can write to them
+        self.trust_dirs = _env_flag(TRUST_ENV) if trust_dirs is None else trust_dirs
         self._registry: Registry | None = None
         if load_entry_points:
             self._load_entry_points()
@@ -207,11 +253,20 @@ class PluginManager:
                     continue
             self._try_register(ep.name, ep.load, info)
 
-    def load_directory(self, directory: str | Path) -> None:
-        """Load every ``*.py`` file in ``directory`` as a one-file plugin named after the file."""
+    def load_directory(self, directory: str | Path, *, trust: bool | None = None) -> None:
+        """Load every ``*.py`` file in ``directory`` as a one-file plugin named after the file.
+        A directory that other users can write to is refused (recorded in :attr:`refused` and
+        :attr:`errors`, nothing imported) unless ``trust`` (default :attr:`trust_dirs`)."""
         path = Path(directory)
         if not path.is_dir():
             self._error(str(path), "import", f"plugins directory {str(path)!r} does not exist")
+            return
+        reason = None if (self.trust_dirs if trust is None else trust) else untrusted_reason(path)
+        if reason is not None:
+            error = PluginError(str(path), "import", reason)
+            self.errors.append(error)
+            self.refused.append(error)
+            warnings.warn(f"selfsup refused plugins directory {str(path)!r}: {reason}", PluginWarning, stacklevel=2)
             return
         for file in sorted(path.glob("*.py")):
             name = file.stem
@@ -272,6 +327,16 @@ class PluginManager:
             self._error(name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             return
         callers = self.pm.get_hookcallers(plugin) or []
+        ordered = [(caller.name, option) for caller in callers for impl in caller.get_hookimpls()
+                   if impl.plugin is plugin for option in ORDERING_OPTIONS if getattr(impl, option, False)]
+        if ordered:
+            self.pm.unregister(plugin)
+            self.failed[name] = info
+            hook, option = ordered[0]
+            self._error(name, "import", f"hook {hook!r} is marked {option}=True, which selfsup does not support: it "
+                        "calls each plugin's implementation on its own, in load order, so that one failing plugin "
+                        f"never stops another; remove {option}=True (see docs/plugin-hooks.md)")
+            return
         for caller in callers:
             if caller.spec is None:  # a misspelled hook would otherwise never be called
                 import difflib
@@ -319,8 +384,14 @@ class PluginManager:
             registry = Registry()
             for kind in KINDS:
                 self._collect(registry, kind)
+            registry.failures = [self._failure(e) for e in self.errors]
             self._registry = registry
         return self._registry
+
+    def _failure(self, error: PluginError) -> LoadFailure:
+        info = self.infos.get(error.plugin) or self.failed.get(error.plugin)
+        return LoadFailure(error.plugin, info.distribution if info else None, error.stage, error.message,
+                           loaded=error.plugin in self.infos)
 
     def _collect(self, registry: Registry, kind: Kind) -> None:
         hook_name = HOOK_OF_KIND[kind]
@@ -336,9 +407,15 @@ class PluginManager:
         """Send a lifecycle event (``on_*``) to every plugin that listens."""
         self.call_each(event, **kwargs)
 
-    def describe(self) -> list[dict[str, Any]]:
+    def describe(self, *, tracebacks: bool = False) -> list[dict[str, Any]]:
         """Name, version, supported core versions (``requires``; ``None``: any), hooks, components
-        and errors of every plugin, for ``selfsup plugins``."""
+        and errors of every plugin, for ``selfsup plugins``; with ``tracebacks``, each error also
+        carries its ``traceback`` (the import's or the hook's, naming the plugin's file and line)."""
+
+        def errors_of(plugin: str) -> list[dict[str, str]]:
+            return [{**e.as_dict(), "traceback": e.detail} if tracebacks else e.as_dict()
+                    for e in self.errors if e.plugin == plugin]
+
         registry = self.registry
         rows = []
         for name, info in self.infos.items():
@@ -352,7 +429,7 @@ class PluginManager:
                     "requires": info.requires or None,
                     "hooks": info.hooks,
                     "components": registry.by_plugin(name),
-                    "errors": [e.as_dict() for e in self.errors if e.plugin == name],
+                    "errors": errors_of(name),
                 }
             )
         loaded = set(self.infos)
@@ -369,7 +446,7 @@ class PluginManager:
                         "requires": (failed.requires or None) if failed else None,
                         "hooks": [],
                         "components": {},
-                        "errors": [e.as_dict() for e in self.errors if e.plugin == err.plugin],
+                        "errors": errors_of(err.plugin),
                     }
                 )
                 loaded.add(err.plugin)
@@ -379,14 +456,14 @@ class PluginManager:
 _default: PluginManager | None = None
 
 
-def get_plugin_manager(plugins_dirs: Iterable[str | Path] = ()) -> PluginManager:
-    """The process-wide plugin manager (created on first use)."""
+def get_plugin_manager(plugins_dirs: Iterable[str | Path] = (), *, trust_dirs: bool | None = None) -> PluginManager:
+    """The process-wide plugin manager (created on first use). ``trust_dirs``: see :class:`PluginManager`."""
     global _default
     if _default is None:
-        _default = PluginManager(plugins_dirs=plugins_dirs)
+        _default = PluginManager(plugins_dirs=plugins_dirs, trust_dirs=trust_dirs)
     else:
         for directory in plugins_dirs:
-            _default.load_directory(directory)
+            _default.load_directory(directory, trust=trust_dirs)
     return _default
 
 

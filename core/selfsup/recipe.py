@@ -6,7 +6,8 @@
    plugin registered, and every cross-reference (a task's ``data``, ``backbone``, ``augment``).
 
 Errors are collected and raised together as one :class:`RecipeError` naming each field path.
-See docs/recipes.md for every field.
+Both passes also apply :mod:`selfsup.limits` (finite floats, bounded integers, nesting depth,
+identifier-like component keys, short messages). See docs/recipes.md for every field.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 import re
 import sys
 import typing
+from importlib import import_module
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from selfsup import limits
 from selfsup.catalog import load_catalog
-from selfsup.registry import LABEL_OF_KIND, Kind, Registry
+from selfsup.registry import HOOK_OF_KIND, LABEL_OF_KIND, Kind, Registry, lazy_target
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,9 +38,24 @@ class _Strict(BaseModel):
 # ------------------------------------------------------------------------------------ structure
 
 
+def _component_key(key: str) -> str:
+    problem = limits.key_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
+
+#: A key of a component table (``[backbones.<key>]``): identifier-like, see :func:`selfsup.limits.key_problem`.
+ComponentKey = Annotated[str, AfterValidator(_component_key)]
+
+
 class ComponentSpec(_Strict):
     type: str = Field(description="Registered component name.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Validated by the component's own model.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Validated by the component's own model.",
+        json_schema_extra={limits.RAW_TABLE: True},  # its limits are checked on the parsed options
+    )
 
 
 class DataSpec(ComponentSpec):
@@ -134,7 +152,7 @@ class TrainSpec(_Strict):
     """``[train]``: optimisation and run settings."""
 
     optimizer: Literal["adamw", "adam", "adagrad", "sgd", "lars"] = "adamw"
-    optimizer_options: dict[str, Any] = Field(default_factory=dict)
+    optimizer_options: dict[str, Any] = Field(default_factory=dict, json_schema_extra={limits.RAW_TABLE: True})
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
@@ -181,19 +199,38 @@ class TrainSpec(_Strict):
 class Recipe(_Strict):
     """A whole run."""
 
-    name: str | None = Field(None, description="Run name; defaults to the recipe file's stem.")
+    name: str | None = Field(None, description="Run name; defaults to the recipe file's stem. One folder name.")
     description: str = ""
-    seed: int = Field(0, ge=0)
-    output_dir: str | None = Field(None, description="Default runs/<name>; relative to the working directory.")
-    data: dict[str, DataSpec] = Field(min_length=1)
-    augmentations: dict[str, AugmentationSpec] = Field(default_factory=dict)
-    backbones: dict[str, BackboneSpec] = Field(min_length=1)
-    tasks: dict[str, TaskSpec] = Field(min_length=1)
-    evaluators: dict[str, EvaluatorSpec] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0, le=limits.SEED_MAX)
+    output_dir: str | None = Field(
+        None, description="Default runs/<name>; relative to the working directory; '~' is not expanded."
+    )
+    data: dict[ComponentKey, DataSpec] = Field(min_length=1)
+    augmentations: dict[ComponentKey, AugmentationSpec] = Field(default_factory=dict)
+    backbones: dict[ComponentKey, BackboneSpec] = Field(min_length=1)
+    tasks: dict[ComponentKey, TaskSpec] = Field(min_length=1)
+    evaluators: dict[ComponentKey, EvaluatorSpec] = Field(default_factory=dict)
     train: TrainSpec
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        problem = None if value is None else limits.path_component_problem(value)
+        if problem:
+            raise ValueError(f"{problem} (the name is the folder under runs/)")
+        return value
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir(cls, value: str | None) -> str | None:
+        problem = None if value is None else limits.plain_path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     def run_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/{self.name or 'run'}").expanduser()
+        """``output_dir`` as written (``~`` is not expanded), or ``runs/<name>``."""
+        return Path(self.output_dir or f"runs/{self.name or 'run'}")
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -203,8 +240,8 @@ class RecipeError(Exception):
     """A recipe is invalid. ``problems`` is a list of ``(field path, message)``."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
+        self.source = limits.short_text(str(source), word=200, total=300)
+        self.problems = [(limits.short_text(p, total=300), limits.short_text(m)) for p, m in problems]
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -222,13 +259,14 @@ def _loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = limits.key_text(part)
+            out += text if text.startswith("[") else ("." if out else "") + text
     return out
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A value as it is quoted in a message: ``repr``, cut to ``limit`` characters."""
+    return limits.short(value, limit)
 
 
 def _known_fields(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
@@ -262,6 +300,11 @@ def pydantic_problems(
 
     problems = []
     for e in err.errors():
+        if e["loc"] and e["loc"][-1] == "[key]":  # a dict key failed its own validator
+            path = _loc(tuple(e["loc"][:-1]))
+            path = f"{prefix}.{path}" if prefix and path else (prefix or path)
+            problems.append((path, e["msg"].removeprefix("Value error, ")))
+            continue
         path = _loc(tuple(e["loc"]))
         path = f"{prefix}.{path}" if prefix and path else (prefix or path)
         msg = e["msg"]
@@ -285,10 +328,34 @@ def pydantic_problems(
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """Parse a recipe's TOML text; too deep nesting (see :data:`selfsup.limits.MAX_DEPTH`) and
+    syntax errors raise :class:`RecipeError`."""
+    return _loads(text, source, "invalid TOML: ")
+
+
+def _loads(text: str, source: str, prefix: str) -> dict[str, Any]:
+    line = limits.toml_depth_problem(text)
+    if line is not None:
+        raise RecipeError(source, [("", f"arrays and tables nest more than {limits.MAX_DEPTH} levels deep "
+                                        f"(line {line})")])
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(source, [("", f"invalid TOML: {exc}")]) from None
+        raise RecipeError(source, [("", f"{prefix}{exc}")]) from None
+    except RecursionError:  # the scan above should have caught it
+        message = f"arrays and tables nest too deeply (at most {limits.MAX_DEPTH} levels)"
+        raise RecipeError(source, [("", message)]) from None
+
+
+def decode_recipe(raw: bytes, source: str) -> str:
+    """The text of a recipe file's bytes, which must be UTF-8 (a leading byte-order mark is dropped)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(source, [("", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                                        f"(line {line}) is invalid; save the recipe as UTF-8")]) from None
+    return text.removeprefix("\ufeff")
 
 
 UNSET = object()
@@ -307,8 +374,10 @@ def parse_override(expr: str) -> tuple[list[str], Any]:
     if not raw.strip():
         return path, UNSET
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+        value = _loads(f"v = {raw.strip()}", "--set", "")["v"]
+    except RecipeError as err:
+        if "nest" in err.problems[0][1]:
+            raise RecipeError("--set", [(key, err.problems[0][1].split(" (line")[0])]) from None
         value = raw.strip()
     return path, value
 
@@ -330,26 +399,76 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def parse_recipe(data: dict[str, Any], source: str, default_name: str | None = None) -> Recipe:
+    """The structure pass: nesting depth, then :class:`Recipe`'s model, then the value limits."""
+    where = limits.depth_problem(data)
+    if where is not None:
+        raise RecipeError(source, [(where, f"nests more than {limits.MAX_DEPTH} levels deep")])
     if default_name and "name" not in data:
         data = {**data, "name": default_name}
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(source, pydantic_problems(err, model=Recipe)) from None
+    problems = limits.value_problems(recipe)
+    if problems:
+        raise RecipeError(source, problems)
+    return recipe
 
 
 # ------------------------------------------------------------------------------------ components
 
 
+def _failures(registry: Registry, kind: Kind, name: str, distribution: str | None = None) -> tuple[list[str], bool]:
+    """How the plugins that failed to load (or to register this kind) read in an unknown-name
+    message, and whether one of them is likely the provider: its plugin or distribution name
+    (without ``selfsup-``) and ``name`` contain one another, or it is ``distribution`` (the
+    catalogue's provider of ``name``). Those come first; for a catalogued name, only its provider's
+    failure is listed."""
+    hook = HOOK_OF_KIND[kind]
+    wanted = name.lower().replace("-", "_")
+
+    def matches(f: Any) -> bool:
+        if distribution is not None:
+            return f.distribution == distribution
+        owners = {re.sub(r"^selfsup_", "", (who or "").lower().replace("-", "_")) for who in (f.plugin, f.distribution)}
+        return any(len(o) >= 3 and (o in wanted or wanted in o) for o in owners)
+
+    relevant = [f for f in registry.failures if f.stage in ("import", "compatibility", hook)]
+    if distribution is not None:
+        relevant = [f for f in relevant if matches(f)]
+    relevant.sort(key=lambda f: not matches(f))
+    texts = []
+    for f in relevant[:3]:
+        who = f.distribution or f.plugin
+        if f.stage == "compatibility":
+            texts.append(f"plugin {who!r} was not loaded: {f.message}")
+        elif f.stage == "import" and not f.loaded:
+            texts.append(f"plugin {who!r} failed to load: {f.message}")
+        elif f.stage == "import":
+            texts.append(f"plugin {who!r}: {f.message}")
+        else:
+            texts.append(f"plugin {who!r} failed in {f.stage}: {f.message}")
+    if len(relevant) > 3:
+        texts.append(f"{len(relevant) - 3} more plugin errors")
+    return texts, any(matches(f) for f in relevant)
+
+
 def _unknown_name(registry: Registry, kind: Kind, name: str) -> str:
+    """The message for a ``type`` that names no registered component: the plugin that failed to
+    provide it, the distribution to install, or the nearest name."""
     label = LABEL_OF_KIND[kind]
     catalog = {e.name: e for e in load_catalog()} if kind == "pretext_task" else {}
     known = registry.names(kind)
+    failures, likely = _failures(registry, kind, name, catalog[name].distribution if name in catalog else None)
+    why = "; ".join(failures) + " (`selfsup plugins --verbose` shows the traceback)"
+    suggestion = registry.closest(kind, name, extra=list(catalog))
+    if likely:  # the plugin that would have provided it is broken: say that first
+        msg = f"unknown {label} {_short(name)}: {why}"
+        return msg + (f"; did you mean {suggestion!r}?" if suggestion and suggestion != name else "")
     if name in catalog:
         dist = catalog[name].distribution
         return f"{label} {name!r} is provided by {dist}, which is not installed: run `selfsup install {dist}`"
-    suggestion = registry.closest(kind, name, extra=list(catalog))
-    msg = f"unknown {label} {name!r}"
+    msg = f"unknown {label} {_short(name)}"
     if suggestion in catalog and suggestion not in known:
         msg += f"; did you mean {suggestion!r} (from {catalog[suggestion].distribution}, not installed)?"
     elif suggestion:
@@ -358,13 +477,13 @@ def _unknown_name(registry: Registry, kind: Kind, name: str) -> str:
         msg += f"; installed: {', '.join(known)}"
     else:
         msg += f"; no {label}s are installed"
-    return msg
+    return msg + (f"; note: {why}" if failures else "")
 
 
 def _reference(section: str, table: dict[str, Any], name: str) -> str:
     import difflib
 
-    msg = f"no [{section}.{name}] in the recipe"
+    msg = f"no [{section}.{limits.key_text(name)}] in the recipe"
     near = difflib.get_close_matches(name, list(table), n=1)
     if near:
         msg += f"; did you mean {near[0]!r}?"
@@ -373,10 +492,13 @@ def _reference(section: str, table: dict[str, Any], name: str) -> str:
     return msg
 
 
-def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: Path) -> None:
-    """Validate names, options and references against the installed plugins."""
+def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: Path) -> dict[str, BaseModel]:
+    """Validate names, options and references against the installed plugins. Returns the parsed
+    options of every component by recipe path (``"tasks.simclr"``): building uses these, so options
+    are validated once."""
     problems: list[tuple[str, str]] = []
     context = {"base_dir": base_dir}
+    parsed: dict[str, BaseModel] = {}
 
     def check(kind: Kind, path: str, spec: ComponentSpec) -> None:
         component = registry.get(kind, spec.type)
@@ -384,9 +506,16 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
             problems.append((f"{path}.type", _unknown_name(registry, kind, spec.type)))
             return
         try:
-            component.options.model_validate(spec.options, context=context)
+            parsed[path] = component.options.model_validate(spec.options, context=context)
         except ValidationError as err:
             problems.extend(pydantic_problems(err, prefix=f"{path}.options", model=component.options))
+        except Exception as exc:  # noqa: BLE001 - a validator that raised something else (OSError...)
+            problems.append((f"{path}.options", f"could not be validated: {type(exc).__name__}: {exc}"))
+        else:
+            problems.extend(limits.value_problems(parsed[path], f"{path}.options"))
+        problem = _factory_problem(component)
+        if problem:
+            problems.append((f"{path}.type", problem))
 
     def ref(path: str, section: str, table: dict[str, Any], name: str | None) -> None:
         if name is not None and name not in table:
@@ -421,21 +550,51 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
 
     opt_model = OPTIMIZER_OPTIONS[recipe.train.optimizer]
     try:
-        opt_model.model_validate(recipe.train.optimizer_options)
+        optimizer_options = opt_model.model_validate(recipe.train.optimizer_options)
     except ValidationError as err:
         problems.extend(pydantic_problems(err, prefix="train.optimizer_options", model=opt_model))
+    else:
+        problems.extend(limits.value_problems(optimizer_options, "train.optimizer_options"))
 
+    from selfsup.contract import check_contract  # sample keys flow as declared (skips what did not resolve)
+
+    problems.extend(check_contract(recipe, registry, parsed))
     if problems:
         raise RecipeError(source, problems)
+    return parsed
+
+
+def _factory_problem(component: Any) -> str | None:
+    """Why the ``lazy("pkg.mod:fn")`` factory of ``component`` cannot be imported, or None. The
+    import happens here, at validation, so a typo in a plugin is found before ``train``."""
+    target = lazy_target(component.factory)
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    try:
+        getattr(import_module(module), attr)
+    except Exception as exc:  # noqa: BLE001 - whatever the plugin's module raises
+        who = component.distribution or component.plugin
+        return (f"{LABEL_OF_KIND[component.kind]} {component.name!r} of plugin {who!r} cannot be built: its factory "
+                f"{target!r} does not import ({type(exc).__name__}: {exc})")
+    return None
 
 
 def resolve_source(source: str, registry: Registry) -> tuple[str, str, Path, str]:
     """A recipe file path or a registered recipe name -> (TOML text, label, base dir, default name)."""
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
+    try:
+        is_file = path.suffix == ".toml" or path.exists()
+        if is_file and not path.is_file():
             raise RecipeError(source, [("", "recipe file not found")])
-        return path.read_text(encoding="utf-8"), str(path), path.resolve().parent, path.stem
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise RecipeError(source, [("", f"cannot read the recipe: {exc}")]) from None
+    if is_file:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise RecipeError(source, [("", f"cannot read the recipe: {exc.strerror or exc}")]) from None
+        return decode_recipe(raw, str(path)), str(path), path.resolve().parent, path.stem
     component = registry.get("recipe", source)
     if component is None:
         near = registry.closest("recipe", source)
@@ -449,8 +608,8 @@ def load_recipe(source: str, registry: Registry, overrides: list[str] | tuple[st
     text, label, base_dir, default_name = resolve_source(source, registry)
     data = apply_overrides(parse_toml(text, label), list(overrides))
     recipe = parse_recipe(data, label, default_name)
-    check_components(recipe, registry, label, base_dir)
-    return LoadedRecipe(recipe=recipe, source=label, base_dir=base_dir)
+    options = check_components(recipe, registry, label, base_dir)
+    return LoadedRecipe(recipe=recipe, source=label, base_dir=base_dir, options=options)
 
 
 class LoadedRecipe(BaseModel):
@@ -461,3 +620,4 @@ class LoadedRecipe(BaseModel):
     recipe: Recipe
     source: str
     base_dir: Path
+    options: dict[str, Any] = {}  # parsed component options by recipe path ("tasks.simclr"), from check_components

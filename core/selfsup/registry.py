@@ -9,6 +9,8 @@ from typing import Any, Callable, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from selfsup.contract import ContractError, Keys
+
 Kind = Literal["data_source", "augmentation", "pretext_task", "backbone", "evaluator", "recipe"]
 
 KINDS: tuple[Kind, ...] = (
@@ -41,6 +43,38 @@ LABEL_OF_KIND: dict[Kind, str] = {
 }
 
 
+#: The recipe table of each kind: the one vocabulary users type (``selfsup describe tasks``).
+TABLE_OF_KIND: dict[Kind, str] = {
+    "data_source": "data",
+    "augmentation": "augmentations",
+    "pretext_task": "tasks",
+    "backbone": "backbones",
+    "evaluator": "evaluators",
+    "recipe": "recipes",
+}
+
+#: The sample-key declarations (``register`` keywords) each kind may make; see :mod:`selfsup.contract`.
+DECLARATIONS_OF_KIND: dict[Kind, tuple[str, ...]] = {
+    "data_source": ("produces",),
+    "augmentation": ("consumes", "produces"),
+    "pretext_task": ("consumes", "feeds"),
+    "backbone": ("consumes",),
+    "evaluator": ("consumes",),
+    "recipe": (),
+}
+
+
+def kind_named(text: str) -> Kind | None:
+    """The kind a user means by ``text``: a recipe table name (``data``, ``tasks``), its singular
+    (``task``), or an internal name (``pretext_task``, ``data_source``, plural too); ``None`` if none."""
+    word = text.strip().lower().replace("-", "_").replace(" ", "_")
+    for kind, table in TABLE_OF_KIND.items():
+        if word in (kind, f"{kind}s", table, table.rstrip("s")):
+            return kind
+    return {"data_sources": "data_source", "datasource": "data_source", "datasources": "data_source",
+            "pretext_tasks": "pretext_task", "pretexts": "pretext_task"}.get(word)
+
+
 class NoOptions(BaseModel):
     """Options model of a component that takes none: any key is an error."""
 
@@ -49,6 +83,17 @@ class NoOptions(BaseModel):
 
 class RegistrationError(Exception):
     """A plugin registered something invalid (duplicate name, bad options model, ...)."""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A plugin that failed to load, or whose hook raised: explains an unknown name in a recipe."""
+
+    plugin: str
+    distribution: str | None
+    stage: str  # "import", "compatibility" or the hook's name
+    message: str
+    loaded: bool  # the plugin is registered (its failure is in one hook, or an unknown hook name)
 
 
 @dataclass(frozen=True)
@@ -63,6 +108,15 @@ class Component:
     distribution: str | None
     modality: str | None = None
     summary: str = ""
+    produces: Keys | None = None  # sample keys it yields or changes (data sources, augmentations)
+    consumes: Keys | None = None  # sample keys it reads (augmentations, tasks, backbones, evaluators)
+    feeds: Keys | None = None  # tasks: what they hand their backbones (default: the samples themselves)
+
+    @property
+    def declared(self) -> bool:
+        """Whether it declares its sample keys (a component that does not is not contract-checked)."""
+        wanted = DECLARATIONS_OF_KIND[self.kind]
+        return not wanted or any(getattr(self, name) is not None for name in wanted if name != "feeds")
 
     def parse_options(self, raw: dict[str, Any] | BaseModel | None = None) -> BaseModel:
         """Validate ``raw`` against this component's options model (raises pydantic's error)."""
@@ -86,7 +140,14 @@ def lazy(path: str) -> Callable[[Any, Any], Any]:
         return getattr(import_module(module), attr)(options, context)
 
     factory.__qualname__ = f"lazy({path!r})"
+    factory.lazy_target = path  # type: ignore[attr-defined]  # imported by `selfsup validate`
     return factory
+
+
+def lazy_target(factory: Any) -> str | None:
+    """The ``"package.module:builder"`` a :func:`lazy` factory imports, or None for another factory."""
+    target = getattr(factory, "lazy_target", None)
+    return target if isinstance(target, str) else None
 
 
 def package_recipes(register: Any, package: str, recipes: dict[str, str], *, modality: str | None = None,
@@ -116,7 +177,28 @@ class Register(Protocol):
         options: type[BaseModel] | None = None,
         modality: str | None = None,
         summary: str = "",
+        produces: dict[str, str] | None = None,
+        consumes: dict[str, str] | None = None,
+        feeds: dict[str, str] | None = None,
     ) -> None: ...
+
+
+def _declarations(kind: Kind, name: str, options: type[BaseModel], **raw: Any) -> dict[str, Keys | None]:
+    """Parse the sample-key declarations of one ``register`` call (see :mod:`selfsup.contract`)."""
+    allowed = DECLARATIONS_OF_KIND[kind]
+    out: dict[str, Keys | None] = {}
+    for what, value in raw.items():
+        if value is None:
+            continue
+        if what not in allowed:
+            can = f"declare only {' and '.join(allowed)}" if allowed else "declare no sample keys"
+            raise RegistrationError(f"{LABEL_OF_KIND[kind]} {name!r}: {what}= is not for {LABEL_OF_KIND[kind]}s "
+                                    f"(they {can})")
+        try:
+            out[what] = Keys.parse(value, options=options, allow_removed=kind == "augmentation" and what == "produces")
+        except ContractError as exc:
+            raise RegistrationError(f"{LABEL_OF_KIND[kind]} {name!r}: {what}: {exc}") from None
+    return out
 
 
 @dataclass
@@ -126,6 +208,8 @@ class Registry:
     components: dict[Kind, dict[str, Component]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
+    #: Plugins that failed to load or to register (filled by the plugin manager).
+    failures: list[LoadFailure] = field(default_factory=list)
 
     def make_register(self, kind: Kind, plugin: str, distribution: str | None) -> Register:
         """A ``register`` callback that records ``plugin`` as the provider of what it registers."""
@@ -137,6 +221,9 @@ class Registry:
             options: type[BaseModel] | None = None,
             modality: str | None = None,
             summary: str = "",
+            produces: dict[str, str] | None = None,
+            consumes: dict[str, str] | None = None,
+            feeds: dict[str, str] | None = None,
         ) -> None:
             if not isinstance(name, str) or not name.strip():
                 raise RegistrationError(f"{LABEL_OF_KIND[kind]} names must be non-empty strings, got {name!r}")
@@ -148,6 +235,7 @@ class Registry:
                 raise RegistrationError(
                     f"{LABEL_OF_KIND[kind]} {name!r}: options must be a pydantic BaseModel subclass"
                 )
+            declared = _declarations(kind, name, options, produces=produces, consumes=consumes, feeds=feeds)
             existing = self.components[kind].get(name)
             if existing is not None:
                 raise RegistrationError(
@@ -163,6 +251,7 @@ class Registry:
                 distribution=distribution,
                 modality=modality,
                 summary=summary.strip(),
+                **declared,
             )
 
         return register

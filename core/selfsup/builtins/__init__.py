@@ -50,6 +50,7 @@ def register_data_sources(register):
         "tensor_file",
         _tensor_file,
         options=TensorFileOptions,
+        produces={"input": "float32[*]", "label?": "int64[]"},
         summary="Arrays from a .npz, .npy or .safetensors file; one sample per row of the first axis.",
     )
 
@@ -60,13 +61,15 @@ def register_augmentations(register):
         "gaussian_noise",
         _noise,
         options=NoiseOptions,
+        consumes={"{key}": "float[*]"},
         summary="Adds seeded Gaussian noise to a float tensor field (default 'input').",
     )
 
 
 @selfsup.hookimpl
 def register_backbones(register):
-    register("mlp", _mlp, options=MLPOptions, summary="A multilayer perceptron for vector inputs.")
+    register("mlp", _mlp, options=MLPOptions, consumes={"input": "float32[*]"},
+             summary="A multilayer perceptron for vector inputs.")
 
 
 @selfsup.hookimpl
@@ -75,11 +78,13 @@ def register_evaluators(register):
         "knn",
         _knn,
         options=KNNOptions,
+        consumes={"label": "int64[]", "{raw_baseline}": "any[*]"},
         summary="Weighted kNN accuracy on frozen features (cosine similarity, exp(s/t) votes).",
     )
     register(
         "linear_probe",
         _linear_probe,
         options=LinearProbeOptions,
+        consumes={"label": "int64[]"},
         summary="Accuracy of a logistic-regression classifier trained on frozen features.",
     )

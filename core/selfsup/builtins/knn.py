@@ -2,42 +2,14 @@
 
 Wu et al., Unsupervised Feature Learning via Non-Parametric Instance Discrimination, CVPR 2018
 (the protocol DINO and solo-learn report): cosine similarity, the k nearest fit samples vote for
-their class with weight exp(similarity / temperature).
+their class with weight exp(similarity / temperature): :func:`selfsup.lib.weighted_knn_predict`.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from selfsup.builtins.options import KNNOptions
 from selfsup.components import EvalContext
-
-
-def weighted_knn_predict(
-    bank: torch.Tensor,  # [N, D] fit features
-    bank_labels: torch.Tensor,  # [N] int64
-    queries: torch.Tensor,  # [M, D]
-    *,
-    k: int,
-    temperature: float,
-    num_classes: int | None = None,
-    chunk: int = 1024,
-) -> torch.Tensor:
-    """Predicted class per query, ``[M]``."""
-    num_classes = num_classes or int(bank_labels.max()) + 1
-    bank = F.normalize(bank.float(), dim=1)
-    queries = F.normalize(queries.float(), dim=1)
-    k = min(k, bank.shape[0])
-    preds = []
-    for start in range(0, queries.shape[0], chunk):
-        sim = queries[start : start + chunk] @ bank.T  # [m, N]
-        top_sim, top_idx = sim.topk(k, dim=1)  # [m, k]
-        weights = (top_sim / temperature).exp()  # [m, k]
-        votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
-        votes.scatter_add_(1, bank_labels[top_idx], weights)  # [m, C]
-        preds.append(votes.argmax(dim=1))
-    return torch.cat(preds)
+from selfsup.lib.probes import weighted_knn_predict  # noqa: F401 - the function is public (selfsup.lib)
 
 
 class KNNEvaluator:

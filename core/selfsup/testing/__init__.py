@@ -15,6 +15,16 @@ the inherited tests::
 
 Components are looked up among installed plugins (entry points); set ``plugins = [module, ...]``
 to register plugin modules directly instead (the core's built-ins are always there).
+
+Every suite also checks the component's declared sample keys (:mod:`selfsup.contract`) against
+what it really does (:mod:`selfsup.testing.keys`): a data source's samples and an augmentation's
+output hold the declared keys, dtypes and shapes; a task and a backbone work on a batch of exactly
+the keys they declare to read. Undeclared components skip these checks.
+
+Every suite also checks that each option of the component changes what it does, and a task suite
+that the task ignores ``"label"`` (:mod:`selfsup.testing.effects`). Set ``option_variants =
+{"field": value}`` to choose the changed value of a field, and ``inert_options = {"field": "reason"}``
+for a field that legitimately changes nothing for the suite's inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +36,14 @@ import pytest
 from selfsup.components import BuildContext
 from selfsup.plugins import CORE_PLUGIN, PluginManager, get_plugin_manager
 from selfsup.registry import Component, Kind, Registry
+from selfsup.testing.effects import (
+    AugmentationEffects,
+    BackboneEffects,
+    DataSourceEffects,
+    EvaluatorEffects,
+    TaskEffects,
+)
+from selfsup.testing.keys import AugmentationKeys, BackboneKeys, DataSourceKeys, EvaluatorKeys, TaskKeys
 
 Spec = tuple[str, dict[str, Any]]
 
@@ -77,11 +95,13 @@ def train_against_random_init(
     loaded = load_recipe(recipe, pm.registry, [f'output_dir="{run_dir}"', "train.tensorboard=false", *overrides])
     if keep:  # drop the other evaluators from the run itself
         drop = [f"evaluators.{name}=" for name in loaded.recipe.evaluators if name not in keep]
-        loaded = load_recipe(recipe, pm.registry, [f'output_dir="{run_dir}"', "train.tensorboard=false", *overrides, *drop])
+        loaded = load_recipe(recipe, pm.registry,
+                             [f'output_dir="{run_dir}"', "train.tensorboard=false", *overrides, *drop])
     names = list(loaded.recipe.evaluators)
     untrained = build_run(loaded.recipe, pm.registry, base_dir=loaded.base_dir, source=loaded.source)
     run_dir.mkdir(parents=True, exist_ok=True)
-    random_init = run_evaluators(loaded.recipe, untrained, names=names, step=0, device=torch.device("cpu"), run_dir=run_dir)
+    random_init = run_evaluators(loaded.recipe, untrained, names=names, step=0, device=torch.device("cpu"),
+                                 run_dir=run_dir)
     result = train(loaded, pm, progress=False)
     if result.status != "completed":
         raise AssertionError(f"{recipe}: training ended {result.status}")
@@ -91,6 +111,10 @@ def train_against_random_init(
 class _Suite:
     plugins: ClassVar[list[Any] | None] = None
     seed: ClassVar[int] = 0
+    #: ``{option: value}``: the changed value the options check uses for an option (else derived).
+    option_variants: ClassVar[dict[str, Any]] = {}
+    #: ``{option: reason}``: options that change nothing for the suite's inputs (not varied).
+    inert_options: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def registry(cls) -> Registry:
@@ -106,7 +130,9 @@ class _Suite:
     @classmethod
     def build(cls, kind: Kind, spec: Spec, **context: Any) -> Any:
         name, options = spec
-        return cls.component(kind, name).build(options, BuildContext(name=name, seed=cls.seed, **context))
+        registry = cls.registry()
+        context = BuildContext(name=name, seed=cls.seed, _registry=registry, **context)
+        return cls.component(kind, name).build(options, context)
 
     @staticmethod
     def _check_bad_options(comp: Component, bad: list[dict[str, Any]]) -> None:
@@ -120,16 +146,17 @@ class _Suite:
 
 
 def _samples(source: Any, n: int, pipeline: list[Any], seed: int) -> list[dict[str, Any]]:
-    from selfsup.train.data import apply_pipeline, is_iterable_source, sample_generator
+    from itertools import islice
 
-    if is_iterable_source(source):
-        it = source.iterate(epoch=0, rank=0, world_size=1, seed=seed)
-        raw = [next(it) for _ in range(n)]
-    else:
-        if len(source) < n:
-            pytest.fail(f"the data source has {len(source)} samples; the suite needs {n}")
-        raw = [{"index": i, **source[i]} for i in range(n)]
-    return [apply_pipeline(s, pipeline, sample_generator(seed, 0, 0, i)) for i, s in enumerate(raw)]
+    from selfsup.lib.data import is_iterable_source, ordered
+
+    streaming = is_iterable_source(source)
+    if not streaming and len(source) < n:
+        pytest.fail(f"the data source has {len(source)} samples; the suite needs {n}")
+    samples = list(islice(ordered(source, seed=seed, index=not streaming, pipeline=pipeline), n))
+    if len(samples) < n:
+        pytest.fail(f"the data source yielded {len(samples)} samples; the suite needs {n}")
+    return samples
 
 
 def _assert_same(a: Any, b: Any, where: str = "sample") -> None:
@@ -149,7 +176,7 @@ def _assert_same(a: Any, b: Any, where: str = "sample") -> None:
         assert a == b, f"{where} differs: {a!r} != {b!r}"
 
 
-class DataSourceConformance(_Suite):
+class DataSourceConformance(_Suite, DataSourceKeys, DataSourceEffects):
     """``data = (name, options)``; ``bad_options``; ``min_samples`` checked."""
 
     data: ClassVar[Spec]
@@ -178,7 +205,7 @@ class DataSourceConformance(_Suite):
         self._check_bad_options(self.component("data_source", self.data[0]), self.bad_options)
 
 
-class AugmentationConformance(_Suite):
+class AugmentationConformance(_Suite, AugmentationKeys, AugmentationEffects):
     """``augmentation = (name, options)``; ``data`` gives input samples; ``random`` says whether
     different generator seeds must give different outputs."""
 
@@ -223,7 +250,7 @@ class AugmentationConformance(_Suite):
         self._check_bad_options(self.component("augmentation", self.augmentation[0]), self.bad_options)
 
 
-class BackboneConformance(_Suite):
+class BackboneConformance(_Suite, BackboneKeys, BackboneEffects):
     """``backbone = (name, options)``; ``data`` and ``augment`` give inputs for ``embed``."""
 
     backbone: ClassVar[Spec]
@@ -256,7 +283,7 @@ class BackboneConformance(_Suite):
         self._check_bad_options(self.component("backbone", self.backbone[0]), self.bad_options)
 
 
-class TaskConformance(_Suite):
+class TaskConformance(_Suite, TaskKeys, TaskEffects):
     """``task``, ``task_options``, ``data``, ``augment``, ``backbone``, ``bad_options``;
     ``batch_sizes`` (default 1 and 2) are the batch sizes that must work."""
 
@@ -268,19 +295,45 @@ class TaskConformance(_Suite):
     bad_options: ClassVar[list[dict[str, Any]]] = []
     batch_sizes: ClassVar[tuple[int, ...]] = (1, 2)
 
-    def _run(self, batch_size: int, seed: int = 0) -> tuple[Any, Any, Any]:
+    def _prepare(self, batch_size: int, seed: int = 0, *, options: dict[str, Any] | None = None,
+                 edit: Any = None, batches: int = 1) -> tuple[list[Any], Any, Any]:
+        """``([batch, ...], backbone, task)``: the task built with ``options`` (default ``task_options``)
+        on a backbone initialised from ``seed``, and ``batches`` batches of ``batch_size`` consecutive
+        samples (the first one repeated when the data has too few); ``edit(samples)`` changes each
+        batch's samples before they are collated."""
+        from itertools import islice
+
         import torch
         from torch.utils.data import default_collate
+
+        from selfsup.lib.data import is_iterable_source, ordered
 
         source = self.build("data_source", self.data)
         pipeline = [self.build("augmentation", a) for a in self.augment]
         torch.manual_seed(seed)
         backbone = self.build("backbone", self.backbone)
-        task = self.build("pretext_task", (self.task, self.task_options), backbone=backbone, data=source)
-        samples = _samples(source, batch_size, pipeline, self.seed)
-        batch = getattr(task, "collate", default_collate)(samples)
+        spec = (self.task, self.task_options if options is None else options)
+        task = self.build("pretext_task", spec, backbone=backbone, data=source)
+        n = batch_size * batches
+        if is_iterable_source(source):  # as many as it has, at least one batch
+            samples = list(islice(ordered(source, seed=self.seed, pipeline=pipeline), n))
+            samples = samples if len(samples) >= batch_size else _samples(source, batch_size, pipeline, self.seed)
+        else:
+            samples = _samples(source, n if len(source) >= n else batch_size, pipeline, self.seed)
+        if len(samples) < n:  # too few for distinct batches: repeat the first
+            samples = samples[:batch_size] * batches
+        groups = [samples[i * batch_size:(i + 1) * batch_size] for i in range(batches)]
+        collate = getattr(task, "collate", None) or getattr(source, "collate", None) or default_collate  # as the loop
+        return [collate(edit(group) if edit is not None else group) for group in groups], backbone, task
+
+    def _run(self, batch_size: int, seed: int = 0, *, options: dict[str, Any] | None = None,
+             edit: Any = None) -> tuple[Any, Any, Any]:
+        """One forward pass (see :meth:`_prepare`, global seed ``seed + 1``): ``(output, backbone, task)``."""
+        import torch
+
+        batches, backbone, task = self._prepare(batch_size, seed, options=options, edit=edit)
         torch.manual_seed(seed + 1)
-        out = task(batch, backbone)
+        out = task(batches[0], backbone)
         return out, backbone, task
 
     def test_registered_with_summary(self) -> None:
@@ -321,7 +374,7 @@ class TaskConformance(_Suite):
         self._check_bad_options(self.component("pretext_task", self.task), self.bad_options)
 
 
-class EvaluatorConformance(_Suite):
+class EvaluatorConformance(_Suite, EvaluatorKeys, EvaluatorEffects):
     """``evaluator``, ``evaluator_options``, ``data`` (held out), ``fit_data``, ``backbone``."""
 
     evaluator: ClassVar[str]
@@ -331,27 +384,33 @@ class EvaluatorConformance(_Suite):
     backbone: ClassVar[Spec]
     bad_options: ClassVar[list[dict[str, Any]]] = []
 
-    def test_returns_finite_named_floats(self, tmp_path: Any) -> None:
+    def _evaluate(self, options: dict[str, Any], run_dir: Any) -> dict[str, Any]:
+        """The evaluator built with ``options`` run once on a backbone at its (seeded) random init."""
         import torch
 
         from selfsup.components import EvalContext
-        from selfsup.train.evaluation import extract_features, extract_inputs
+        from selfsup.lib.data import extract_features
+        from selfsup.train.evaluation import extract_inputs
 
         torch.manual_seed(self.seed)
         backbone = self.build("backbone", self.backbone)
         data = self.build("data_source", self.data)
         fit = self.build("data_source", self.fit_data) if self.fit_data else None
-        ev = self.build("evaluator", (self.evaluator, self.evaluator_options), backbone=backbone, data=data)
+        ev = self.build("evaluator", (self.evaluator, options), backbone=backbone, data=data)
 
         def features(source: Any) -> Any:
-            return extract_features(backbone, source, pipeline=[], batch_size=64, device=torch.device("cpu"), seed=self.seed)
+            return extract_features(backbone, source, pipeline=[], batch_size=64, device=torch.device("cpu"),
+                                    seed=self.seed)
 
         context = EvalContext(
             name=self.evaluator, step=0, seed=self.seed, device=torch.device("cpu"), backbone=backbone,
-            data=data, fit_data=fit, run_dir=tmp_path, batch_size=64, features=features,
+            data=data, fit_data=fit, run_dir=run_dir, batch_size=64, features=features,
             inputs=lambda source, key: extract_inputs(source, key, pipeline=[], seed=self.seed),
         )
-        metrics = ev.evaluate(context)
+        return ev.evaluate(context)
+
+    def test_returns_finite_named_floats(self, tmp_path: Any) -> None:
+        metrics = self._evaluate(self.evaluator_options, tmp_path)
         assert isinstance(metrics, dict) and metrics
         for key, value in metrics.items():
             assert isinstance(key, str) and isinstance(float(value), float) and float(value) == float(value)

@@ -9,70 +9,52 @@ process. Streaming sources are deterministic for a given seed, process count and
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
+
+from selfsup.lib.data import is_iterable_source, to_device  # noqa: F401 - re-exported for the core
+from selfsup.lib.seeding import (  # noqa: F401 - the seeding scheme is public (selfsup.lib.seeding)
+    sample_generator,
+    sample_seed,
+    sample_seeds,
+    splitmix64,
+    stream_id,
+)
+from selfsup.train.errors import component_error
 
 Pipeline = Sequence[Callable[[dict[str, Any], torch.Generator], dict[str, Any]]]
 
 
-def stream_id(name: str) -> int:
-    return zlib.crc32(name.encode("utf-8"))
-
-
-_MASK64 = (1 << 64) - 1
-
-
-def splitmix64(x: int) -> int:
-    """SplitMix64's output function (Steele et al. 2014): a well-mixed 64-bit hash of ``x``."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _splitmix64_array(x: np.ndarray) -> np.ndarray:
-    """``splitmix64`` on a uint64 array (numpy's uint64 arithmetic wraps modulo 2**64)."""
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _epoch_key(seed: int, stream: int, epoch: int) -> int:
-    return splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ epoch)
-
-
-def sample_seed(seed: int, stream: int, epoch: int, index: int) -> int:
-    """A well-mixed 63-bit seed from a sample's coordinates (splitmix64 chained; a few µs)."""
-    return splitmix64(_epoch_key(seed, stream, epoch) ^ index) >> 1
-
-
-def sample_seeds(seed: int, stream: int, epoch: int, indices: Sequence[int]) -> list[int]:
-    """``sample_seed`` for many indices of one epoch at once (a batch: about 0.1 µs per sample)."""
-    h = _splitmix64_array(np.asarray(indices, dtype=np.uint64) ^ np.uint64(_epoch_key(seed, stream, epoch)))
-    return (h >> np.uint64(1)).tolist()
-
-
-def sample_generator(seed: int, stream: int, epoch: int, index: int, generator: torch.Generator | None = None) -> torch.Generator:
-    """A generator seeded from the sample's coordinates; ``generator`` is reseeded and reused if given."""
-    return (generator or torch.Generator()).manual_seed(sample_seed(seed, stream, epoch, index))
-
-
-def apply_pipeline(sample: dict[str, Any], pipeline: Pipeline, generator: torch.Generator) -> dict[str, Any]:
-    for augment in pipeline:
-        sample = augment(sample, generator)
+def apply_pipeline(sample: dict[str, Any], pipeline: Pipeline, generator: torch.Generator,
+                   labels: Sequence[str] = ()) -> dict[str, Any]:
+    """Each augmentation in turn; one that raises is named (``labels[i]``: its recipe field) in a
+    :class:`ComponentError` with the keys of the sample it got."""
+    for i, augment in enumerate(pipeline):
+        try:
+            sample = augment(sample, generator)
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the augmentation
+            label = labels[i] if i < len(labels) else f"augmentation {i} of the pipeline"
+            raise component_error(label, exc, "__call__", sample, "sample") from exc
     return sample
+
+
+def read_sample(source: Any, index: int, label: str) -> dict[str, Any]:
+    """``source[index]``; an exception is re-raised naming the data source (``label``) and the index."""
+    try:
+        return source[index]
+    except Exception as exc:  # noqa: BLE001 - re-raised naming the data source
+        raise component_error(label, exc, f"__getitem__({index})") from exc
 
 
 class AugmentedView(Dataset):
     """A map-style source seen through an augmentation pipeline; keys are ``(epoch, index)``."""
 
-    def __init__(self, source: Any, pipeline: Pipeline, seed: int, stream: int):
+    def __init__(self, source: Any, pipeline: Pipeline, seed: int, stream: int, labels: dict[str, Any] | None = None):
         self.source, self.pipeline, self.seed, self.stream = source, list(pipeline), seed, stream
+        self.data_label = (labels or {}).get("data", "the data source")
+        self.augment_labels = list((labels or {}).get("augment", []))
         self._generator = torch.Generator()  # reseeded per sample (each worker has its own copy)
 
     def __len__(self) -> int:
@@ -95,19 +77,21 @@ class AugmentedView(Dataset):
         return [self._augmented(index, s) for index, s in zip(indices, seeds)]
 
     def _augmented(self, index: int, seed: int) -> dict[str, Any]:
-        sample = self.source[index]
+        sample = read_sample(self.source, index, self.data_label)
         if "index" not in sample:  # tasks that keep per-sample state (DeepCluster) need it
             sample = {**sample, "index": index}
         if not self.pipeline:
             return sample
-        return apply_pipeline(sample, self.pipeline, self._generator.manual_seed(seed))
+        return apply_pipeline(sample, self.pipeline, self._generator.manual_seed(seed), self.augment_labels)
 
 
 class AugmentedStream(IterableDataset):
     """An iterable source's epoch seen through the pipeline, skipping ``skip`` samples (resume),
     split between data-loader workers."""
 
-    def __init__(self, source: Any, pipeline: Pipeline, seed: int, stream: int, epoch: int, rank: int, world: int, skip: int):
+    def __init__(
+        self, source: Any, pipeline: Pipeline, seed: int, stream: int, epoch: int, rank: int, world: int, skip: int
+    ):
         self.source, self.pipeline = source, list(pipeline)
         self.seed, self.stream, self.epoch, self.rank, self.world, self.skip = seed, stream, epoch, rank, world, skip
 
@@ -120,10 +104,6 @@ class AugmentedStream(IterableDataset):
                 continue
             g = sample_generator(self.seed, self.stream, self.epoch, position)
             yield apply_pipeline(sample, self.pipeline, g) if self.pipeline else sample
-
-
-def is_iterable_source(source: Any) -> bool:
-    return hasattr(source, "iterate") and not hasattr(source, "__getitem__")
 
 
 class TaskStream:
@@ -146,8 +126,10 @@ class TaskStream:
         sample_weights: Callable[[int], Any] | None = None,
         pin_memory: bool = False,
         lengths: Any = None,
+        labels: dict[str, Any] | None = None,
     ):
         self.name, self.source, self.pipeline = name, source, list(pipeline)
+        self.labels = labels or {}  # {"data": "data.train (selfsup-vision 0.1.0)", "augment": [...]}: for errors
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.workers, self.collate = workers, collate or default_collate
         self.on_epoch_start, self.sample_weights, self.pin_memory = on_epoch_start, sample_weights, pin_memory
@@ -171,7 +153,8 @@ class TaskStream:
             return [[(epoch, i) for i in batch] for batch in self.length_grouped(epoch)]
         if weights is not None:
             g = sample_generator(self.seed, self.stream, epoch, 2**32 - 2)
-            drawn = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), len(self.source), replacement=True, generator=g)
+            probs = torch.as_tensor(weights, dtype=torch.float64)
+            drawn = torch.multinomial(probs, len(self.source), replacement=True, generator=g)
             per_rank = len(self.source) // self.world_size
             order = drawn.tolist()[self.rank :: self.world_size][:per_rank]
         else:
@@ -214,7 +197,9 @@ class TaskStream:
 
     def batches_per_epoch(self) -> int:
         if self.iterable:
-            raise ValueError("a streaming data source has no fixed epoch length; set train.max_steps instead of train.epochs")
+            raise ValueError(
+                "a streaming data source has no fixed epoch length; set train.max_steps instead of train.epochs"
+            )
         return len(self.source) // self.world_size // self.batch_size
 
     # ------------------------------------------------------------ iteration
@@ -223,7 +208,9 @@ class TaskStream:
         # an own generator: creating a loader iterator must not draw from the global RNG, or a
         # resumed run (which creates one mid-epoch) would drift from an uninterrupted one
         generator = sample_generator(self.seed, self.stream, self.epoch, 2**32 - 1)
-        common = dict(collate_fn=self.collate, num_workers=self.workers, pin_memory=self.pin_memory, generator=generator)
+        common = dict(
+            collate_fn=self.collate, num_workers=self.workers, pin_memory=self.pin_memory, generator=generator
+        )
         if self.iterable:
             data = AugmentedStream(
                 self.source, self.pipeline, self.seed, self.stream, self.epoch, self.rank, self.world_size,
@@ -236,7 +223,7 @@ class TaskStream:
                 f"task {self.name!r}: its data source has {len(self.source)} samples, fewer than one batch "
                 f"of {self.batch_size} per process (x{self.world_size} processes)"
             )
-        view = AugmentedView(self.source, self.pipeline, self.seed, self.stream)
+        view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
         return iter(DataLoader(view, batch_sampler=batches[self.batches :], **common))
 
     def __iter__(self) -> TaskStream:
@@ -266,14 +253,3 @@ class TaskStream:
         self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
         self._it = None
         self._started_epoch = None
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a nested batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch

@@ -6,59 +6,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import default_collate
 
 from selfsup.components import EvalContext
+from selfsup.lib.data import extract_features, ordered  # noqa: F401 - extract_features: re-exported for the core
 from selfsup.recipe import Recipe
 from selfsup.train.build import Built, select_backbones
-from selfsup.train.data import apply_pipeline, is_iterable_source, sample_generator, stream_id, to_device
+from selfsup.train.data import stream_id
+from selfsup.train.errors import component_error
 
 
-def _samples(source: Any, pipeline: list[Any], seed: int, stream: int):
-    if is_iterable_source(source):
-        it = source.iterate(epoch=0, rank=0, world_size=1, seed=seed)
-    else:
-        it = (source[i] for i in range(len(source)))
-    for i, sample in enumerate(it):
-        yield apply_pipeline(sample, pipeline, sample_generator(seed, stream, 0, i)) if pipeline else sample
-
-
-@torch.no_grad()
-def extract_features(
-    backbone: torch.nn.Module, source: Any, *, pipeline: list[Any], batch_size: int, device: torch.device, seed: int, stream: int = 0
+def extract_inputs(
+    source: Any, key: str, *, pipeline: list[Any], seed: int, stream: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``backbone.embed`` over a whole source in order: ``(features [N, D] float32 on CPU, labels [N] or None)``."""
-    was_training = backbone.training
-    backbone.eval()
-    feats, labels, chunk = [], [], []
-    collate = getattr(source, "collate", None) or default_collate  # e.g. text sources pad to the longest
-
-    def flush() -> None:
-        batch = collate(chunk)
-        feats.append(backbone.embed(to_device(batch, device)).float().cpu())
-        if "label" in batch:
-            labels.append(torch.as_tensor(batch["label"]).long().cpu())
-        chunk.clear()
-
-    try:
-        for sample in _samples(source, pipeline, seed, stream):
-            chunk.append(sample)
-            if len(chunk) == batch_size:
-                flush()
-        if chunk:
-            flush()
-    finally:
-        backbone.train(was_training)
-    if not feats:
-        raise ValueError("cannot evaluate on an empty data source")
-    return torch.cat(feats), (torch.cat(labels) if len(labels) == len(feats) else None)
-
-
-def extract_inputs(source: Any, key: str, *, pipeline: list[Any], seed: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The raw ``sample[key]`` of a whole source, flattened: ``([N, prod(shape)] float32, labels or None)``.
     The "raw pixels" (or raw features) baseline of kNN and probes."""
     rows, labels = [], []
-    for sample in _samples(source, pipeline, seed, stream):
+    for sample in ordered(source, seed=seed, pipeline=pipeline, stream=stream):
         if key not in sample:
             raise ValueError(f"samples have no {key!r} field (they have {', '.join(sorted(sample))})")
         rows.append(torch.as_tensor(sample[key]).float().flatten())
@@ -70,9 +33,11 @@ def extract_inputs(source: Any, key: str, *, pipeline: list[Any], seed: int, str
 
 
 def run_evaluators(
-    recipe: Recipe, built: Built, *, names: list[str], step: int, device: torch.device, run_dir: Path
+    recipe: Recipe, built: Built, *, names: list[str], step: int, device: torch.device, run_dir: Path,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Run the named evaluators; returns ``{"<evaluator>/<metric>": value}``."""
+    """Run the named evaluators; returns ``{"<evaluator>/<metric>": value}``. An exception inside an
+    evaluator is re-raised as a :class:`ComponentError` naming it (``labels``: recipe path -> label)."""
     results: dict[str, float] = {}
     backbones = built.model.backbones
     for name in names:
@@ -110,6 +75,10 @@ def run_evaluators(
             inputs=inputs,
             tasks=built.model.tasks,
         )
-        metrics = built.evaluators[name].evaluate(context)
+        try:
+            metrics = built.evaluators[name].evaluate(context)
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the evaluator and its plugin
+            label = (labels or built.labels).get(f"evaluators.{name}", f"evaluators.{name}")
+            raise component_error(label, exc, "evaluate") from exc
         results.update({f"{name}/{k}": float(v) for k, v in metrics.items()})
     return results

@@ -17,10 +17,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+    groups = [{"params": decay, "weight_decay": weight_decay, "decay": True}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "decay": False})
     return groups
+
+
+def apply_hyperparameters(optimizer: torch.optim.Optimizer, train: TrainSpec) -> None:
+    """Write the recipe's lr and weight_decay into every param group (after an optimizer state from
+    a checkpoint was loaded, which brings the old values): a resume with a changed lr or weight
+    decay trains with the new ones. The scheduler built next takes ``initial_lr`` as its base."""
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = group["initial_lr"] = train.lr
+        if group.get("decay", i == 0 or isinstance(optimizer, LARS)):
+            group["weight_decay"] = train.weight_decay
 
 
 def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
@@ -53,11 +63,19 @@ def lr_factor(step: int, *, total: int, warmup: int, schedule: str, min_ratio: f
     return min_ratio + (1 - min_ratio) * (1 - progress)  # linear
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSpec, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainSpec, total_steps: int, *, start: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's schedule over ``total_steps``, positioned after ``start`` optimizer steps (a
+    resumed run): the lr it sets is the one an uninterrupted run would have at that step."""
     min_ratio = train.min_lr / train.lr
+    if start:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", train.lr)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: lr_factor(
             step, total=total_steps, warmup=train.warmup_steps, schedule=train.schedule, min_ratio=min_ratio
         ),
+        last_epoch=start - 1,
     )

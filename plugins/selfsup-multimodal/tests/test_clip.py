@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
-from selfsup_multimodal.clip import MAX_LOGIT_SCALE, clip_loss, same_text, same_text_targets
+from selfsup_multimodal.tasks.clip import MAX_LOGIT_SCALE, clip_loss, same_text, same_text_targets
 
 
 def test_clip_loss_matches_the_formula_on_a_hand_computed_case():
@@ -60,7 +60,8 @@ def _clip(options=None):
         "x": registry.get("backbone", "mlp").build({"in_dim": 6, "out_dim": 5}, BuildContext(name="x")),
         "y": registry.get("backbone", "mlp").build({"in_dim": 6, "out_dim": 7}, BuildContext(name="y")),
     }
-    task = registry.get("pretext_task", "clip").build({"positives": "pair", **(options or {})}, BuildContext(name="clip", backbone=backbones))
+    task = registry.get("pretext_task", "clip").build({"positives": "pair", **(options or {})},
+                                                      BuildContext(name="clip", backbone=backbones))
     return task, backbones
 
 

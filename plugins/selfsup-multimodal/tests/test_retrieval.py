@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from selfsup.testing import train_against_random_init
-from selfsup_multimodal.retrieval import chance_recall, hits_matrix, recall_at
+from selfsup_multimodal.evaluators.retrieval import chance_recall, hits_matrix, recall_at
 
 
 def test_recall_at_k_counts_queries_with_a_hit_in_the_top_k():
@@ -32,9 +32,11 @@ def test_chance_is_the_expected_recall_of_a_random_ranking():
 def test_text_match_compares_token_sequences_without_padding():
     text = torch.tensor([[2, 5, 3, 0], [2, 6, 3, 0], [2, 5, 3, 9]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]])  # row 2's 9 is padding
-    assert hits_matrix(text, mask, None, "text").tolist() == [[True, False, True], [False, True, False], [True, False, True]]
+    assert hits_matrix(text, mask, None, "text").tolist() == [[True, False, True], [False, True, False],
+                                                              [True, False, True]]
     longer = torch.tensor([[2, 5, 3, 4], [2, 6, 3, 0], [2, 5, 3, 0]])  # row 0 has one more real token
-    assert hits_matrix(longer, torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0]]), None, "text")[0].tolist() == [True, False, False]
+    longer_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0]])
+    assert hits_matrix(longer, longer_mask, None, "text")[0].tolist() == [True, False, False]
     with pytest.raises(ValueError, match="label"):
         hits_matrix(text, mask, None, "label")
 

@@ -29,7 +29,7 @@ from selfsup.testing import BackboneConformance, train_against_random_init
 from selfsup.train import checkpoint as ckpt
 from selfsup.train.build import SelfSupModel, build_run
 from selfsup.train.optim import build_optimizer
-from selfsup_multimodal.adapters.trunk import load_export
+from selfsup_multimodal.backbones.trunk import load_export
 
 TEXT = {"family": "bert", "layers": 2, "heads": 2, "dim": 32, "context": 64, "tokenizer": "bytes"}
 OWN = {"layers": 2, "heads": 2, "dim": 32}  # the trunk's size, for adapters with their own layers
@@ -55,8 +55,9 @@ def trunk_backbones(seed: int = 0, shared: bool = True) -> dict[str, torch.nn.Mo
 def clips(*lengths: int, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     t = [torch.arange(n) / 16000.0 for n in lengths]
-    return [{"audio": (0.3 * torch.sin(2 * math.pi * (180.0 + 90 * i) * ti) + 0.05 * torch.randn(n, generator=g)).float(),
-             "label": i % 2} for i, (n, ti) in enumerate(zip(lengths, t))]
+    tone = [0.3 * torch.sin(2 * math.pi * (180.0 + 90 * i) * ti) for i, ti in enumerate(t)]
+    return [{"audio": (tone[i] + 0.05 * torch.randn(n, generator=g)).float(), "label": i % 2}
+            for i, n in enumerate(lengths)]
 
 
 def audio_batch(*lengths: int) -> dict:
@@ -109,11 +110,13 @@ def test_one_optimizer_step_moves_the_shared_weights_once():
     b = trunk_backbones()
     model = SelfSupModel(b, {}, {})
     lr = 0.1
-    optimizer = build_optimizer(model, TrainSpec(optimizer="sgd", lr=lr, max_steps=1, optimizer_options={"momentum": 0.0}))
+    optimizer = build_optimizer(model,
+                                TrainSpec(optimizer="sgd", lr=lr, max_steps=1, optimizer_options={"momentum": 0.0}))
     listed = [id(p) for group in optimizer.param_groups for p in group["params"]]
     assert len(listed) == len(set(listed)) == len(list(model.parameters()))
     x = inputs()
-    loss = b["image"](x["image"]).pow(2).mean() + b["text"].embed(x["text"]).pow(2).mean() + b["audio"].embed(x["audio"]).pow(2).mean()
+    loss = (b["image"](x["image"]).pow(2).mean() + b["text"].embed(x["text"]).pow(2).mean()
+            + b["audio"].embed(x["audio"]).pow(2).mean())
     loss.backward()
     weight = b["text"].body.encoder.layer[0].attention.self.query.weight
     before, grad = weight.detach().clone(), weight.grad.clone()
@@ -149,13 +152,15 @@ def test_checkpoint_round_trip_keeps_shared_tensors(tmp_path):
 def _tasks(b: dict) -> dict:
     """SimCLR (image), MLM (text) and HuBERT (audio) on tiny in-memory data, with a batch each."""
     tokenizer = b["text"].tokenizer
-    sentences = ["the quick brown fox jumps", "over the lazy dog again", "a trunk shared by three", "masked tokens here"]
+    sentences = ["the quick brown fox jumps", "over the lazy dog again", "a trunk shared by three",
+                 "masked tokens here"]
     text_data = [{"input_ids": torch.tensor(tokenizer(s)["input_ids"])} for s in sentences]
     speech = clips(6000, 7000, 8000, 5000)
     simclr = build("pretext_task", "simclr", {"projection_hidden_dim": 32, "projection_dim": 16}, backbone=b["image"])
     mlm = build("pretext_task", "mlm", {"masking": "token", "mlm_probability": 0.3}, backbone=b["text"], data=text_data)
     hubert = build("pretext_task", "hubert", {"clusters": 4, "kmeans_iters": 5, "final_dim": 8, "mask_prob": 0.5,
-                                              "mask_length": 2, "feature_batch_size": 4}, backbone=b["audio"], data=speech)
+                                              "mask_length": 2, "feature_batch_size": 4}, backbone=b["audio"],
+                   data=speech)
     return {
         "image": (simclr, {"views": torch.rand(4, 2, 1, 8, 8)}),
         "text": (mlm, mlm.collate([{**s, "index": i} for i, s in enumerate(text_data)])),
@@ -192,7 +197,8 @@ def test_image_adapter_shapes_and_pooling():
     assert cls(x).shape == (5, 32)
     torch.testing.assert_close(cls(x), states[-1][:, 0])
     torch.testing.assert_close(cls.embed({"image": x, "label": torch.zeros(5)}), cls(x))
-    mean = build("backbone", "trunk_image", {**OWN, "pooling": "mean", "image_size": 16, "patch_size": 4, "in_channels": 3})
+    mean = build("backbone", "trunk_image",
+                 {**OWN, "pooling": "mean", "image_size": 16, "patch_size": 4, "in_channels": 3})
     assert mean(torch.rand(2, 3, 16, 16)).shape == (2, 32)
     with pytest.raises(ValueError, match="expects images"):
         cls(torch.rand(2, 1, 16, 16))
@@ -273,7 +279,8 @@ def test_audio_adapter_mask_embedding():
 
 def test_trunk_must_come_first_and_be_a_bert_encoder():
     text = build("backbone", "transformer", TEXT, key="text")
-    with pytest.raises(ValueError, match=r"backbones\.image\.options\.trunk = 'text': no backbone of that name is defined before"):
+    with pytest.raises(ValueError,
+                       match=r"backbones\.image\.options\.trunk = 'text': no backbone of that name is defined before"):
         build("backbone", "trunk_image", {"trunk": "text"}, key="image", backbones={})
     gpt = build("backbone", "transformer", {**TEXT, "family": "gpt2"}, key="gpt")
     with pytest.raises(ValueError, match="family = 'bert', got 'gpt2'"):
@@ -356,6 +363,7 @@ class TestTrunkImageConformance(BackboneConformance):
     backbone = ("trunk_image", OWN)
     data = ("digits", {"split": "train", "limit": 4})
     bad_options = [{"pooling": "max"}, {"patch_size": 0}, {"layers": 0}]
+    inert_options = {"trunk": "names an earlier backbone of a recipe, whose trunk it shares; the suite builds one"}
 
 
 class TestTrunkAudioConformance(BackboneConformance):
@@ -363,6 +371,8 @@ class TestTrunkAudioConformance(BackboneConformance):
     backbone = ("trunk_audio", {**OWN, **AUDIO})
     data = ("trunk_test_tones", {})
     bad_options = [{"n_mels": 4}, {"normalize": "batch"}, {"trunk": "text", "heads": 2}]
+    option_variants = {"sample_rate": 22050}  # 16,001 Hz gives the same window, hop and mel bands (f_max = rate // 2)
+    inert_options = {"trunk": "names an earlier backbone of a recipe, whose trunk it shares; the suite builds one"}
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -375,7 +385,8 @@ def test_recipes_are_registered_and_differ_only_in_the_layers():
     assert shared.backbones["image"].options["trunk"] == shared.backbones["audio"].options["trunk"] == "text"
     assert list(shared.backbones) == list(separate.backbones) == ["text", "image", "audio"]
     assert "trunk" not in separate.backbones["image"].options and "trunk" not in separate.backbones["audio"].options
-    assert shared.tasks == separate.tasks and shared.evaluators == separate.evaluators and shared.train == separate.train
+    assert shared.tasks == separate.tasks and shared.evaluators == separate.evaluators
+    assert shared.train == separate.train
     assert shared.data == separate.data
 
 

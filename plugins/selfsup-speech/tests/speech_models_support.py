@@ -14,7 +14,8 @@ from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
 
 #: 3 keywords x 5 voices x 2 utterances; 1 voice for val, 1 for test (about 3 s to synthesize).
-SMALL_SYNTH = {"words": ["yes", "no", "up"], "voices": ["en-us+m1", "en+f2", "en-029+m3", "en-gb-scotland+f4", "en-us-nyc+m1"],
+SMALL_SYNTH = {"words": ["yes", "no", "up"],
+               "voices": ["en-us+m1", "en+f2", "en-029+m3", "en-gb-scotland+f4", "en-us-nyc+m1"],
                "utterances_per_pair": 2, "val_voices": 1, "test_voices": 1, "workers": 1}
 SYNTH_TRAIN = ("synth_speech", {**SMALL_SYNTH, "split": "train"})
 SYNTH_VAL = ("synth_speech", {**SMALL_SYNTH, "split": "val"})

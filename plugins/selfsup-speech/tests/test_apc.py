@@ -4,15 +4,16 @@ conformance and a shortened quickstart against random init."""
 from __future__ import annotations
 
 import pytest
-import torch
-
 import speech_models_support as support
-from selfsup.testing import TaskConformance, train_against_random_init
-from selfsup_speech.apc import APCTask, shifted_pairs
-from selfsup_speech.backbones.logmel import LogMelEncoder
-from selfsup_speech.data.collate import pad_audio
-from selfsup_speech.options.models import APCOptions, LogMelEncoderOptions
+import torch
 from speech_models_support import e2e_cache, one_thread, synth_cache  # noqa: F401  (fixtures)
+
+from selfsup.testing import TaskConformance, train_against_random_init
+from selfsup_speech.backbones.logmel import LogMelEncoder
+from selfsup_speech.backbones.options import LogMelEncoderOptions
+from selfsup_speech.data.collate import pad_audio
+from selfsup_speech.tasks.apc import APCTask, shifted_pairs
+from selfsup_speech.tasks.options import APCOptions
 
 
 def test_targets_are_the_frames_n_steps_ahead_and_the_last_n_are_excluded():

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import speech_models_support as support
 import torch
 import torchaudio
 
 import selfsup_speech
-import speech_models_support as support
 from selfsup.testing import BackboneConformance
 from selfsup_speech.backbones.logmel import LogMelEncoder
+from selfsup_speech.backbones.options import LogMelEncoderOptions, Wav2Vec2EncoderOptions
 from selfsup_speech.backbones.wav2vec2 import Wav2Vec2Encoder, load_export
 from selfsup_speech.data.collate import pad_audio
-from selfsup_speech.options.models import LogMelEncoderOptions, Wav2Vec2EncoderOptions
 
 
 def clips(*lengths, seed=0):
@@ -39,19 +39,27 @@ class TestWav2Vec2EncoderConformance(BackboneConformance):
     data = support.TONES
     bad_options = [{"embed_dim": 30, "heads": 4}, {"conv_layers": [[32, 0, 5]]}, {"conv_layers": []},
                    {"pos_conv_groups": 7}, {"dropout": 1.0}, {"extractor_mode": "batch_norm"}]
+    inert_options = {"sample_rate": "declares the input's rate (frame_rate, timestamps); the conv stack reads samples "
+                                    "whatever their rate"}
 
 
 class TestLogMelLSTMConformance(BackboneConformance):
     plugins = [selfsup_speech, support]
     backbone = ("logmel_encoder", support.LOGMEL_SMALL)
     data = support.TONES
-    bad_options = [{"kind": "gru"}, {"n_mels": 4}, {"hop_ms": 30, "win_ms": 25}, {"kind": "transformer", "hidden_dim": 30, "heads": 4}]
+    bad_options = [{"kind": "gru"}, {"n_mels": 4}, {"hop_ms": 30, "win_ms": 25},
+                   {"kind": "transformer", "hidden_dim": 30, "heads": 4}]
+    option_variants = {"sample_rate": 22050}  # 16001 Hz gives the same window, hop and mel bands (f_max = rate // 2)
+    inert_options = {"heads": "transformer only (TestLogMelTransformerConformance varies it)",
+                     "ffn_dim": "transformer only (TestLogMelTransformerConformance varies it)"}
 
 
 class TestLogMelTransformerConformance(BackboneConformance):
     plugins = [selfsup_speech, support]
     backbone = ("logmel_encoder", {**support.LOGMEL_SMALL, "kind": "transformer"})
     data = support.TONES
+    option_variants = {"sample_rate": 22050}
+    inert_options = {"residual": "LSTM only (TestLogMelLSTMConformance varies it)"}
 
 
 def test_wav2vec2_frames_rate_and_interface():
@@ -150,3 +158,24 @@ def test_backbones_save_with_safetensors(make, tmp_path):
     save_model(enc, str(tmp_path / "model.safetensors"))  # what checkpoints do
     other = make()
     load_model(other, str(tmp_path / "model.safetensors"))
+
+
+def test_logmel_frontend_is_published_by_name_and_matches_the_encoders_frames():
+    """``logmel_frontend`` (what other plugins' audio backbones build by name instead of importing
+    this plugin) gives the log-mel frames logmel_encoder computes, and embeds their mean."""
+    from selfsup.components import BuildContext
+
+    settings = {"n_mels": 16, "hop_ms": 20.0, "win_ms": 25.0, "normalize": "utterance"}
+    frontend = BuildContext(name="front").build("backbones", "logmel_frontend", settings)
+    assert isinstance(frontend, torch.nn.Module) and not list(frontend.parameters())
+    encoder = logmel(**settings)
+    batch = pad_audio(clips(8000, 5000))
+    frames, padding = frontend(batch)
+    expected, expected_padding = encoder.latents(batch)
+    assert torch.equal(frames, expected) and torch.equal(padding, expected_padding)
+    assert torch.equal(frontend.padding_mask(batch), padding)
+    assert frontend.output_dim == 16 and frontend.frame_rate == encoder.frame_rate == 50.0
+    valid = (~padding).float().unsqueeze(-1)
+    torch.testing.assert_close(frontend.embed(batch), (frames * valid).sum(1) / valid.sum(1))
+    with pytest.raises(ValueError, match="hop_ms = 30.0 exceeds win_ms"):
+        BuildContext(name="front").build("backbones", "logmel_frontend", {"hop_ms": 30.0})

@@ -14,7 +14,8 @@ from selfsup.testing import DataSourceConformance
 from selfsup_speech.data.collate import pad_audio
 from selfsup_speech.synth import dataset as ds
 
-SMALL = {"words": ["yes", "no", "up"], "voices": ["en-us+m1", "en+f2", "en-029+m3", "en-gb-scotland+f4", "en-us-nyc+m1"],
+SMALL = {"words": ["yes", "no", "up"],
+         "voices": ["en-us+m1", "en+f2", "en-029+m3", "en-gb-scotland+f4", "en-us-nyc+m1"],
          "utterances_per_pair": 2, "val_voices": 1, "test_voices": 1, "workers": 1}
 
 
@@ -44,10 +45,21 @@ class TestSynthSpeech(DataSourceConformance):
     bad_options = [
         {"words": ["yes"]}, {"words": ["yes", "yes"]}, {"split": "dev"}, {"rate_range": [300, 100]},
         {"pitch_range": [10, 120]}, {"voices": ["en-us+f3", "not a voice"]}, {"utterances_per_pair": 0},
-        {**SMALL, "val_voices": 3, "test_voices": 2}, {**SMALL, "val_voices": ["en-us+m1"], "test_voices": ["en-us+m1"]},
+        {**SMALL, "val_voices": 3, "test_voices": 2},
+        {**SMALL, "val_voices": ["en-us+m1"], "test_voices": ["en-us+m1"]},
         {**SMALL, "test_voices": ["en-us+f3"]}, {"split_by": "utterance", "val_fraction": 0.6, "test_fraction": 0.5},
         {"engine": "festival"},
     ]
+    option_variants = {"sample_rate": 8000}  # resampling 22,050 Hz speech to 16,001 Hz is slow
+    inert_options = {
+        "accents": "the suite gives explicit voices, which replace accents x variants",
+        "variants": "the suite gives explicit voices, which replace accents x variants",
+        "engine": "auto uses the espeak-ng library, which is installed here: the same as 'library'",
+        "val_fraction": "split_by = 'utterance' only (the suite splits by voice)",
+        "test_fraction": "split_by = 'utterance' only (the suite splits by voice)",
+        "cache_dir": "where the generated set is cached: the samples are the same",
+        "workers": "synthesizer processes: only speed changes",
+    }
 
 
 def test_samples_labels_speakers_and_rate():
@@ -65,7 +77,8 @@ def test_voice_split_is_disjoint_and_held_out_voices_never_in_train():
     parts = {name: synth(split=name) for name in ("train", "val", "test", "all")}
     voices = {name: set(p.split_voices) for name, p in parts.items()}
     assert len(voices["val"]) == 1 and len(voices["test"]) == 1 and len(voices["train"]) == 3
-    assert not voices["train"] & voices["val"] and not voices["train"] & voices["test"] and not voices["val"] & voices["test"]
+    assert not voices["train"] & voices["val"] and not voices["train"] & voices["test"]
+    assert not voices["val"] & voices["test"]
     assert voices["train"] | voices["val"] | voices["test"] == set(SMALL["voices"]) == voices["all"]
     speaker_ids = {name: {p[i]["speaker"] for i in range(len(p))} for name, p in parts.items()}
     held = {SMALL["voices"].index(v) for v in voices["val"] | voices["test"]}
@@ -81,7 +94,8 @@ def test_utterance_split_keeps_every_voice_in_every_split():
     opts = {"split_by": "utterance", "utterances_per_pair": 2, "val_fraction": 0.5, "test_fraction": 0.0}
     train, val = synth(split="train", **opts), synth(split="val", **opts)
     assert len(train) == len(val) == 15
-    assert {val[i]["speaker"] for i in range(len(val))} == {train[i]["speaker"] for i in range(len(train))} == set(range(5))
+    val_speakers, train_speakers = ({p[i]["speaker"] for i in range(len(p))} for p in (val, train))
+    assert val_speakers == train_speakers == set(range(5))
     train_audio = {train[i]["audio"].numpy().tobytes() for i in range(len(train))}
     assert not any(val[i]["audio"].numpy().tobytes() in train_audio for i in range(len(val)))
     with pytest.raises(ValueError, match="split 'test' is empty"):
@@ -95,7 +109,8 @@ def test_transcripts_and_collate():
     batch = src.collate(samples)
     lengths = [s["audio"].numel() for s in samples]
     assert batch["audio"].shape == (4, max(lengths)) and batch["lengths"].tolist() == lengths
-    assert batch["label"].dtype == torch.long and batch["speaker"].shape == (4,) and batch["text"] == [s["text"] for s in samples]
+    assert batch["label"].dtype == torch.long and batch["speaker"].shape == (4,)
+    assert batch["text"] == [s["text"] for s in samples]
 
 
 def test_cache_is_reused_across_builds_and_splits():
@@ -109,7 +124,7 @@ def test_cache_is_reused_across_builds_and_splits():
 
 def test_default_set_size():
     """The defaults: 20 keywords x 24 voices (6 accents x 4 variants) x 8 utterances; 18 voices train."""
-    from selfsup_speech.options.data import SynthSpeechOptions
+    from selfsup_speech.data.options import SynthSpeechOptions
 
     o = SynthSpeechOptions()
     assert len(o.words) == 20 and len(o.voice_list()) == 24 and o.utterances_per_pair == 8
@@ -120,10 +135,12 @@ def test_default_set_size():
 
 
 def test_pad_audio():
-    samples = [{"audio": torch.ones(3), "label": 1, "index": 0}, {"audio": torch.full((5,), 2.0), "label": 0, "index": 1}]
+    samples = [{"audio": torch.ones(3), "label": 1, "index": 0},
+               {"audio": torch.full((5,), 2.0), "label": 0, "index": 1}]
     batch = pad_audio(samples)
     assert batch["audio"].tolist() == [[1, 1, 1, 0, 0], [2, 2, 2, 2, 2]]
-    assert batch["lengths"].tolist() == [3, 5] and batch["label"].tolist() == [1, 0] and batch["index"].tolist() == [0, 1]
+    assert batch["lengths"].tolist() == [3, 5] and batch["label"].tolist() == [1, 0]
+    assert batch["index"].tolist() == [0, 1]
     assert batch["padding_mask"].tolist() == [[False] * 3 + [True] * 2, [False] * 5]
     with pytest.raises(ValueError, match="1-D"):
         pad_audio([{"audio": torch.zeros(2, 3)}])
@@ -157,9 +174,12 @@ class TestAudioFolder(DataSourceConformance):
     data = ("audio_folder", {})  # root set by the fixture below
     bad_options = [{"root": "/no/such/folder"}, {"extensions": ["wav"]}, {"sample_rate": 10}]
 
+    option_variants = {"limit": 1, "sample_rate": 8000}  # resampling to 16,001 Hz is slow
+
     @pytest.fixture(autouse=True)
     def _root(self, folder):
         type(self).data = ("audio_folder", {"root": str(folder)})
+        type(self).option_variants = {"limit": 1, "sample_rate": 8000, "root": str(folder / "cat")}
 
 
 def test_audio_folder_skips_and_counts_corrupt_and_empty(folder):
@@ -202,18 +222,21 @@ def manifest(tmp_path):
 
 
 def test_audio_manifest_reads_lazily_and_filters(manifest):
-    src = build("audio_manifest", {"manifest": str(manifest)})
+    lazy = {"manifest": str(manifest), "check_files": False}  # headers not read at build (test_bad_audio.py: read)
+    src = build("audio_manifest", lazy)
     assert len(src) == 4 and src.root == manifest.parent / "clips" and src.num_samples[:3] == [4000, 16000, 40000]
     assert src[1]["audio"].shape == (16000,) and src[0]["audio"].dtype == torch.float32
     with pytest.raises(ValueError, match="unreadable audio file .*missing.flac"):
         src[3]  # the missing file is found only when it is read
-    skip = build("audio_manifest", {"manifest": str(manifest), "on_error": "skip"})
-    assert skip[3]["audio"].shape == (4000,) and len(skip.skipped) == 1  # the next readable file instead
-    short = build("audio_manifest", {"manifest": str(manifest), "min_seconds": 0.4, "max_seconds": 2.0})
+    skip = build("audio_manifest", {**lazy, "on_error": "skip"})
+    with pytest.warns(UserWarning, match="missing.flac at read time"):
+        assert skip[3]["audio"].shape == (4000,) and len(skip.skipped) == 1  # the next readable file instead
+    assert skip.bad_files.counts()["replaced"] == 1
+    short = build("audio_manifest", {**lazy, "min_seconds": 0.4, "max_seconds": 2.0})
     assert short.files == ["1.flac", "missing.flac"] and short.dropped == 2
-    labelled = build("audio_manifest", {"manifest": str(manifest), "labels": str(manifest.with_suffix(".lbl")), "max_seconds": 1.5})
+    labelled = build("audio_manifest", {**lazy, "labels": str(manifest.with_suffix(".lbl")), "max_seconds": 1.5})
     assert labelled.labels == ["a", "b"] and [labelled[i]["label"] for i in range(2)] == [1, 0]
-    resampled = build("audio_manifest", {"manifest": str(manifest), "sample_rate": 8000})
+    resampled = build("audio_manifest", {**lazy, "sample_rate": 8000})
     assert resampled[2]["audio"].shape == (20000,)
 
 

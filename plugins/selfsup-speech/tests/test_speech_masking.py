@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfsup_speech.masking import batch_generator, compute_span_mask
+from selfsup_speech.tasks.masking import batch_generator, compute_span_mask
 
 
 def gen(seed=0):
@@ -75,3 +75,16 @@ def test_batch_generator_depends_on_seed_step_and_indices():
     assert draw(0, 1, batch) != draw(0, 2, batch)
     assert draw(0, 1, batch) != draw(1, 1, batch)
     assert draw(0, 1, batch) != draw(0, 1, {"index": torch.tensor([3, 6])})
+
+
+def test_batches_with_equal_index_sums_get_different_masks():
+    """Regression: the seed once hashed the sum of a batch's indices, so batches {0, 3} and {1, 2}
+    (both summing to 3) drew identical masks at the same step. The batch generator now hashes every
+    index and its position (selfsup.lib.batch_generator)."""
+    padding = torch.zeros(2, 60, dtype=torch.bool)
+    masks = [compute_span_mask((2, 60), 0.5, 4, batch_generator(0, 7, {"index": torch.tensor(i)}), padding, 1)
+             for i in ([0, 3], [1, 2], [3, 0])]
+    assert not torch.equal(masks[0], masks[1])
+    assert not torch.equal(masks[0], masks[2])  # the same samples in another order: another draw
+    again = compute_span_mask((2, 60), 0.5, 4, batch_generator(0, 7, {"index": torch.tensor([0, 3])}), padding, 1)
+    assert torch.equal(masks[0], again)

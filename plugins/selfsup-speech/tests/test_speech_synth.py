@@ -48,7 +48,8 @@ def test_same_request_gives_same_samples_in_another_process(engine):
     other = LibraryEngine().start()
     try:
         for voice in ("en-us+f2", "en-029+m1"):
-            assert np.array_equal(engine.synthesize("stop", voice, 150, 60, seed=9), other.synthesize("stop", voice, 150, 60, seed=9))
+            assert np.array_equal(engine.synthesize("stop", voice, 150, 60, seed=9),
+                                  other.synthesize("stop", voice, 150, 60, seed=9))
     finally:
         other.close()
 
@@ -90,7 +91,8 @@ def test_plan_is_seeded():
     assert all(140 <= u.rate <= 200 and 35 <= u.pitch <= 65 for u in a)
     c = ds.plan(ds.GenerationSettings(words=("yes", "no"), voices=("en-us+m1", "en+f2"), utterances_per_pair=3, seed=2))
     assert [u.rate for u in a] != [u.rate for u in c]
-    assert settings.key() != ds.GenerationSettings(words=("yes", "no"), voices=("en-us+m1", "en+f2"), utterances_per_pair=3, seed=2).key()
+    assert settings.key() != ds.GenerationSettings(words=("yes", "no"), voices=("en-us+m1", "en+f2"),
+                                                   utterances_per_pair=3, seed=2).key()
 
 
 def test_synthesize_dataset_writes_once_then_reads(tmp_path):
@@ -130,8 +132,8 @@ def test_cache_root_honours_environment(monkeypatch, tmp_path):
 def test_bench_entry_point(tmp_path, capsys):
     from selfsup_speech.synth.__main__ import main
 
-    assert main(["--bench", "--workers", "1", "--options", json.dumps({"words": ["up", "down"], "voices": ["en-us+m1", "en+f2"],
-                                                                       "utterances_per_pair": 1, "split": "all"})]) == 0
+    options = {"words": ["up", "down"], "voices": ["en-us+m1", "en+f2"], "utterances_per_pair": 1, "split": "all"}
+    assert main(["--bench", "--workers", "1", "--options", json.dumps(options)]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["utterances"] == 4 and stats["audio_seconds_per_second"] > 0 and not stats["cached"]
 

@@ -8,18 +8,25 @@ import json
 import math
 
 import pytest
+import speech_models_support as support
 import torch
 import torch.nn.functional as F
+from speech_models_support import e2e_cache, one_thread, synth_cache  # noqa: F401  (fixtures)
 
-import speech_models_support as support
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 from selfsup.testing import TaskConformance, train_against_random_init
+from selfsup_speech.backbones.options import Wav2Vec2EncoderOptions
 from selfsup_speech.backbones.wav2vec2 import Wav2Vec2Encoder
 from selfsup_speech.data.collate import pad_audio
-from selfsup_speech.options.models import Wav2Vec2EncoderOptions, Wav2Vec2Options
-from selfsup_speech.wav2vec2 import GumbelVectorQuantizer, Wav2Vec2Task, contrastive_logits, perplexity, sample_distractors
-from speech_models_support import e2e_cache, one_thread, synth_cache  # noqa: F401  (fixtures)
+from selfsup_speech.tasks.options import Wav2Vec2Options
+from selfsup_speech.tasks.wav2vec2 import (
+    GumbelVectorQuantizer,
+    Wav2Vec2Task,
+    contrastive_logits,
+    perplexity,
+    sample_distractors,
+)
 
 OPTIONS = {"codebook_groups": 2, "codebook_entries": 8, "codevector_dim": 16, "final_dim": 16, "num_distractors": 5,
            "mask_prob": 0.5, "mask_length": 3, "min_masks": 2}
@@ -140,16 +147,21 @@ def test_loss_is_contrastive_plus_weighted_diversity_and_feature_penalty():
     task, backbone = tiny_task(diversity_weight=0.3, feature_penalty_weight=2.0)
     out = task(batch_of(16000, 12000, 8000), backbone)
     m = {k: float(v) for k, v in out.metrics.items()}
-    assert out.loss.item() == pytest.approx(m["contrastive"] + 0.3 * m["diversity"] + 2.0 * m["feature_penalty"], rel=1e-5)
+    assert out.loss.item() == pytest.approx(m["contrastive"] + 0.3 * m["diversity"] + 2.0 * m["feature_penalty"],
+                                            rel=1e-5)
     assert m["diversity"] == pytest.approx((16 - m["prob_perplexity"]) / 16, rel=1e-5)
     assert 1.0 <= m["code_perplexity"] <= 16.0 and 0.0 < m["masked_fraction"] < 1.0
 
 
-def test_temperature_anneals_per_training_step_and_is_checkpointed():
+def test_temperature_anneals_per_optimizer_step_and_is_checkpointed():
     task, backbone = tiny_task(max_temperature=2.0, min_temperature=0.5, temperature_decay=0.5)
     batch = batch_of(8000, 8000)
-    temps = [float(task(batch, backbone).metrics["temperature"]) for _ in range(4)]
-    assert temps == [2.0, 1.0, 0.5, 0.5]
+    temps = []
+    for step in range(4):
+        task.on_step(step)
+        temps += [float(task(batch, backbone).metrics["temperature"]) for _micro in range(3)]  # grad_accum = 3
+    assert temps == [2.0] * 3 + [1.0] * 3 + [0.5] * 6  # forward passes within one step do not advance it
+    task.on_step(4)
     assert int(task.updates) == 4 and "updates" in task.state_dict()
     task.eval()
     task(batch, backbone)
@@ -172,6 +184,9 @@ class TestWav2Vec2Conformance(TaskConformance):
     backbone = ("wav2vec2_encoder", support.W2V_SMALL)
     bad_options = [{"codebook_groups": 3, "codevector_dim": 16}, {"mask_prob": 1.0}, {"num_distractors": 0},
                    {"min_temperature": 3.0}, {"temperature_decay": 1.5}, {"logit_temperature": 0}]
+    option_variants = {"min_masks": 20}  # the suite's utterances already get more than 3 spans
+    inert_options = {"min_temperature": "the temperature decays from 2.0 by 0.999995 a step: it reaches 0.5 (or "
+                                        "0.75) only after about 277k steps, not within the suite's two"}
 
 
 # ------------------------------------------------------------------------------------ end to end

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup_text.linear_ce import linear_cross_entropy
+from selfsup_text.tasks.linear_ce import linear_cross_entropy
 
 N, D, V = 300, 24, 97  # 300 positions: chunks of 128, 128 and 44
 

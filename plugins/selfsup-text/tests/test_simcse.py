@@ -16,10 +16,11 @@ import torch.multiprocessing as mp
 
 from selfsup.components import BuildContext
 from selfsup.testing import TaskConformance, registry_with
-from selfsup_text.simcse import simcse_loss
+from selfsup_text.tasks.simcse import simcse_loss
 
 R2 = math.sqrt(2.0)
-TINY_BERT = {"tokenizer": "bytes", "family": "bert", "layers": 2, "heads": 2, "dim": 32, "context": 96, "pooling": "cls"}
+TINY_BERT = {"tokenizer": "bytes", "family": "bert", "layers": 2, "heads": 2, "dim": 32, "context": 96,
+             "pooling": "cls"}
 DOCS = ("embedded_corpus", {"tokenizer": "bytes", "name": "news", "limit": 8, "max_length": 48})
 
 # anchors a1 = (1, 0), a2 = (0, 1); positives p1 = (1, 0), p2 = (1, 1) (scaled: only directions
@@ -188,6 +189,10 @@ class TestUnsupervisedConformance(TaskConformance):
     data = DOCS
     backbone = ("transformer", TINY_BERT)
     bad_options = [{"temperature": 0}, {"variant": "semi"}, {"pooling": "max"}]
+    # 'auto' is unsupervised on data without positive_ids; the backbone pools with 'cls'
+    option_variants = {"variant": "supervised", "pooling": "mean"}
+    inert_options = {"hard_negative_weight": "supervised only, with negative_ids: the suite's data has none",
+                     "gather_distributed": "one process: there are no other ranks' negatives to gather"}
 
 
 class TestMeanPoolingDecoderConformance(TaskConformance):
@@ -195,3 +200,6 @@ class TestMeanPoolingDecoderConformance(TaskConformance):
     task_options = {"pooling": "mean", "mlp": False}
     data = DOCS
     backbone = ("transformer", {**TINY_BERT, "family": "gpt2"})
+    option_variants = {"variant": "supervised"}
+    inert_options = {"hard_negative_weight": "supervised only, with negative_ids: the suite's data has none",
+                     "gather_distributed": "one process: there are no other ranks' negatives to gather"}

@@ -9,8 +9,8 @@ import torch
 import selfsup_text
 from selfsup.components import BuildContext
 from selfsup.testing import AugmentationConformance
-from selfsup_text import augment
-from selfsup_text.options import data as od
+from selfsup_text.augment import options as od
+from selfsup_text.augment import tokens as augment
 
 DATA = ("labelled_text", {"set": "polarity", "tokenizer": "bytes"})
 CLS, SEP = 2, 3
@@ -31,6 +31,7 @@ class TestSpanCrop(AugmentationConformance):
     plugins = [selfsup_text]
     augmentation = ("span_crop", {"min_fraction": 0.3, "max_fraction": 0.6})
     data = DATA
+    option_variants = {"out_key": "positive_ids"}  # the output goes to another key
     bad_options = [{"min_fraction": 0.8, "max_fraction": 0.5}, {"min_fraction": 0}]
 
 
@@ -38,6 +39,7 @@ class TestTokenDeletion(AugmentationConformance):
     plugins = [selfsup_text]
     augmentation = ("token_deletion", {"rate": 0.3})
     data = DATA
+    option_variants = {"out_key": "positive_ids"}  # the output goes to another key
     bad_options = [{"rate": 1.0}, {"rate": -0.1}]
 
 
@@ -45,6 +47,7 @@ class TestTokenSubstitution(AugmentationConformance):
     plugins = [selfsup_text]
     augmentation = ("token_substitution", {"rate": 0.3, "vocab_size": 261, "low_id": 5})
     data = DATA
+    option_variants = {"out_key": "positive_ids"}  # the output goes to another key
     bad_options = [{"rate": 2.0}, {"vocab_size": 5, "low_id": 5}]
 
 
@@ -52,6 +55,7 @@ class TestTokenSwap(AugmentationConformance):
     plugins = [selfsup_text]
     augmentation = ("token_swap", {"rate": 0.3})
     data = DATA
+    option_variants = {"out_key": "positive_ids"}  # the output goes to another key
     bad_options = [{"rate": 1.5}]
 
 

@@ -11,8 +11,8 @@ import torch
 
 from selfsup.components import BuildContext
 from selfsup.testing import BackboneConformance
-from selfsup_text.backbones import TransformerBackbone, build, check_tokenizer
-from selfsup_text.options.models import TransformerOptions
+from selfsup_text.backbones.options import TransformerOptions
+from selfsup_text.backbones.transformer import TransformerBackbone, build, check_tokenizer
 
 TINY = {"tokenizer": "bytes", "layers": 2, "heads": 2, "dim": 32, "context": 64}
 WINDOWS = ("embedded_corpus", {"tokenizer": "bytes", "name": "news", "limit": 10, "window": 16})
@@ -24,6 +24,13 @@ BAD = [
     {},  # no tokenizer and no pretrained
     {"tokenizer": "bytes", "family": "llama", "dim": 24, "heads": 8},  # odd rotary head size
 ]
+#: Options of the backbone that do not change ``embed`` here (the conformance suites' options check).
+INERT = {
+    "size": "layers, heads and dim are all given, and override the preset (test_presets_and_overrides)",
+    "pretrained": "not varied here: test_export_loads_in_plain_transformers loads an exported checkpoint back",
+    "attn_implementation": "sdpa and eager compute the same attention (only speed differs)",
+    "tie_embeddings": "ties the LM head, which embed does not use",
+}
 
 
 def _backbone(**options) -> TransformerBackbone:
@@ -34,22 +41,26 @@ class TestGPT2Conformance(BackboneConformance):
     backbone = ("transformer", {**TINY, "family": "gpt2"})
     data = WINDOWS
     bad_options = BAD
+    inert_options = INERT
 
 
 class TestLlamaConformance(BackboneConformance):
     backbone = ("transformer", {**TINY, "family": "llama"})
     data = WINDOWS
+    inert_options = {**INERT, "context": "rotary positions: no position table, context only bounds the length"}
 
 
 class TestBertConformance(BackboneConformance):
     backbone = ("transformer", {**TINY, "family": "bert", "pooling": "cls"})
     data = WINDOWS
+    inert_options = INERT
 
 
 def test_presets_and_overrides() -> None:
     assert TransformerOptions(tokenizer="bytes", size="nano").architecture() == (4, 4, 128, 512)
     assert TransformerOptions(tokenizer="bytes", size="mini", layers=2).architecture() == (2, 4, 256, 1024)
-    layers, heads, dim, intermediate = TransformerOptions(tokenizer="bytes", family="llama", dim=96, heads=4).architecture()
+    llama = TransformerOptions(tokenizer="bytes", family="llama", dim=96, heads=4)
+    layers, heads, dim, intermediate = llama.architecture()
     assert (dim, intermediate) == (96, 256)  # 8/3 * 96 = 256, already a multiple of 64
 
 

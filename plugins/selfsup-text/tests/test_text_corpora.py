@@ -9,7 +9,7 @@ import selfsup_text
 from selfsup.components import BuildContext
 from selfsup.testing import DataSourceConformance
 from selfsup_text.data import gensim_data
-from selfsup_text.options import data as od
+from selfsup_text.data import options as od
 
 
 def _build(options_cls, module, **options):
@@ -20,18 +20,27 @@ class TestEmbeddedCorpusConformance(DataSourceConformance):
     plugins = [selfsup_text]
     data = ("embedded_corpus", {"name": "news", "split": "val", "tokenizer": "bytes", "window": 64})
     bad_options = [{"name": "books"}, {"unit": "line"}]
+    option_variants = {"min_tokens": 2000}  # drops the shorter news documents from the stream
+    inert_options = {
+        "add_special_tokens": "not used in window mode (documented in selfsup_text.data.base)",
+        "max_length": "not used in window mode (documented in selfsup_text.data.base)",
+        "sentences": "cannot be combined with the suite's window (a validation error)",
+        "unit": "the first news documents are one paragraph each",
+    }
 
 
 class TestLabelledConformance(DataSourceConformance):
     plugins = [selfsup_text]
     data = ("labelled_text", {"set": "polarity"})
     bad_options = [{"set": "imdb"}, {"max_length": 1}]
+    option_variants = {"max_length": 8}  # 256 -> 257 cuts no sentence
 
 
 class TestSimilarityConformance(DataSourceConformance):
     plugins = [selfsup_text]
     data = ("similarity_pairs", {"set": "wordsim353", "tokenizer": "bytes"})
     bad_options = [{"set": "sts-b"}]
+    option_variants = {"max_length": 4}  # 256 -> 257 cuts no word
 
 
 def test_embedded_corpus_is_real_english_over_one_megabyte():

@@ -13,8 +13,8 @@ import torch
 import selfsup_text
 from selfsup.components import BuildContext
 from selfsup.testing import DataSourceConformance
+from selfsup_text.data import options as od
 from selfsup_text.data.collate import pad_collate
-from selfsup_text.options import data as od
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -36,6 +36,9 @@ def _make_corpus() -> Path:
     with open(root / "data.jsonl", "w") as f:
         for i, doc in enumerate(DOCS * 5):
             f.write(json.dumps({"text": doc, "label": ["neg", "pos"][i % 2], "pos": doc.upper(), "neg": "x"}) + "\n")
+    with open(root / "other.jsonl", "w") as f:  # the options check's `path` variant
+        for i, doc in enumerate(reversed(DOCS * 5)):
+            f.write(json.dumps({"text": doc, "label": ["neg", "pos"][i % 2], "pos": doc.lower()}) + "\n")
     return root
 
 
@@ -47,23 +50,44 @@ def _build(options_cls, module, **options):
     return module.build(opts, BuildContext(name="data", base_dir=ROOT))
 
 
+#: The options check (selfsup.testing): variants that show an option's effect on the suites' small data,
+#: and the options that cannot change it.
+TEXT_VARIANTS = {"limit": 1, "min_tokens": 30}
+TEXT_INERT = {
+    "on_error": "every file of the suite is readable",
+    "max_doc_chars": "the suite's documents are shorter than its smallest allowed value (100 characters)",
+}
+
+
 class TestTextFilesConformance(DataSourceConformance):
     plugins = [selfsup_text]
-    data = ("text_files", {"paths": [str(ROOT / "docs")], "tokenizer": "bytes"})
+    data = ("text_files", {"paths": [str(ROOT / "docs")], "tokenizer": "bytes", "split": "train", "val_fraction": 0.5})
     bad_options = [{"paths": []}, {"paths": ["x"], "unit": "sentence"}, {"paths": ["x"], "window": 0},
                    {"paths": ["x"], "window": 8, "sentences": True}, {"paths": ["x"], "val_fraction": 1.0}]
+    option_variants = TEXT_VARIANTS
+    inert_options = TEXT_INERT
 
 
 class TestJsonlConformance(DataSourceConformance):
     plugins = [selfsup_text]
-    data = ("jsonl", {"path": str(ROOT / "data.jsonl"), "label_field": "label", "positive_field": "pos"})
+    data = ("jsonl", {"path": str(ROOT / "data.jsonl"), "label_field": "label", "positive_field": "pos",
+                      "split": "train", "val_fraction": 0.5})
     bad_options = [{"path": str(ROOT / "data.jsonl"), "negative_field": "neg"}]
+    option_variants = {**TEXT_VARIANTS, "path": str(ROOT / "other.jsonl"), "negative_field": "neg"}
+    inert_options = {**TEXT_INERT, "window": "cannot be combined with the suite's positive_field (a validation error)"}
 
 
 class TestHFConformance(DataSourceConformance):
     plugins = [selfsup_text]
-    data = ("hf_dataset", {"builder": "json", "data_files": [str(ROOT / "data.jsonl")], "label_field": "label"})
+    data = ("hf_dataset", {"builder": "json", "data_files": [str(ROOT / "data.jsonl")], "label_field": "label",
+                           "split": "train", "val_fraction": 0.5})
     bad_options = [{}, {"builder": "json"}, {"builder": "json", "data_files": ["a"], "path": str(ROOT)}]
+    option_variants = {**TEXT_VARIANTS, "data_files": [str(ROOT / "other.jsonl")]}
+    inert_options = {
+        "max_doc_chars": TEXT_INERT["max_doc_chars"],
+        "path": "a saved dataset folder; the suite reads data_files with a builder, which path excludes",
+        "hf_split": "with a builder, the data_files form one split, which hf_split only names",
+    }
 
 
 # ----------------------------------------------------------------------------- text_files
@@ -90,7 +114,7 @@ def test_undecodable_file_is_skipped_and_counted_or_raises(tmp_path):
         source = _build(od.TextFilesOptions, files, **opts)
     assert source.texts == ["fine text"]
     assert len(source.skipped_files) == 1 and source.skipped_files[0][0].endswith("bad.txt")
-    assert "UnicodeDecodeError" in source.skipped_files[0][1]
+    assert "not utf-8 text: 3 of 13 characters cannot be decoded" in source.skipped_files[0][1]  # mostly not text
     with pytest.raises(ValueError, match="bad.txt"):
         _build(od.TextFilesOptions, files, on_error="raise", **opts)
     latin = _build(od.TextFilesOptions, files, encoding="latin-1", **opts)

@@ -30,7 +30,8 @@ def _build(kind: str, name: str, options: dict, **context):
 
 def _context(backbone, data, fit=None, tmp_path=None, batch_size: int = 8, features=None) -> EvalContext:
     def default_features(source):
-        return extract_features(backbone, source, pipeline=[], batch_size=batch_size, device=torch.device("cpu"), seed=0)
+        return extract_features(backbone, source, pipeline=[], batch_size=batch_size, device=torch.device("cpu"),
+                                seed=0)
 
     return EvalContext(name="ev", step=0, seed=0, device=torch.device("cpu"), backbone=backbone, data=data,
                        fit_data=fit, run_dir=tmp_path, batch_size=batch_size, features=features or default_features)
@@ -54,6 +55,8 @@ class TestMLMAccuracyConformance(EvaluatorConformance):
     data = DOCS
     backbone = ("transformer", TINY_BERT)
     bad_options = [{"mlm_probability": 1.5}, {"seed": -1}]
+    inert_options = {"span_p": "used only with masking = 'span'", "max_span_length": "used only with masking = 'span'",
+                     "max_batches": "the suite's data fits in one batch"}
 
 
 class TestNSPAccuracyConformance(EvaluatorConformance):
@@ -62,6 +65,7 @@ class TestNSPAccuracyConformance(EvaluatorConformance):
     data = SENTENCES
     backbone = ("transformer", TINY_BERT)
     bad_options = [{"max_length": 2}]
+    inert_options = {"max_batches": "the suite's data fits in one batch"}
 
 
 class TestSTSConformance(EvaluatorConformance):
@@ -145,8 +149,9 @@ def test_nsp_accuracy_of_a_constant_head_is_the_label_rate(tmp_path) -> None:
     metrics = ev.evaluate(_context(b, data, tmp_path=tmp_path, batch_size=5))
     assert metrics["pairs"] == len(data)
     assert metrics["accuracy"] == pytest.approx(metrics["is_next"])
-    assert metrics["loss"] == pytest.approx(-(metrics["is_next"] * math.log(torch.tensor([1.0, 0.0]).softmax(0)[0].item())
-                                             + (1 - metrics["is_next"]) * math.log(torch.tensor([1.0, 0.0]).softmax(0)[1].item())), rel=1e-5)
+    p_next, p_not = torch.tensor([1.0, 0.0]).softmax(0).tolist()
+    expected = -(metrics["is_next"] * math.log(p_next) + (1 - metrics["is_next"]) * math.log(p_not))
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
     assert 0 < metrics["is_next"] < 1
 
 

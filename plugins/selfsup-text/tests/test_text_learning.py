@@ -28,7 +28,8 @@ def test_mlm_quickstart_shortened_beats_random_init(tmp_path):
     init's (about 0) by at least 3 points (measured 0.042 against 0.0002: frequent tokens first)."""
     trained, random_init = train_against_random_init(
         "mlm-quickstart", tmp_path / "run",
-        ["train.max_steps=80", "train.warmup_steps=10", "evaluators.sts=", "evaluators.mlm_accuracy.options.max_batches=10"],
+        ["train.max_steps=80", "train.warmup_steps=10", "evaluators.sts=",
+         "evaluators.mlm_accuracy.options.max_batches=10"],
     )
     assert trained["mlm_accuracy/accuracy"] > random_init["mlm_accuracy/accuracy"] + 0.03, (trained, random_init)
 

@@ -33,6 +33,8 @@ _rng = np.random.default_rng(0)
 DOCS = [list(_rng.integers(5, 261, size=int(n))) for n in _rng.integers(1, 60, size=80)]
 ROOT = Path(tempfile.mkdtemp(prefix="selfsup_text_shards_"))
 STREAM = write_shards(ROOT, [[int(t) for t in d] for d in DOCS])
+OTHER_ROOT = Path(tempfile.mkdtemp(prefix="selfsup_text_shards_other_"))  # the options check's `root` variant
+write_shards(OTHER_ROOT, [[int(t) for t in d] for d in reversed(DOCS)])
 
 
 class TestShardsConformance(DataSourceConformance):
@@ -40,6 +42,7 @@ class TestShardsConformance(DataSourceConformance):
     data = ("token_shards", {"root": str(ROOT), "window": 32, "windows_per_epoch": 16})
     bad_options = [{"root": str(ROOT), "window": 0}, {"root": str(ROOT), "split": "dev"},
                    {"root": str(ROOT / "missing")}]
+    option_variants = {"root": str(OTHER_ROOT)}
 
 
 def test_windows_are_slices_at_hashed_positions_with_global_document_ids():

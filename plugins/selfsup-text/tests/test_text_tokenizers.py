@@ -11,7 +11,8 @@ import pytest
 from selfsup_text import tokenizers as T
 from selfsup_text.tokenizers import load_tokenizer, save_tokenizer, train_bpe
 
-ROLES = ["pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id", "bos_token_id", "eos_token_id"]
+ROLES = ["pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id", "bos_token_id",
+         "eos_token_id"]
 
 
 def _assert_roles(tok) -> None:
@@ -33,7 +34,8 @@ def _assert_roles(tok) -> None:
 def test_ours_have_every_role_with_fixed_ids(spec):
     tok = load_tokenizer(spec)
     _assert_roles(tok)
-    assert [tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id] == [0, 1, 2, 3, 4]
+    assert [tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id,
+            tok.mask_token_id] == [0, 1, 2, 3, 4]
     assert load_tokenizer(spec) is tok  # cached
 
 
@@ -130,5 +132,6 @@ def test_direct_encoding_ignores_padding_left_on_by_a_tokenizer_call():
 
     tok = load_tokenizer("bpe-8k")
     tok(["a short one", "a much longer sentence than the first one"], padding=True)
-    ids = plain_backend(tok).encode_batch(["a short one", "a much longer sentence than the first one"], add_special_tokens=False)
+    ids = plain_backend(tok).encode_batch(["a short one", "a much longer sentence than the first one"],
+                                          add_special_tokens=False)
     assert tok.pad_token_id not in ids[0].ids and len(ids[0].ids) < len(ids[1].ids)

@@ -17,15 +17,21 @@ def aug(name, options):
 
 
 class TestMultiView(AugmentationConformance):
-    augmentation = ("multi_view", {"size": 8, "flip": 0.0})
+    augmentation = ("multi_view", {"size": 8, "flip": 0.0, "mean": [0.5]})
     data = DIGITS
     bad_options = [{"size": 8, "views": 1}, {"size": 0}, {"size": 8, "flip": 2}]
+    # 'auto' picks 'small' for 8 px, whose colour-jitter strength is 0.5
+    option_variants = {"preset": "photo", "color_jitter": 1.0}
+    inert_options = {"grayscale": "digits have one channel: grayscale leaves them as they are"}
 
 
 class TestMultiCrop(AugmentationConformance):
-    augmentation = ("multi_crop", {"global_size": 8, "local_size": 4, "local_crops": 3})
+    augmentation = ("multi_crop", {"global_size": 8, "local_size": 4, "local_crops": 3, "mean": [0.5]})
     data = DIGITS
     bad_options = [{"global_size": 8, "local_size": 4, "global_crops": 1}]
+    # 'auto' picks 'small' for 8 px: flip 0.5, colour-jitter strength 0.5
+    option_variants = {"preset": "photo", "flip": 1.0, "color_jitter": 1.0}
+    inert_options = {"grayscale": "digits have one channel: grayscale leaves them as they are"}
 
 
 class TestRandomResizedCrop(AugmentationConformance):
@@ -38,6 +44,8 @@ class TestColorJitter(AugmentationConformance):
     augmentation = ("color_jitter", {"p": 1.0})
     data = DIGITS
     bad_options = [{"hue": 0.9}, {"p": -0.1}]
+    inert_options = {"saturation": "digits have one channel: no saturation to change",
+                     "hue": "digits have one channel: no hue to change"}
 
 
 class TestNormalize(AugmentationConformance):
@@ -60,12 +68,13 @@ def test_views_shapes_and_presets():
     sample = {"image": torch.rand(3, 32, 32), "label": 1}
     out = aug("multi_view", {"size": 24, "views": 3})(sample, torch.Generator().manual_seed(0))
     assert out["views"].shape == (3, 3, 24, 24) and out["label"] == 1
-    crops = aug("multi_crop", {"global_size": 24, "local_size": 12, "local_crops": 6})(sample, torch.Generator().manual_seed(0))
+    multi_crop = aug("multi_crop", {"global_size": 24, "local_size": 12, "local_crops": 6})
+    crops = multi_crop(sample, torch.Generator().manual_seed(0))
     assert crops["global_views"].shape == (2, 3, 24, 24) and crops["local_views"].shape == (6, 3, 12, 12)
     none = aug("multi_crop", {"global_size": 24, "local_size": 12, "local_crops": 0})(sample, torch.Generator())
     assert none["local_views"].shape == (0, 3, 12, 12)
-    from selfsup_vision.views import preset_for
-    from selfsup_vision.options import MultiViewOptions
+    from selfsup_vision.augment.options import MultiViewOptions
+    from selfsup_vision.augment.views import preset_for
 
     assert preset_for(MultiViewOptions(size=8), 8).blur == 0.0  # tiny images: no blur
     assert preset_for(MultiViewOptions(size=224), 224).crop_scale == (0.08, 1.0)  # photos: SimCLR's crops
@@ -84,7 +93,7 @@ def test_crop_parameters_follow_torchvision_distribution():
     same area-fraction and aspect-ratio distribution (means within 0.02 over 4,000 draws each)."""
     from torchvision.transforms import v2
 
-    from selfsup_vision.transforms import RandomResizedCrop
+    from selfsup_vision.augment.transforms import RandomResizedCrop
 
     scale, ratio, n = (0.2, 1.0), (3 / 4, 4 / 3), 4000
     ours = RandomResizedCrop(16, scale, ratio)
@@ -105,7 +114,7 @@ def test_crop_parameters_follow_torchvision_distribution():
 
 def test_color_jitter_factors_stay_in_range():
     """Brightness alone with strength 0.4 scales pixels by a factor in [0.6, 1.4], drawn per call."""
-    from selfsup_vision.transforms import ColorJitter
+    from selfsup_vision.augment.transforms import ColorJitter
 
     jitter = ColorJitter(0.4, 0.0, 0.0, 0.0, p=1.0)
     g = torch.Generator().manual_seed(0)

@@ -22,15 +22,35 @@ class TestSmallCNN(BackboneConformance):
     bad_options = [{"widths": []}, {"widths": [8, 0]}, {"norm": "layer"}]
 
 
+def _other_weights(tmp_path_factory, name: str, options: dict) -> str:
+    """A timm checkpoint for ``name`` with ``options``, initialised from another seed (the options
+    check's ``checkpoint`` variant: loading it must change the features)."""
+    import timm
+
+    torch.manual_seed(123)
+    path = tmp_path_factory.mktemp("timm") / f"{name}.pth"
+    torch.save(timm.create_model(name, pretrained=False, num_classes=0, **options).state_dict(), path)
+    return str(path)
+
+
 class TestTimmResNet(BackboneConformance):
     backbone = ("timm", {"name": "resnet18", "in_chans": 1, "small_image_stem": True})
     data = ("digits", {"split": "val", "limit": 4, "size": 32})  # batch-norm at batch 1 needs > 1x1 maps
     bad_options = [{"name": "resnet18", "in_chans": 0}, {}]
+    option_variants = {"kwargs": {"global_pool": "max"}}
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _checkpoint(cls, tmp_path_factory):
+        path = _other_weights(tmp_path_factory, "resnet18", {"in_chans": 1})
+        cls.option_variants = {**cls.option_variants, "checkpoint": path}
 
 
 class TestTimmViT(BackboneConformance):
     backbone = ("timm", {"name": "vit_tiny_patch16_224", "in_chans": 1, "img_size": 8, "patch_size": 4})
     data = DIGITS
+    option_variants = {"kwargs": {"depth": 2}}
+    inert_options = {"checkpoint": "not varied here: TestTimmResNet loads a checkpoint"}
 
 
 def test_small_image_stem_keeps_resolution():

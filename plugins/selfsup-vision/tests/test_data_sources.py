@@ -105,7 +105,8 @@ def _shard(path, start, n, corrupt_at=None):
 def test_webdataset_streams_shuffles_shards_and_skips_corrupt(tmp_path):
     for s in range(3):
         _shard(tmp_path / f"shard-{s}.tar", s * 10, 10, corrupt_at=15)
-    src = build("webdataset", {"shards": ["shard-*.tar"], "size": 8, "channels": 1, "shuffle_buffer": 4}, base_dir=tmp_path)
+    src = build("webdataset", {"shards": ["shard-*.tar"], "size": 8, "channels": 1, "shuffle_buffer": 4},
+                base_dir=tmp_path)
     epoch0 = list(src.iterate(epoch=0, rank=0, world_size=1, seed=0))
     assert len(epoch0) == 29 and src.skipped == 1
     values = sorted(round(float(s["image"].mean()) * 255) for s in epoch0)

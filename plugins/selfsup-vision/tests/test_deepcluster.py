@@ -13,11 +13,12 @@ from torch.utils.data import default_collate
 from selfsup.components import BuildContext, EpochContext
 from selfsup.plugins import get_plugin_manager
 from selfsup.testing import TaskConformance, train_against_random_init
-from selfsup_vision.deepcluster import normalized_mutual_info, pca_whiten
+from selfsup_vision.tasks.deepcluster import normalized_mutual_info, pca_whiten
 
 DIGITS = ("digits", {"limit": 64})
 CNN = ("small_cnn", {"widths": [8, 16]})
-OPTIONS = {"clusters": 8, "kmeans_iters": 10, "projection_hidden_dim": 32, "projection_dim": 16, "feature_batch_size": 32}
+OPTIONS = {"clusters": 8, "kmeans_iters": 10, "projection_hidden_dim": 32, "projection_dim": 16,
+           "feature_batch_size": 32}
 
 
 def build(kind, name, options, **context):
@@ -197,6 +198,12 @@ class TestDeepClusterConformance(TaskConformance):
     augment = [("random_resized_crop", {"size": 8, "scale": [0.5, 1.0]})]
     backbone = CNN
     bad_options = [{"clusters": 1}, {"pca_dim": 0}, {"kmeans_iters": 0}, {"feature_batch_size": 0}]
+    option_variants = {"kmeans_iters": 1}  # k-means on 64 points has converged by 10 iterations
+    inert_options = {
+        "feature_batch_size": "features are extracted with the backbone frozen (eval mode): only speed and memory "
+                              "change",
+        "recluster_every": "acts in on_epoch_start from the second epoch on; the suite runs within one",
+    }
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -208,5 +215,6 @@ def test_shortened_quickstart_beats_random_init(tmp_path, one_thread):
     """deepcluster-digits cut to 12 epochs (6 clusterings): held-out kNN accuracy of the trained
     small CNN beats the same CNN at its random initialisation by at least 4 points (measured:
     0.944 vs 0.875; raw pixels give 0.936)."""
-    trained, random_init = train_against_random_init("deepcluster-digits", tmp_path / "run", ["train.epochs=12"], evaluators=["knn"])
+    trained, random_init = train_against_random_init("deepcluster-digits", tmp_path / "run", ["train.epochs=12"],
+                                                     evaluators=["knn"])
     assert trained["knn/accuracy"] > random_init["knn/accuracy"] + 0.04, (trained, random_init)

@@ -22,6 +22,7 @@ class TestEmbeddingPlot(EvaluatorConformance):
     data = ("digits", {"split": "val", "limit": 60})
     backbone = ("small_cnn", {"widths": [8]})
     bad_options = [{"filename": "../escape.png"}, {"filename": "plot.jpg"}]
+    option_variants = {"filename": "other.png"}
 
 
 def _context(tmp_path, feats, labels, name="ev"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-import selfsup_vision.mae as mae
+import selfsup_vision.tasks.mae as mae
 from selfsup.components import BuildContext
 from selfsup.plugins import get_plugin_manager
 from selfsup.testing import TaskConformance, train_against_random_init
@@ -144,7 +144,8 @@ def test_task_loss_does_not_depend_on_visible_predictions(monkeypatch):
 
 @pytest.mark.parametrize(
     "vit_kwargs",
-    [{}, {"no_embed_class": True}, {"reg_tokens": 2}, {"class_token": False, "global_pool": "avg"}, {"global_pool": "avg"}],
+    [{}, {"no_embed_class": True}, {"reg_tokens": 2}, {"class_token": False, "global_pool": "avg"},
+     {"global_pool": "avg"}],
     ids=["cls", "no_embed_class", "registers", "no_cls", "avg_pool"],
 )
 def test_encoder_matches_timm_forward_when_nothing_is_masked(monkeypatch, vit_kwargs):

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from selfsup.testing import TaskConformance, train_against_random_init
-from selfsup_vision.simclr import GlobalBatchNorm1d, ProjectionHead, nt_xent
+from selfsup_vision.tasks.simclr import GlobalBatchNorm1d, ProjectionHead, nt_xent
 
 
 def nt_xent_direct(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
@@ -132,13 +132,15 @@ class TestSimCLRConformance(TaskConformance):
     augment = [("multi_view", {"size": 8, "flip": 0.0})]
     backbone = ("small_cnn", {"widths": [8, 16]})
     bad_options = [{"temperature": 0.0}, {"projection_layers": 0}, {"projection_dim": -1}]
+    inert_options = {"gather_distributed": "one process: there are no other ranks' negatives to gather"}
 
 
 def test_simclr_refuses_more_than_two_views():
     from selfsup.components import BuildContext
-    from selfsup_vision.backbones import build_small_cnn
-    from selfsup_vision.options import SimCLROptions, SmallCNNOptions
-    from selfsup_vision.simclr import build
+    from selfsup_vision.backbones.options import SmallCNNOptions
+    from selfsup_vision.backbones.small_cnn import build_small_cnn
+    from selfsup_vision.tasks.options import SimCLROptions
+    from selfsup_vision.tasks.simclr import build
 
     backbone = build_small_cnn(SmallCNNOptions(widths=[8]), BuildContext("cnn"))
     task = build(SimCLROptions(), BuildContext("simclr", backbone=backbone))
@@ -188,7 +190,8 @@ DDP_RTOL = 1e-4
 
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "selfsup", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "selfsup", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 def _losses(run_dir) -> list[tuple[int, float]]:

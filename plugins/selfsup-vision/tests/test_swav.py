@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 from selfsup.components import BuildContext
 from selfsup.testing import TaskConformance, train_against_random_init
-from selfsup_vision.backbones import build_small_cnn
-from selfsup_vision.options import SmallCNNOptions, SwAVOptions
-from selfsup_vision.swav import build, sinkhorn, swav_loss
+from selfsup_vision.backbones.options import SmallCNNOptions
+from selfsup_vision.backbones.small_cnn import build_small_cnn
+from selfsup_vision.tasks.options import SwAVOptions
+from selfsup_vision.tasks.swav import build, sinkhorn, swav_loss
 
 
 def cosine_scores(n: int, k: int, d: int = 16, seed: int = 0) -> torch.Tensor:
@@ -97,7 +98,8 @@ def test_swav_loss_matches_lightly(locals_):
     codes = [sinkhorn(h, 0.05, 3) for h in high]
     torch.testing.assert_close(swav_loss(high + low, codes, 0.1), expected(high, low).squeeze(), rtol=1e-5, atol=1e-6)
     codes = [sinkhorn(h, 0.05, 3, shared=q) for h, q in zip(high, queue)]
-    torch.testing.assert_close(swav_loss(high + low, codes, 0.1), expected(high, low, queue).squeeze(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(swav_loss(high + low, codes, 0.1), expected(high, low, queue).squeeze(), rtol=1e-5,
+                               atol=1e-6)
 
 
 def _task(seed: int = 0, **options):
@@ -109,7 +111,8 @@ def _task(seed: int = 0, **options):
 
 def _batch(b: int = 8, locals_: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"global_views": torch.rand(b, 2, 1, 8, 8, generator=g), "local_views": torch.rand(b, locals_, 1, 6, 6, generator=g)}
+    return {"global_views": torch.rand(b, 2, 1, 8, 8, generator=g),
+            "local_views": torch.rand(b, locals_, 1, 6, 6, generator=g)}
 
 
 def _scores(task, backbone, batch) -> list[torch.Tensor]:
@@ -125,7 +128,8 @@ def test_task_loss_matches_lightly_view_by_view():
     batch = _batch()
     out = task(batch, backbone)
     scores = _scores(task, backbone, batch)
-    expected = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)(scores[:2], scores[2:])
+    expected = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=3,
+                                     sinkhorn_epsilon=0.05)(scores[:2], scores[2:])
     torch.testing.assert_close(out.loss, expected.squeeze(), rtol=1e-5, atol=1e-6)
     assert 0 < out.metrics["prototypes_used"] <= 1
 
@@ -148,7 +152,9 @@ def test_prototypes_frozen_for_the_first_steps():
     for step in range(3):
         opt.zero_grad()
         before = task.prototypes.weight.detach().clone()
-        task(_batch(seed=step), backbone).loss.backward()
+        task.on_step(step)
+        for micro in range(2):  # grad_accum = 2: freezing counts optimizer steps, not forward passes
+            task(_batch(seed=10 * step + micro), backbone).loss.backward()
         grad = task.prototypes.weight.grad
         assert grad is not None  # a (zero) gradient, so DDP sees every parameter used
         assert (grad.abs().sum() == 0) == (step < 2), step
@@ -157,7 +163,7 @@ def test_prototypes_frozen_for_the_first_steps():
         directions.append(F.normalize(task.prototypes.weight.detach(), dim=1) - F.normalize(before, dim=1))
     assert directions[0].abs().max() < 1e-6 and directions[1].abs().max() < 1e-6  # unchanged up to scale
     assert directions[2].abs().max() > 1e-4
-    assert int(task.state_dict()["steps"]) == 3  # counted in a buffer: checkpointed
+    assert int(task.state_dict()["steps"]) == 2  # the step it was told, in a buffer: checkpointed
 
 
 def test_no_steps_counted_in_eval_mode():
@@ -188,12 +194,14 @@ def test_queue_used_for_codes_from_the_start_step():
     # step 0: the queue is filled but not used yet
     torch.testing.assert_close(with_queue(a, backbone).loss, without(a, backbone0).loss)
     # step 1: codes are computed over the batch and the queue (scored with the current prototypes)
+    with_queue.on_step(1)
     for module in (with_queue, backbone):
         module.eval()  # fixed BatchNorm, nothing pushed, so we can recompute the same numbers
     loss = with_queue(b, backbone).loss
     scores = _scores(with_queue, backbone, b)
     queue = [with_queue.queue[i, :8] @ with_queue.prototypes.weight.T for i in range(2)]  # 8 rows filled
-    expected = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)(scores[:2], scores[2:], queue)
+    expected = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=3,
+                                     sinkhorn_epsilon=0.05)(scores[:2], scores[2:], queue)
     torch.testing.assert_close(loss, expected.squeeze(), rtol=1e-5, atol=1e-6)
     without.eval(), backbone0.eval()
     assert not torch.allclose(loss, without(b, backbone0).loss)
@@ -216,10 +224,14 @@ class TestSwAVConformance(TaskConformance):
     backbone = ("small_cnn", {"widths": [8, 16]})
     bad_options = [{"temperature": 0.0}, {"prototypes": 1}, {"sinkhorn_iterations": 0}, {"assign_views": 0},
                    {"queue_length": -1}]
+    inert_options = {"queue_start_step": "no queue here (queue_length = 0); TestSwAVWithQueueConformance varies it"}
 
 
 class TestSwAVWithQueueConformance(TestSwAVConformance):
     task_options = {**TestSwAVConformance.task_options, "queue_length": 8, "freeze_prototypes_steps": 5}
+    # the check runs steps 0 and 1: unfrozen prototypes, and a queue that starts after step 1
+    option_variants = {"freeze_prototypes_steps": 0, "queue_start_step": 5}
+    inert_options = {}
     augment = [("multi_crop", {"global_size": 8, "local_size": 6, "local_crops": 0, "flip": 0.0})]
 
 
@@ -229,6 +241,7 @@ class TestSwAVWithQueueConformance(TestSwAVConformance):
 def test_shortened_quickstart_beats_random_init(tmp_path):
     """swav-digits shortened to 12 epochs: kNN (k=200, t=0.1) on held-out digits must beat the same
     backbone at random init by 3 points (measured: about 0.87 at random init, 0.93 trained)."""
-    trained, random_init = train_against_random_init("swav-digits", tmp_path / "run", ["train.epochs=12"], evaluators=["knn"])
+    trained, random_init = train_against_random_init("swav-digits", tmp_path / "run", ["train.epochs=12"],
+                                                     evaluators=["knn"])
     print(f"kNN accuracy: random init {random_init['knn/accuracy']:.4f}, trained {trained['knn/accuracy']:.4f}")
     assert trained["knn/accuracy"] > random_init["knn/accuracy"] + 0.03, (trained, random_init)

@@ -14,8 +14,11 @@ from typing import Any, Callable
 
 import selfsup
 from selfsup.registry import lazy, package_recipes
-from selfsup_text.options import data as od
-from selfsup_text.options import models as om
+from selfsup_text.augment import options as ao
+from selfsup_text.backbones import options as bo
+from selfsup_text.data import options as do
+from selfsup_text.evaluators import options as eo
+from selfsup_text.tasks import options as to
 
 MODALITY = "text"
 
@@ -24,65 +27,104 @@ def _lazy(path: str) -> Callable[[Any, Any], Any]:
     return lazy(f"selfsup_text.{path}")
 
 
+# Sample keys (see selfsup.contract): a document's token ids, plus what the source's options add.
+_DOCUMENTS = {"input_ids": "int64[T]", "document_ids if window": "int64[T]", "sentence_starts if sentences": "int64[S]"}
+#: The sample keys each text data source yields.
+DATA_KEYS: dict[str, dict[str, str]] = {
+    "text_files": _DOCUMENTS,
+    "jsonl": {**_DOCUMENTS, "label? if label_field": "int64[]", "positive_ids if positive_field": "int64[P]",
+              "negative_ids if negative_field": "int64[N]"},
+    "hf_dataset": {**_DOCUMENTS, "label? if label_field": "int64[]"},
+    "token_shards": {"input_ids": "int64[{window+1}]", "document_ids": "int64[{window+1}]"},
+    "embedded_corpus": _DOCUMENTS,
+    "labelled_text": {"input_ids": "int64[T]", "label": "int64[]"},
+    "similarity_pairs": {"input_ids": "int64[T]"},
+    "texts": {**_DOCUMENTS, "label? if labels": "int64[]"},
+}
+# Crops and deletions shorten the ids (edited in place, the aligned fields follow where present).
+_SHORTER = {"{out_key|key}": "int64[_]", "document_ids?": "int64[_]", "token_type_ids?": "int64[_]",
+            "sentence_starts?": "int64[_]"}
+#: What each token augmentation writes (each reads ``{key}: int64[T]``).
+AUGMENT_KEYS: dict[str, dict[str, str]] = {
+    "span_crop": _SHORTER,
+    "token_deletion": _SHORTER,
+    "token_substitution": {"{out_key|key}": "int64[T]"},
+    "token_swap": {"{out_key|key}": "int64[T]"},
+}
+
+
 @selfsup.hookimpl
 def register_data_sources(register):
     for name, path, options, summary in [
-        ("text_files", "data.files:build", od.TextFilesOptions,
+        ("text_files", "data.files:build", do.TextFilesOptions,
          "Text files and folders: one document per file, line or blank-line block."),
-        ("jsonl", "data.jsonl:build", od.JsonlOptions, "JSON Lines with a text field (and optional label or pair fields)."),
-        ("hf_dataset", "data.hf:build", od.HFDatasetOptions,
+        ("jsonl", "data.jsonl:build", do.JsonlOptions,
+         "JSON Lines with a text field (and optional label or pair fields)."),
+        ("hf_dataset", "data.hf:build", do.HFDatasetOptions,
          "A Hugging Face dataset saved to disk, or local json/csv/parquet/text files (extra 'datasets')."),
-        ("token_shards", "data.shards:build", od.TokenShardsOptions,
+        ("token_shards", "data.shards:build", do.TokenShardsOptions,
          "Memory-mapped uint16/uint32 token shards from `selfsup prepare`, read by random window."),
-        ("embedded_corpus", "data.corpus:build", od.EmbeddedCorpusOptions,
+        ("embedded_corpus", "data.corpus:build", do.EmbeddedCorpusOptions,
          "Real English that ships with the install: Wikipedia articles and news (gensim's test data)."),
-        ("labelled_text", "data.labelled:build", od.LabelledTextOptions,
+        ("labelled_text", "data.labelled:build", do.LabelledTextOptions,
          "Small labelled sets for probes: movie-review polarity sentences, newsgroup posts."),
-        ("similarity_pairs", "data.similarity:build", od.SimilarityPairsOptions,
+        ("similarity_pairs", "data.similarity:build", do.SimilarityPairsOptions,
          "Human similarity ratings: Lee news-document pairs, SimLex-999, WordSim-353."),
+        ("texts", "data.inline:build", do.TextsOptions,
+         "Texts given inline (a few sentences, or captions another plugin's source tokenizes): one document each."),
     ]:
-        register(name, _lazy(path), options=options, modality=MODALITY, summary=summary)
+        register(name, _lazy(path), options=options, modality=MODALITY, summary=summary, produces=DATA_KEYS.get(name))
 
 
 @selfsup.hookimpl
 def register_augmentations(register):
     for name, options, summary in [
-        ("span_crop", od.SpanCropOptions, "Keep one random contiguous span of the tokens."),
-        ("token_deletion", od.TokenDeletionOptions, "Delete each token with probability rate."),
-        ("token_substitution", od.TokenSubstitutionOptions, "Replace each token by a random one with probability rate."),
-        ("token_swap", od.TokenSwapOptions, "Swap random pairs of neighbouring tokens."),
+        ("span_crop", ao.SpanCropOptions, "Keep one random contiguous span of the tokens."),
+        ("token_deletion", ao.TokenDeletionOptions, "Delete each token with probability rate."),
+        ("token_substitution", ao.TokenSubstitutionOptions,
+         "Replace each token by a random one with probability rate."),
+        ("token_swap", ao.TokenSwapOptions, "Swap random pairs of neighbouring tokens."),
     ]:
-        register(name, _lazy(f"augment:build_{name}"), options=options, modality=MODALITY, summary=summary)
+        register(name, _lazy(f"augment.tokens:build_{name}"), options=options, modality=MODALITY, summary=summary,
+                 consumes={"{key}": "int64[T]"}, produces=AUGMENT_KEYS.get(name))
 
 
 @selfsup.hookimpl
 def register_backbones(register):
-    register("transformer", _lazy("backbones:build"), options=om.TransformerOptions, modality=MODALITY,
-             summary="transformers decoder (GPT-2, Llama) or encoder (BERT) from a config or a local directory.")
+    register("transformer", _lazy("backbones.transformer:build"), options=bo.TransformerOptions, modality=MODALITY,
+             summary="transformers decoder (GPT-2, Llama) or encoder (BERT) from a config or a local directory.",
+             consumes={"input_ids": "int64[T]", "token_type_ids?": "int64[T]"})
 
 
 @selfsup.hookimpl
 def register_pretext_tasks(register):
-    register("clm", _lazy("clm:build"), options=om.CLMOptions, modality=MODALITY,
-             summary="Next-token prediction on packed sequences with document separators.")
-    register("mlm", _lazy("mlm:build"), options=om.MLMOptions, modality=MODALITY,
-             summary="Masked language modelling: 15% selected, 80/10/10; whole-word and span options.")
-    register("nsp", _lazy("nsp:build"), options=om.NSPOptions, modality=MODALITY,
-             summary="Next-sentence prediction on BERT-style segment pairs (50% true next).")
-    register("simcse", _lazy("simcse:build"), options=om.SimCSEOptions, modality=MODALITY,
-             summary="SimCSE: dropout views (unsupervised) or labelled pairs with hard negatives.")
+    register("clm", _lazy("tasks.clm:build"), options=to.CLMOptions, modality=MODALITY,
+             summary="Next-token prediction on packed sequences with document separators.",
+             consumes={"input_ids": "int64[T]", "document_ids?": "int64[T]"})
+    register("mlm", _lazy("tasks.mlm:build"), options=to.MLMOptions, modality=MODALITY,
+             summary="Masked language modelling: 15% selected, 80/10/10; whole-word and span options.",
+             consumes={"input_ids": "int64[T]", "index?": "int64[]"})
+    register("nsp", _lazy("tasks.nsp:build"), options=to.NSPOptions, modality=MODALITY,
+             summary="Next-sentence prediction on BERT-style segment pairs (50% true next).",
+             consumes={"input_ids": "int64[T]", "sentence_starts": "int64[S]", "index?": "int64[]"})
+    register("simcse", _lazy("tasks.simcse:build"), options=to.SimCSEOptions, modality=MODALITY,
+             summary="SimCSE: dropout views (unsupervised) or labelled pairs with hard negatives.",
+             consumes={"input_ids": "int64[T]", "positive_ids?": "int64[P]", "negative_ids?": "int64[N]"})
 
 
 @selfsup.hookimpl
 def register_evaluators(register):
-    register("perplexity", _lazy("evaluators.perplexity:build"), options=om.PerplexityOptions, modality=MODALITY,
-             summary="Held-out perplexity of a decoder, beside a unigram baseline.")
-    register("mlm_accuracy", _lazy("evaluators.mlm_accuracy:build"), options=om.MLMAccuracyOptions,
-             modality=MODALITY, summary="Accuracy of an encoder's masked-token predictions on held-out text.")
-    register("nsp_accuracy", _lazy("evaluators.nsp_accuracy:build"), options=om.NSPAccuracyOptions,
-             modality=MODALITY, summary="Accuracy of an encoder's next-sentence head on held-out pairs.")
-    register("sts_spearman", _lazy("evaluators.sts:build"), options=om.STSOptions, modality=MODALITY,
-             summary="Spearman correlation of embedding cosine with human similarity ratings.")
+    register("perplexity", _lazy("evaluators.perplexity:build"), options=eo.PerplexityOptions, modality=MODALITY,
+             summary="Held-out perplexity of a decoder, beside a unigram baseline.",
+             consumes={"input_ids": "int64[T]", "document_ids?": "int64[T]"})
+    register("mlm_accuracy", _lazy("evaluators.mlm_accuracy:build"), options=eo.MLMAccuracyOptions,
+             modality=MODALITY, summary="Accuracy of an encoder's masked-token predictions on held-out text.",
+             consumes={"input_ids": "int64[T]", "index?": "int64[]"})
+    register("nsp_accuracy", _lazy("evaluators.nsp_accuracy:build"), options=eo.NSPAccuracyOptions,
+             modality=MODALITY, summary="Accuracy of an encoder's next-sentence head on held-out pairs.",
+             consumes={"input_ids": "int64[T]", "sentence_starts": "int64[S]"})
+    register("sts_spearman", _lazy("evaluators.sts:build"), options=eo.STSOptions, modality=MODALITY,
+             summary="Spearman correlation of embedding cosine with human similarity ratings.", consumes={})
 
 
 @selfsup.hookimpl

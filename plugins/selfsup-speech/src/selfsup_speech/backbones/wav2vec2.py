@@ -26,7 +26,7 @@ from torchaudio.models import Wav2Vec2Model, wav2vec2_model
 
 from selfsup.components import BuildContext
 from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
-from selfsup_speech.options.models import Wav2Vec2EncoderOptions
+from selfsup_speech.backbones.options import Wav2Vec2EncoderOptions
 
 CONFIG_FILE = "config.json"  # torchaudio.models.wav2vec2_model(**config)
 WEIGHTS_FILE = "model.pt"  # Wav2Vec2Model.state_dict(), torch.save
@@ -176,7 +176,8 @@ def load_export(directory: Path) -> Wav2Vec2Encoder:
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a wav2vec2_encoder export (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        raise FileNotFoundError(f"{directory} is not a wav2vec2_encoder export "
+                                f"(needs {CONFIG_FILE} and {WEIGHTS_FILE})")
     sample_rate = 16000
     if (directory / SELFSUP_FILE).is_file():
         sample_rate = int(json.loads((directory / SELFSUP_FILE).read_text()).get("sample_rate", sample_rate))

@@ -48,3 +48,17 @@ def audio_frames(path: str | Path) -> tuple[int, int]:
     """``(frames, sample_rate)`` from the file header, without decoding; raises when unreadable."""
     info = soundfile.info(str(path))
     return int(info.frames), int(info.samplerate)
+
+
+def check_audio(path: str | Path) -> int:
+    """The frame count from the header of ``path``; raises, saying why, for a missing or empty file, a
+    file soundfile cannot read (not audio, or a damaged header) and a file without samples."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError("no such file")
+    if path.stat().st_size == 0:
+        raise ValueError("empty file (0 bytes)")
+    frames, _ = audio_frames(path)
+    if frames <= 0:
+        raise ValueError("no audio samples")
+    return frames

@@ -82,7 +82,8 @@ class SynthSpeech:
 
     def __init__(self, options: Any):
         settings = settings_from_options(options)
-        self.folder, self.generation = synthesize_dataset(settings, cache_dir=options.cache_dir, workers=options.workers)
+        self.folder, self.generation = synthesize_dataset(settings, cache_dir=options.cache_dir,
+                                                          workers=options.workers)
         manifest = load_manifest(self.folder)
         entries = manifest["utterances"]
         self.sample_rate = int(manifest["sample_rate"])
@@ -98,7 +99,8 @@ class SynthSpeech:
             keep = set(voices)
             chosen = [e for e in entries if e["voice"] in keep]
         else:
-            indices = utterance_split(entries, settings.utterances_per_pair, options.val_fraction, options.test_fraction,
+            indices = utterance_split(entries, settings.utterances_per_pair, options.val_fraction,
+                                      options.test_fraction,
                                       options.seed)[options.split]
             chosen = [e for e in entries if e["index"] in indices]
             self.split_voices = list(self.speakers)
@@ -107,7 +109,8 @@ class SynthSpeech:
                              f"(split_by={options.split_by!r}, {settings.utterances_per_pair} utterances per pair)")
         self.entries = chosen
         self.transcripts = options.transcripts
-        self.audio = [torch.from_numpy(np.ascontiguousarray(soundfile.read(str(self.folder / e["file"]), dtype="float32")[0]))
+        self.audio = [torch.from_numpy(np.ascontiguousarray(soundfile.read(str(self.folder / e["file"]),
+                                                                           dtype="float32")[0]))
                       for e in chosen]  # each [T]
         self.label_ids = torch.tensor([e["label"] for e in chosen], dtype=torch.long)
         self.speaker_ids = torch.tensor([e["speaker"] for e in chosen], dtype=torch.long)
@@ -120,7 +123,8 @@ class SynthSpeech:
         return len(self.entries)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        sample: dict[str, Any] = {"audio": self.audio[i], "label": int(self.label_ids[i]), "speaker": int(self.speaker_ids[i])}
+        sample: dict[str, Any] = {"audio": self.audio[i], "label": int(self.label_ids[i]),
+                                  "speaker": int(self.speaker_ids[i])}
         if self.transcripts:
             sample["text"] = self.entries[i]["word"]
         return sample

@@ -5,8 +5,8 @@ Interspeech 2021) in its simplest form: the backbone is frozen, utterances are m
 linear classifier is trained on top. Two feature choices:
 
 * ``layer_weighted = false``: ``backbone.embed`` (mean of the last layer over valid frames); the
-  classifier is multinomial logistic regression fitted with full-batch L-BFGS from zero (the core's
-  ``linear_probe``), on standardised features;
+  classifier is multinomial logistic regression fitted with full-batch L-BFGS from zero
+  (:func:`selfsup.lib.fit_linear_probe`, as the core's ``linear_probe``), on standardised features;
 * ``layer_weighted = true``: SUPERB's weighted sum: every layer of ``backbone.layers`` is
   mean-pooled and standardised, and a softmax over one learned weight per layer mixes them; weights
   and classifier are trained together (full-batch Adam from zero). The learned weights are reported
@@ -39,33 +39,24 @@ Features are taken from the sources as they are (this evaluator's ``augment`` li
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from collections import OrderedDict
-
-from selfsup.builtins.linear_probe import fit_linear_probe
 from selfsup.components import BuildContext, EvalContext
+from selfsup.lib import fit_linear_probe, frozen, ordered
+from selfsup_speech.augment.audio import AddNoise
+from selfsup_speech.augment.options import AddNoiseOptions
 from selfsup_speech.backbones.common import masked_mean
 from selfsup_speech.data.collate import pad_audio
+from selfsup_speech.evaluators.options import SpeechProbeOptions
 from selfsup_speech.features import MFCCFrames
-from selfsup_speech.augment import AddNoise
-from selfsup_speech.options.data import AddNoiseOptions
-from selfsup_speech.options.models import SpeechProbeOptions
 
 NOISE_SALT = {"fit": 1_000_003, "data": 2_000_029}  # fit and scored utterances get different noise
 _MFCC_CACHE: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()  # cache_key -> statistics
 _MFCC_CACHE_SIZE = 16
-
-
-def _samples(source: Any):
-    if hasattr(source, "iterate") and not hasattr(source, "__getitem__"):
-        yield from source.iterate(epoch=0, rank=0, world_size=1, seed=0)
-    else:
-        for i in range(len(source)):
-            yield source[i]
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -87,9 +78,7 @@ def extract(backbone: Any, samples: list[dict[str, Any]], *, key: str, layer_wei
         raise ValueError("layer_weighted needs a backbone with layers() and padding_mask() (the speech backbones)")
     order = sorted(range(len(samples)), key=lambda i: -torch.as_tensor(samples[i]["audio"]).numel())
     feats: list[torch.Tensor] = []
-    was_training = backbone.training
-    backbone.eval()
-    try:
+    with frozen(backbone):
         for start in range(0, len(order), batch_size):
             batch = _to(collate([samples[i] for i in order[start:start + batch_size]]), device)
             if layer_weighted:
@@ -98,8 +87,6 @@ def extract(backbone: Any, samples: list[dict[str, Any]], *, key: str, layer_wei
                 feats.append(torch.stack(pooled, dim=1).cpu())  # [B, L, D]
             else:
                 feats.append(backbone.embed(batch).float().cpu())  # [B, D]
-    finally:
-        backbone.train(was_training)
     x = torch.empty_like(torch.cat(feats))
     x[torch.tensor(order)] = torch.cat(feats)  # back to the samples' order
     return x, torch.tensor([int(s[key]) for s in samples], dtype=torch.long)
@@ -200,7 +187,7 @@ class SpeechProbe:
         if cached is not None and cached[0] is source:
             return cached[1]
         o = self.options
-        samples = list(_samples(source))
+        samples = list(ordered(source))  # in order (a streaming source: epoch 0, seed 0)
         if role == "fit" and o.fit_limit is not None and not o.split_within:
             if any(o.target not in s for s in samples):
                 raise ValueError(f"speech_probe: samples have no {o.target!r} field (target = {o.target!r})")
@@ -209,7 +196,8 @@ class SpeechProbe:
         noise = self._noise()
         if noise is not None:
             salt = NOISE_SALT[role]
-            samples = [noise(s, torch.Generator().manual_seed(o.seed * 7_919 + salt + i)) for i, s in enumerate(samples)]
+            samples = [noise(s, torch.Generator().manual_seed(o.seed * 7_919 + salt + i))
+                       for i, s in enumerate(samples)]
         self._prepared[(id(source), role)] = (source, samples)
         return samples
 

@@ -8,14 +8,15 @@ import json
 import sys
 import tempfile
 
-from selfsup_speech.options.data import SynthSpeechOptions
+from selfsup_speech.data.options import SynthSpeechOptions
 from selfsup_speech.synth.dataset import synthesize_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m selfsup_speech.synth", description=__doc__)
     parser.add_argument("--bench", action="store_true", help="generate into a temporary folder and report timings")
-    parser.add_argument("--options", default="{}", help="synth_speech options as JSON, e.g. '{\"utterances_per_pair\": 2}'")
+    parser.add_argument("--options", default="{}",
+                        help="synth_speech options as JSON, e.g. '{\"utterances_per_pair\": 2}'")
     parser.add_argument("--workers", type=int, default=None, help="synthesizer processes (overrides the options)")
     parser.add_argument("--force", action="store_true", help="regenerate even if the set is cached")
     args = parser.parse_args(argv)

@@ -188,7 +188,8 @@ def _generate(settings: GenerationSettings, folder: Path, workers: int,
 
 
 def synthesize_dataset(settings: GenerationSettings, *, cache_dir: str | os.PathLike | None = None, workers: int = 1,
-                       force: bool = False, progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict[str, Any]]:
+                       force: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict[str, Any]]:
     """Make sure the set of ``settings`` is on disk; returns ``(folder, stats)``.
 
     ``stats["cached"]`` says whether it was already there (then nothing is synthesized and the

@@ -90,7 +90,8 @@ class LibraryEngine:
     def synthesize(self, text: str, voice: str, rate: int, pitch: int, seed: int = 0) -> np.ndarray:
         """Mono int16 samples ``[N]`` at ``self.sample_rate``; ``seed`` seeds the breath noise."""
         check_voice(voice, self.variants)
-        request = json.dumps({"text": text, "voice": voice, "rate": int(rate), "pitch": int(pitch), "seed": int(seed)}) + "\n"
+        request = json.dumps({"text": text, "voice": voice, "rate": int(rate), "pitch": int(pitch),
+                              "seed": int(seed)}) + "\n"
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._start()
@@ -98,7 +99,8 @@ class LibraryEngine:
             self._process.stdin.write(request.encode())
             status, payload = self._answer()
         if status != 0:
-            raise RuntimeError(f"espeak-ng could not say {text!r} with voice {voice!r}: {payload.decode(errors='replace')}")
+            raise RuntimeError(f"espeak-ng could not say {text!r} with voice {voice!r}: "
+                               f"{payload.decode(errors='replace')}")
         return np.frombuffer(payload, dtype="<i2").copy()
 
     def close(self) -> None:
@@ -137,7 +139,8 @@ class BinaryEngine:
 
     def _variants(self) -> list[str]:
         listing = subprocess.run([self.program, "--voices=variant"], capture_output=True, text=True, check=False).stdout
-        names = {field.split("/", 1)[1] for line in listing.splitlines() for field in line.split() if field.startswith("!v/")}
+        names = {field.split("/", 1)[1] for line in listing.splitlines() for field in line.split()
+                 if field.startswith("!v/")}
         return sorted(names)
 
     @staticmethod
@@ -159,10 +162,12 @@ class BinaryEngine:
         check_voice(voice, self.variants)
         with tempfile.TemporaryDirectory(prefix="selfsup-espeak-") as tmp:
             wav = os.path.join(tmp, "out.wav")
-            run = subprocess.run([self.program, "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch)), "-w", wav, "--", text],
+            run = subprocess.run([self.program, "-v", voice, "-s", str(int(rate)), "-p", str(int(pitch)), "-w", wav,
+                                  "--", text],
                                  capture_output=True, text=True, check=False)
             if run.returncode != 0 or not os.path.exists(wav):
-                raise RuntimeError(f"espeak-ng could not say {text!r} with voice {voice!r}: {run.stderr.strip() or run.returncode}")
+                raise RuntimeError(f"espeak-ng could not say {text!r} with voice {voice!r}: "
+                                   f"{run.stderr.strip() or run.returncode}")
             samples, rate_read = soundfile.read(wav, dtype="int16", always_2d=True)  # [N, C]
         if rate_read != self.sample_rate:
             self.sample_rate = int(rate_read)

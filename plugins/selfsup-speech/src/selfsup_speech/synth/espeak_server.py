@@ -107,7 +107,8 @@ class Library:
 
 
 def serve(library: Library, stdin, stdout_fd: int) -> None:
-    _write_all(stdout_fd, frame(0, json.dumps({"sample_rate": library.sample_rate, "version": library.version}).encode()))
+    hello = json.dumps({"sample_rate": library.sample_rate, "version": library.version}).encode()
+    _write_all(stdout_fd, frame(0, hello))
     for line in stdin:
         if not line.strip():
             continue
@@ -118,8 +119,9 @@ def serve(library: Library, stdin, stdout_fd: int) -> None:
             code = 0
             try:
                 request = json.loads(line)
-                answer = frame(0, library.synthesize(request["text"], request["voice"], request["rate"], request["pitch"],
-                                                    request.get("seed", 0)))
+                audio = library.synthesize(request["text"], request["voice"], request["rate"], request["pitch"],
+                                           request.get("seed", 0))
+                answer = frame(0, audio)
             except Exception as exc:  # noqa: BLE001 - any failure is reported to the client
                 answer, code = frame(1, f"{type(exc).__name__}: {exc}".encode()), 1
             try:

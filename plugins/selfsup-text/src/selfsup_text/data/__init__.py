@@ -1,0 +1,4 @@
+"""Text data sources, one module per source (files, jsonl, hf, shards, corpus, labelled, similarity,
+inline) and the helpers they share (base, reading, collate, gensim_data).
+
+Imports nothing: ``options`` is torch-free, the source modules are imported by the factories."""

@@ -15,7 +15,7 @@ samples following the plugin's conventions:
   LongTensor[W + 1]`` gives each token's document (a separator belongs to the document it ends).
   ``add_special_tokens`` and ``max_length`` are not used in window mode.
 
-The split (``split``/``val_fraction``/``split_seed``) is :func:`selfsup.splits.split_indices` over
+The split (``split``/``val_fraction``/``split_seed``) is :func:`selfsup.lib.split_indices` over
 the non-empty documents, stratified by label when there are labels; ``limit`` keeps the first N.
 """
 
@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from selfsup.components import BuildContext
-from selfsup.splits import split_indices
+from selfsup.lib import split_indices
 from selfsup_text.data.collate import pad_collate
+from selfsup_text.data.reading import char_batches
 from selfsup_text.tokenizers import load_tokenizer, plain_backend
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace and a
@@ -48,12 +49,17 @@ def tokenizer_for(options: Any, context: BuildContext):
 
 
 def encode(tokenizer, texts: Sequence[str], *, offsets: bool = False):
-    """Token ids (numpy int64 arrays, no specials) of ``texts``, and char offsets when asked."""
-    encodings = plain_backend(tokenizer).encode_batch(list(texts), add_special_tokens=False)
-    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-    if not offsets:
-        return ids, None
-    return ids, [np.asarray([o[1] for o in e.offsets], dtype=np.int64).reshape(-1) for e in encodings]
+    """Token ids (numpy int64 arrays, no specials) of ``texts``, and char offsets when asked; tokenized in
+    batches of at most ``ENCODE_BATCH_CHARS`` characters, so memory stays bounded for long inputs."""
+    backend = plain_backend(tokenizer)
+    ids: list[np.ndarray] = []
+    ends: list[np.ndarray] | None = [] if offsets else None
+    for start, end in char_batches(texts):
+        encodings = backend.encode_batch(list(texts[start:end]), add_special_tokens=False)
+        ids += [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        if ends is not None:
+            ends += [np.asarray([o[1] for o in e.offsets], dtype=np.int64).reshape(-1) for e in encodings]
+    return ids, ends
 
 
 class TextSource:
@@ -61,7 +67,10 @@ class TextSource:
 
     Attributes: ``tokenizer``, ``texts`` (the split's documents), ``labels`` (LongTensor or None),
     ``label_names``, ``num_classes``, ``empty`` (documents dropped as empty or shorter than
-    ``min_tokens``), ``pad_id``, ``sep_id``."""
+    ``min_tokens``), ``pad_id``, ``sep_id``, ``bad_files`` (the :class:`selfsup.lib.BadFiles` of
+    a file-reading source, set by its ``build``; None for the shipped sets)."""
+
+    bad_files: Any = None
 
     def __init__(
         self,

@@ -3,8 +3,13 @@
 Each entry of ``paths`` (relative to the recipe) is a file, a folder (searched recursively for the
 ``extensions``) or a glob pattern (``**`` allowed). Files are read in sorted path order and cut into
 documents by ``unit``: the whole file, each non-empty line, or each blank-line separated paragraph.
-A file that cannot be read or decoded with ``encoding`` is skipped and counted
-(``source.skipped_files``, a list of ``(path, reason)``) with ``on_error = "skip"``, or raises.
+
+Files are streamed in bounded memory (:mod:`selfsup_text.data.reading`): a document longer than
+``max_doc_chars`` characters is cut into several, and undecodable bytes become U+FFFD; both are
+counted and named by file and line (``source.bad_files``, a :class:`selfsup.lib.BadFiles`; one
+warning when the source is built). A file that cannot be read, or is mostly not text in
+``encoding``, is skipped and counted (``source.skipped_files``, a list of ``(path, reason)``) with
+``on_error = "skip"``, or fails the build naming it.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from selfsup.badfiles import BadFiles
 from selfsup.components import BuildContext
+from selfsup.lib import BadFiles
 from selfsup_text.data.base import TextSource, tokenizer_for
 from selfsup_text.data.gensim_data import split_paragraphs
+from selfsup_text.data.reading import DEFAULT_MAX_DOC_CHARS, read_file_documents
 
 
 def find_files(paths: list[str], base_dir: Path, extensions: list[str]) -> list[Path]:
@@ -57,28 +63,29 @@ def split_units(text: str, unit: str) -> list[str]:
 
 
 def read_documents(
-    files: list[Path], unit: str, encoding: str, on_error: str
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Documents from ``files`` and the ``(path, reason)`` of each file skipped."""
+    files: list[Path], unit: str, encoding: str, on_error: str, max_doc_chars: int = DEFAULT_MAX_DOC_CHARS,
+    source: str = "text_files",
+) -> tuple[list[str], BadFiles]:
+    """Documents from ``files`` (in bounded memory, cut to ``max_doc_chars``) and the record of what was
+    skipped, cut or replaced (warned once)."""
     docs: list[str] = []
-    bad = BadFiles("text_files", on_error, what=f"{encoding} text file")  # type: ignore[arg-type]
+    bad = BadFiles(source, on_error, what=f"{encoding} text file", max_doc_chars=max_doc_chars)  # type: ignore
     for file in files:
         try:
-            text = file.read_bytes().decode(encoding)
-        except (OSError, UnicodeDecodeError) as e:
+            docs.extend(read_file_documents(file, unit, encoding, max_doc_chars, bad))
+        except (OSError, UnicodeError, ValueError) as e:
             bad.record(file, e)
-            continue
-        docs.extend(split_units(text, unit))
     bad.warn(f"({len(files)} files)")
-    return docs, bad.skipped
+    return docs, bad
 
 
 def build(options: Any, context: BuildContext) -> TextSource:
     files = find_files(options.paths, Path(context.base_dir), options.extensions)
-    docs, skipped = read_documents(files, options.unit, options.encoding, options.on_error)
+    docs, bad = read_documents(files, options.unit, options.encoding, options.on_error, options.max_doc_chars)
     if not docs:
-        raise ValueError(f"text_files: no text in {len(files)} file(s) ({len(skipped)} unreadable)")
+        raise ValueError(f"text_files: no text in {len(files)} file(s) ({len(bad.skipped)} unreadable)")
     source = TextSource(docs, tokenizer_for(options, context), options)
     source.files = files
-    source.skipped_files = skipped
+    source.bad_files = bad
+    source.skipped_files = bad.skipped
     return source

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from selfsup.components import BuildContext
-from selfsup.train.data import splitmix64
+from selfsup.lib import splitmix64
 from selfsup_text.data.collate import pad_collate
 from selfsup_text.tokenizers import load_tokenizer
+
 
 def read_meta(root: Path) -> dict[str, Any]:
     file = root / "meta.json"

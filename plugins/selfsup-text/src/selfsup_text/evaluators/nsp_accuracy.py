@@ -1,7 +1,7 @@
 """``nsp_accuracy``: accuracy of an encoder's next-sentence head on held-out pairs.
 
 Pairs are built from the held-out documents exactly as the ``nsp`` task builds them
-(:func:`selfsup_text.nsp.make_pairs`), with a generator seeded from the evaluator's ``seed`` and the
+(:func:`selfsup_text.tasks.nsp.make_pairs`), with a generator seeded from the evaluator's ``seed`` and the
 documents' positions, so every evaluation sees the same pairs. With ``rounds = R`` every document is
 paired R times, each round with its own seed (``seed + round``): a new cut point and, for NotNext
 pairs, another random document, so a small held-out split gives R times as many pairs. Reports
@@ -16,8 +16,10 @@ from typing import Any
 import torch
 
 from selfsup.components import BuildContext, EvalContext
-from selfsup.train.data import to_device
+from selfsup.lib import frozen, to_device
 from selfsup_text.evaluators.batches import sample_batches
+from selfsup_text.tasks.common import batch_generator, check_data, require_encoder
+from selfsup_text.tasks.nsp import IS_NEXT, check_sentence_source, make_pairs, nsp_loss
 
 
 class NSPAccuracy:
@@ -26,15 +28,10 @@ class NSPAccuracy:
 
     @torch.no_grad()
     def evaluate(self, context: EvalContext) -> dict[str, float]:
-        from selfsup_text.mlm import batch_generator
-        from selfsup_text.nsp import IS_NEXT, check_sentence_source, make_pairs, nsp_loss
-
         backbone, o = context.backbone, self.options
         check_sentence_source(backbone, context.data, f"evaluator {context.name!r}", o.max_length)
         loss_sum, correct, pairs, is_next = 0.0, 0, 0, 0
-        was_training = backbone.training
-        backbone.eval()
-        try:
+        with frozen(backbone):
             rounds = ((r, chunk) for r in range(o.rounds)
                       for chunk in sample_batches(context.data, context.batch_size, context.seed, o.max_batches))
             for r, chunk in rounds:
@@ -48,15 +45,11 @@ class NSPAccuracy:
                 loss_sum += float(loss) * n
                 correct, pairs = correct + int(right.sum()), pairs + n
                 is_next += int((batch["nsp_label"] == IS_NEXT).sum())
-        finally:
-            backbone.train(was_training)
-        return {"accuracy": correct / pairs, "loss": loss_sum / pairs, "pairs": float(pairs), "is_next": is_next / pairs}
+        return {"accuracy": correct / pairs, "loss": loss_sum / pairs, "pairs": float(pairs),
+                "is_next": is_next / pairs}
 
 
 def build(options: Any, context: BuildContext) -> NSPAccuracy:
-    from selfsup_text.mlm import check_data, require_encoder
-    from selfsup_text.nsp import check_sentence_source
-
     who = f"evaluator {context.name!r} (nsp_accuracy)"
     if context.backbone is not None:
         require_encoder(context.backbone, who)

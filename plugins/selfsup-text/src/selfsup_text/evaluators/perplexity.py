@@ -1,7 +1,7 @@
 """``perplexity``: held-out loss and perplexity of a decoder, beside a unigram baseline.
 
 The held-out windows (a source with ``window``) go through the decoder exactly as in the ``clm``
-task (:func:`selfsup_text.clm.clm_forward`, including its document isolation and its choice of
+task (:func:`selfsup_text.tasks.clm.clm_forward`, including its document isolation and its choice of
 ignored targets); ``loss`` is the mean next-token cross entropy (nats) over the kept targets and
 ``perplexity = exp(loss)``. With ``fit_data``, a unigram model is fitted on its token counts with
 add-one (Laplace) smoothing, ``p(t) = (count(t) + 1) / (N + V)``, and scored on the same targets:
@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.components import BuildContext, EvalContext
-from selfsup.train.data import to_device
+from selfsup.lib import frozen, to_device
 from selfsup_text.evaluators.batches import sample_batches, samples_of
+from selfsup_text.tasks.clm import clm_forward, require_decoder, require_window
+from selfsup_text.tasks.common import check_data, source_collate
 
 
 def unigram_log_probs(source: Any, vocab_size: int, seed: int) -> torch.Tensor:
@@ -36,9 +38,6 @@ class Perplexity:
 
     @torch.no_grad()
     def evaluate(self, context: EvalContext) -> dict[str, float]:
-        from selfsup_text.clm import clm_forward, require_decoder
-        from selfsup_text.mlm import source_collate
-
         backbone = context.backbone
         require_decoder(backbone, f"evaluator {context.name!r}")
         collate = source_collate(context.data, backbone.tokenizer)
@@ -48,9 +47,7 @@ class Perplexity:
         nll = torch.zeros((), dtype=torch.float64, device=context.device)
         unigram_nll = torch.zeros((), dtype=torch.float64, device=context.device)
         count = 0
-        was_training = backbone.training
-        backbone.eval()
-        try:
+        with frozen(backbone):
             for chunk in sample_batches(context.data, context.batch_size, context.seed, self.options.max_batches):
                 batch = to_device(collate(chunk), context.device)
                 logits, targets = clm_forward(
@@ -61,8 +58,6 @@ class Perplexity:
                 if unigram is not None:
                     unigram_nll -= unigram[targets[kept]].sum()
                 count += int(kept.sum())
-        finally:
-            backbone.train(was_training)
         if count == 0:
             raise ValueError(f"evaluator {context.name!r}: the held-out data gave no targets")
         loss = float(nll) / count
@@ -73,9 +68,6 @@ class Perplexity:
 
 
 def build(options: Any, context: BuildContext) -> Perplexity:
-    from selfsup_text.clm import require_decoder, require_window
-    from selfsup_text.mlm import check_data
-
     who = f"evaluator {context.name!r} (perplexity)"
     if context.backbone is not None:
         require_decoder(context.backbone, who)

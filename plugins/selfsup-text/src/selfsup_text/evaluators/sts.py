@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.components import BuildContext, EvalContext
+from selfsup_text.tasks.common import check_data
 
 
 def pair_cosines(features: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,5 @@ def build(options: Any, context: BuildContext) -> STSSpearman:
     if context.data is not None:
         _rated_pairs(context.data, who)
         if context.backbone is not None and hasattr(context.backbone, "vocab_size"):
-            from selfsup_text.mlm import check_data
-
             check_data(context.backbone, context.data, who)
     return STSSpearman(options)

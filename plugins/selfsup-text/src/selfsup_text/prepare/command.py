@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -29,6 +30,9 @@ def add_command(cli: click.Group) -> None:
 @click.option("--unit", type=click.Choice(["file", "line", "paragraph"]), default="file", show_default=True,
               help="Documents of plain-text files: whole file, non-empty line or blank-line paragraph.")
 @click.option("--text-field", default="text", show_default=True, help="Text field of JSONL inputs.")
+@click.option("--max-doc-chars", type=click.IntRange(100, 100_000_000), default=100_000, show_default=True,
+              help="Documents longer than this many characters are cut into several (counted); files are read "
+              "in pieces of this size, so memory stays bounded whatever the line length.")
 @click.option("--nfkc/--no-nfkc", default=True, show_default=True, help="Unicode NFKC normalization.")
 @click.option("--strip-urls/--keep-urls", default=True, show_default=True, help="Remove URLs and e-mail addresses.")
 @click.option("--lowercase", is_flag=True, help="Lowercase the text.")
@@ -45,8 +49,8 @@ def add_command(cli: click.Group) -> None:
 @click.option("--train-bpe", type=click.IntRange(261, 1 << 20), default=None,
               help="Instead of --tokenizer, train a byte-level BPE with this vocabulary size on the train split.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty output folder.")
-def prepare(inputs, out, corpus, unit, text_field, nfkc, strip_urls, lowercase, near_dup_threshold, no_near_dup,
-            num_perm, split_spec, seed, tokenizer_spec, train_bpe, overwrite) -> None:
+def prepare(inputs, out, corpus, unit, text_field, max_doc_chars, nfkc, strip_urls, lowercase, near_dup_threshold,
+            no_near_dup, num_perm, split_spec, seed, tokenizer_spec, train_bpe, overwrite) -> None:
     """Clean, de-duplicate, split and tokenize text into shards for the `token_shards` source.
 
     INPUTS are text files, folders (.txt/.md/.text/.jsonl, recursive) and glob patterns. Writes
@@ -60,14 +64,19 @@ def prepare(inputs, out, corpus, unit, text_field, nfkc, strip_urls, lowercase, 
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise click.UsageError(f"{out_dir} is not empty (use --overwrite)")
     try:
-        manifest = run_pipeline(
-            list(inputs), out_dir, corpus=CORPORA.get(corpus) if corpus else None, unit=unit, text_field=text_field,
-            nfkc=nfkc, strip_urls=strip_urls, lowercase=lowercase,
-            near_dup_threshold=None if no_near_dup else near_dup_threshold, num_perm=num_perm,
-            split=split_spec, seed=seed, tokenizer=tokenizer_spec, train_bpe=train_bpe,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            manifest = run_pipeline(
+                list(inputs), out_dir, corpus=CORPORA.get(corpus) if corpus else None, unit=unit,
+                text_field=text_field, nfkc=nfkc, strip_urls=strip_urls, lowercase=lowercase,
+                near_dup_threshold=None if no_near_dup else near_dup_threshold, num_perm=num_perm,
+                split=split_spec, seed=seed, tokenizer=tokenizer_spec, train_bpe=train_bpe,
+                max_doc_chars=max_doc_chars,
+            )
     except (ValueError, FileNotFoundError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
     click.echo(manifest.summary())
     click.echo(f"wrote {out_dir}/ (manifest.json, meta.json, tokenizer/, *.bin)")

@@ -13,6 +13,9 @@ class Manifest:
     documents_in: int = 0
     skipped_files: list[str] = field(default_factory=list)
     skipped_lines: int = 0
+    cut_documents: int = 0  # over-long documents cut into pieces of at most max_doc_chars characters
+    invalid_unicode_lines: int = 0  # lines whose undecodable bytes or lone surrogates became U+FFFD
+    warnings: list[str] = field(default_factory=list)  # the bad-data warnings, with examples (file:line)
     empty_after_cleaning: int = 0
     exact_duplicates: int = 0
     near_duplicates: int = 0
@@ -32,7 +35,10 @@ class Manifest:
         lines = [
             f"documents in: {self.documents_in}"
             + (f" (+{len(self.skipped_files)} unreadable files skipped)" if self.skipped_files else "")
-            + (f" ({self.skipped_lines} malformed JSON lines skipped)" if self.skipped_lines else ""),
+            + (f" ({self.skipped_lines} malformed JSON lines skipped)" if self.skipped_lines else "")
+            + (f" ({self.cut_documents} over-long documents cut)" if self.cut_documents else "")
+            + (f" ({self.invalid_unicode_lines} lines with invalid Unicode replaced)"
+               if self.invalid_unicode_lines else ""),
             f"removed: {self.empty_after_cleaning} empty after cleaning, {self.exact_duplicates} exact duplicates, "
             f"{self.near_duplicates} near duplicates",
             f"kept: {self.documents_kept} documents; tokenizer {self.tokenizer} "

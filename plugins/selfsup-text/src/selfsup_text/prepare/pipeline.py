@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+from selfsup_text.data.reading import DEFAULT_MAX_DOC_CHARS
 from selfsup_text.prepare.clean import CleanOptions, clean_text
 from selfsup_text.prepare.dedup import exact_duplicates, near_duplicates
 from selfsup_text.prepare.inputs import read_inputs
@@ -17,15 +19,22 @@ def run_pipeline(inputs: list[str], out: Path, *, corpus: str | None = None, uni
                  text_field: str = "text", nfkc: bool = True, strip_urls: bool = True, lowercase: bool = False,
                  near_dup_threshold: float | None = 0.8, num_perm: int = 128, split: str = "0.9,0.05,0.05",
                  seed: int = 0, tokenizer: str = "bpe-8k", train_bpe: int | None = None,
-                 base_dir: Path | None = None) -> Manifest:
-    """Run every step, write ``out`` and return the manifest (also written to ``out/manifest.json``)."""
+                 base_dir: Path | None = None, max_doc_chars: int = DEFAULT_MAX_DOC_CHARS) -> Manifest:
+    """Run every step, write ``out`` and return the manifest (also written to ``out/manifest.json``).
+
+    Skipped files and lines, cut documents and replaced invalid Unicode are counted in the manifest and
+    warned (``UserWarning``, one per kind of input, with examples naming file and line)."""
     fractions = parse_fractions(split)
-    read = read_inputs(inputs, unit=unit, text_field=text_field, corpus=corpus, base_dir=base_dir)
+    read = read_inputs(inputs, unit=unit, text_field=text_field, corpus=corpus, base_dir=base_dir,
+                       max_doc_chars=max_doc_chars)
     manifest = Manifest(documents_in=len(read.documents), skipped_files=read.skipped_files,
-                        skipped_lines=read.skipped_lines)
+                        skipped_lines=read.skipped_lines, cut_documents=read.count("cut"),
+                        invalid_unicode_lines=read.count("invalid_unicode"), warnings=read.warnings())
+    for text in manifest.warnings:
+        warnings.warn(text, stacklevel=2)
     manifest.settings = dict(inputs=inputs, corpus=corpus, unit=unit, text_field=text_field, nfkc=nfkc,
                              strip_urls=strip_urls, lowercase=lowercase, near_dup_threshold=near_dup_threshold,
-                             num_perm=num_perm, split=list(fractions), seed=seed)
+                             num_perm=num_perm, split=list(fractions), seed=seed, max_doc_chars=max_doc_chars)
 
     options = CleanOptions(nfkc=nfkc, strip_urls=strip_urls, lowercase=lowercase)
     cleaned = [clean_text(t, options) for t in read.documents]
@@ -55,7 +64,8 @@ def run_pipeline(inputs: list[str], out: Path, *, corpus: str | None = None, uni
 
 
 def _tokenizer(spec: str, train_bpe: int | None, train_texts: list[str], base_dir: Path | None) -> Any:
-    from selfsup_text.tokenizers import load_tokenizer, train_bpe as train
+    from selfsup_text.tokenizers import load_tokenizer
+    from selfsup_text.tokenizers import train_bpe as train
 
     if train_bpe is not None:
         return train(train_texts, train_bpe)

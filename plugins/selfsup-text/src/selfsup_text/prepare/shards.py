@@ -15,9 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from selfsup_text.data.reading import char_batches
 from selfsup_text.tokenizers import plain_backend, save_tokenizer
 
-BATCH = 512
+BATCH = 512  # documents per encode_batch call, and at most ENCODE_BATCH_CHARS characters (memory bound)
 
 
 def shard_dtype(vocab_size: int) -> np.dtype:
@@ -30,12 +31,12 @@ def write_split(file: Path, texts: Sequence[str], tokenizer: Any, dtype: np.dtyp
     total = 0
     with open(file, "wb") as f:
         for start in range(0, len(texts), BATCH):
-            encodings = plain_backend(tokenizer).encode_batch(list(texts[start : start + BATCH]),
-                                                                 add_special_tokens=False)
-            for enc in encodings:
-                ids = np.asarray([*enc.ids, sep], dtype=dtype)
-                f.write(ids.tobytes())
-                total += len(ids)
+            batch = texts[start : start + BATCH]
+            for a, b in char_batches(batch):
+                for enc in plain_backend(tokenizer).encode_batch(list(batch[a:b]), add_special_tokens=False):
+                    ids = np.asarray([*enc.ids, sep], dtype=dtype)
+                    f.write(ids.tobytes())
+                    total += len(ids)
     return total
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.components import BuildContext
-from selfsup.splits import split_indices
+from selfsup.lib import split_indices
 
 
 class ImageArray:
@@ -18,12 +18,14 @@ class ImageArray:
     Samples are ``{"image": [C, H, W] float32, "label": int64}``."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, options: Any):
-        idx = split_indices(len(images), options.split, val_fraction=options.val_fraction, seed=options.split_seed, labels=labels)
+        idx = split_indices(len(images), options.split, val_fraction=options.val_fraction, seed=options.split_seed,
+                            labels=labels)
         if options.limit is not None:
             idx = idx[: options.limit]
         x = torch.as_tensor(images[idx], dtype=torch.float32)  # [n, C, H, W]
         if options.size is not None and options.size != x.shape[-1]:
-            x = F.interpolate(x, size=(options.size, options.size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(x, size=(options.size, options.size), mode="bilinear", antialias=True,
+                              align_corners=False)
             x = x.clamp_(0, 1)
         self.images = x.contiguous()
         self.labels = torch.as_tensor(labels[idx], dtype=torch.long)

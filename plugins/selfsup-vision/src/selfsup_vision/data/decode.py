@@ -28,6 +28,20 @@ def decode_file(path: Path, size: int, channels: int) -> torch.Tensor:
         return to_tensor(img, size, channels)
 
 
+def check_file(path: Path, size: int, decode: bool = True) -> None:
+    """Raise if ``path`` is not a complete, decodable image: PIL's structural check (``verify``: PNG
+    checksums, ...) and then (``decode``) a full decode, which finds truncated and corrupt JPEGs that
+    ``verify`` passes. JPEGs are decoded at the smallest DCT scale still at least ``size`` (draft mode),
+    which reads every byte of the file at a fraction of the cost."""
+    with Image.open(path) as img:
+        img.verify()
+    if not decode:
+        return
+    with Image.open(path) as img:
+        img.draft(img.mode, (size, size))
+        img.load()
+
+
 def decode_bytes(data: bytes, size: int, channels: int) -> torch.Tensor:
     with Image.open(io.BytesIO(data)) as img:
         img.load()

@@ -1,9 +1,11 @@
 """``image_folder``: images in a directory tree, class sub-folders as labels.
 
-Unreadable files are found when the source is built (PIL header check), then skipped and counted
-(``skipped`` lists them, a warning says how many) or, with ``on_error = "raise"``, reported as an
-error naming the file. A file that passes the check but fails to decode later is handled the same
-way at read time (skip: the next readable image is returned instead)."""
+Every file is checked when the source is built (PIL ``verify`` and, with ``decode_check``, a full
+decode, in a thread pool: truncated and corrupt files are found here, not during training). Unreadable files are
+skipped and counted (``bad_files``, a :class:`selfsup.lib.BadFiles`; ``skipped`` lists them;
+one warning gives the count and examples) or, with ``on_error = "raise"``, the build fails with an
+error naming the file. A file that breaks after the build is met at read time: under "skip" the
+next readable image is returned instead, counted as ``replaced`` and warned naming the file."""
 
 from __future__ import annotations
 
@@ -11,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from selfsup.badfiles import BadFiles
 from selfsup.components import BuildContext
-from selfsup.splits import split_indices
-from selfsup_vision.data.decode import decode_file
+from selfsup.lib import BadFiles, split_indices
+from selfsup_vision.data.decode import check_file, decode_file
 
 
 class ImageFolder:
@@ -27,19 +27,14 @@ class ImageFolder:
         classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
         self.classes = classes
         self.size, self.channels = options.size, options.channels
-        self.bad = BadFiles("image_folder", options.on_error, what="image")
-        good, labels = [], []
-        for path in files:
-            try:
-                with Image.open(path) as img:
-                    img.verify()
-            except Exception as exc:  # noqa: BLE001 - any decoder error means "unreadable"
-                self.bad.record(path, exc)
-                continue
-            good.append(path)
-            labels.append(classes.index(path.parent.relative_to(root).parts[0]) if path.parent != root and classes else -1)
+        self.bad_files = BadFiles("image_folder", options.on_error, what="image")
+        good = self.bad_files.scan(files, lambda path: check_file(path, options.size, options.decode_check))
+        self.bad_files.warn(root)
         if not good:
-            raise ValueError(f"no readable images ({', '.join(sorted(exts))}) under {root}")
+            raise ValueError(f"no readable images ({', '.join(sorted(exts))}) under {root}"
+                             f" ({len(files)} file(s) found, {len(files) - len(good)} unreadable)")
+        top = [p.parent.relative_to(root).parts[0] if p.parent != root else None for p in good]
+        labels = [classes.index(t) if t is not None and classes else -1 for t in top]
         labels_arr = np.asarray(labels)
         has_labels = bool(classes) and (labels_arr >= 0).all()
         idx = split_indices(len(good), options.split, val_fraction=options.val_fraction, seed=options.split_seed,
@@ -48,18 +43,17 @@ class ImageFolder:
             idx = idx[: options.limit]
         self.files = [good[i] for i in idx]
         self.labels = [int(labels_arr[i]) for i in idx] if has_labels else None
-        self.bad.warn(root)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
         """``(path, reason)`` of every file skipped so far."""
-        return self.bad.skipped
+        return self.bad_files.skipped
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        j, image = self.bad.read_first(self.files, i, lambda path: decode_file(path, self.size, self.channels))
+        j, image = self.bad_files.read_first(self.files, i, lambda path: decode_file(path, self.size, self.channels))
         sample: dict[str, Any] = {"image": image}
         if self.labels is not None:
             sample["label"] = self.labels[j]

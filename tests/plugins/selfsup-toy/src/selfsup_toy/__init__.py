@@ -16,22 +16,22 @@ from selfsup.options import Options
 
 class BlobsOptions(Options):
     n: int = Field(1024, gt=0, description="Number of points.")
-    dim: int = Field(16, gt=0)
-    classes: int = Field(4, gt=1)
+    dim: int = Field(16, gt=0, description="Dimension of each point ('input').")
+    classes: int = Field(4, gt=1, description="Number of blobs (labels).")
     spread: float = Field(0.5, gt=0, description="Std of each blob around its centre.")
     nuisance: float = Field(0.0, ge=0, description="Std of a shared random offset per point (what SSL should ignore).")
-    split: str = Field("all", pattern="^(all|train|val)$")
+    split: str = Field("all", pattern="^(all|train|val)$", description="All points, or a stratified train/val split.")
     seed: int = Field(0, ge=0, description="Seed of the generated data (not of training).")
 
 
 class NoisyViewsOptions(Options):
-    std: float = Field(0.3, gt=0)
-    views: int = Field(2, ge=2)
+    std: float = Field(0.3, gt=0, description="Standard deviation of the noise of each view.")
+    views: int = Field(2, ge=2, description="Noisy copies stacked as 'views'.")
 
 
 class InfoNCEOptions(Options):
-    temperature: float = Field(0.2, gt=0)
-    projection_dim: int = Field(32, gt=0)
+    temperature: float = Field(0.2, gt=0, description="Softmax temperature of the InfoNCE logits.")
+    projection_dim: int = Field(32, gt=0, description="Output size of the projection head.")
 
 
 def _blobs(options, context):
@@ -54,17 +54,22 @@ def _infonce(options, context):
 
 @selfsup.hookimpl
 def register_data_sources(register):
-    register("blobs", _blobs, options=BlobsOptions, modality="vector", summary="Labelled Gaussian blobs, generated from a seed.")
+    register("blobs", _blobs, options=BlobsOptions, modality="vector",
+             summary="Labelled Gaussian blobs, generated from a seed.",
+             produces={"input": "float32[{dim}]", "label": "int64[]"})
 
 
 @selfsup.hookimpl
 def register_augmentations(register):
-    register("noisy_views", _noisy_views, options=NoisyViewsOptions, modality="vector", summary="Stacks noisy copies of 'input' as 'views'.")
+    register("noisy_views", _noisy_views, options=NoisyViewsOptions, modality="vector",
+             summary="Stacks noisy copies of 'input' as 'views'.",
+             consumes={"input": "float32[D]"}, produces={"views": "float32[{views},D]"})
 
 
 @selfsup.hookimpl
 def register_pretext_tasks(register):
-    register("toy_infonce", _infonce, options=InfoNCEOptions, modality="vector", summary="InfoNCE between noisy views.")
+    register("toy_infonce", _infonce, options=InfoNCEOptions, modality="vector", summary="InfoNCE between noisy views.",
+             consumes={"views": "float32[V,D]"}, feeds={"input": "float32[D]"})
 
 
 @selfsup.hookimpl

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from selfsup.splits import split_indices
+from selfsup.lib import split_indices
 
 
 class Blobs:

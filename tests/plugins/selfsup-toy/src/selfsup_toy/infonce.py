@@ -1,16 +1,15 @@
 """InfoNCE between two views (van den Oord et al., Representation Learning with Contrastive
-Predictive Coding, 2018), with negatives gathered across DDP ranks."""
+Predictive Coding, 2018), with negatives gathered across DDP ranks (:func:`selfsup.lib.info_nce`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import TaskOutput
-from selfsup.train.distributed import gather_with_grad, local_offset
+from selfsup.lib import info_nce
 
 
 class InfoNCETask(nn.Module):
@@ -21,12 +20,7 @@ class InfoNCETask(nn.Module):
 
     def forward(self, batch: dict[str, Any], backbone: nn.Module) -> TaskOutput:
         views = batch["views"]  # [B, V, D]
-        b = views.shape[0]
         z1 = F.normalize(self.head(backbone(views[:, 0])), dim=1)  # [B, P]
         z2 = F.normalize(self.head(backbone(views[:, 1])), dim=1)  # [B, P]
-        all_z2 = gather_with_grad(z2)  # [W*B, P]
-        logits = z1 @ all_z2.T / self.temperature  # [B, W*B]
-        target = torch.arange(b, device=logits.device) + local_offset(b)
-        loss = F.cross_entropy(logits, target)
-        accuracy = (logits.argmax(1) == target).float().mean()
+        loss, accuracy = info_nce(z1, z2, temperature=self.temperature)  # negatives: z2 of every rank
         return TaskOutput(loss=loss, metrics={"accuracy": accuracy.detach()})

@@ -1,0 +1,61 @@
+"""selfsup.lib: the public library API for plugins (versioned: :data:`API_VERSION`).
+
+Plugins import from here, never from ``selfsup.train`` or ``selfsup.builtins`` (private, free to
+change). Every name is documented in docs/plugin-api.md. Importing ``selfsup.lib`` is cheap and
+imports no torch, so a plugin's ``__init__`` may import it when the plugin loads: each name is
+loaded from its submodule on first use (``from selfsup.lib import info_nce`` imports torch then).
+
+Submodules, which may also be imported directly:
+
+* :mod:`selfsup.lib.distributed`: ``rank``, ``world_size``, ``barrier``, ``gather_with_grad``,
+  ``local_offset``, ``resolve_device``, ``DeviceUnavailable``;
+* :mod:`selfsup.lib.seeding`: ``splitmix64``, ``stream_id``, ``sample_seed``, ``sample_seeds``,
+  ``sample_generator``, ``batch_seed``, ``batch_generator``;
+* :mod:`selfsup.lib.losses`: ``info_nce``;
+* :mod:`selfsup.lib.probes`: ``fit_linear_probe``, ``weighted_knn_predict``;
+* :mod:`selfsup.lib.clustering`: ``kmeans``, ``KMeansResult``;
+* :mod:`selfsup.lib.data`: ``is_iterable_source``, ``ordered``, ``to_device``, ``extract_features``;
+* :mod:`selfsup.lib.modules`: ``frozen``, ``masked_mean``, ``sinusoidal_positions``;
+* :mod:`selfsup.lib.runs`: ``latest_checkpoint``;
+* ``BadFiles`` (from :mod:`selfsup.badfiles`) and ``split_indices`` (from :mod:`selfsup.splits`).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+#: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
+#: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
+#: removal or an incompatible change of signature or behaviour bumps the major version.
+API_VERSION = "1.0"
+
+_HOME: dict[str, str] = {
+    **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",
+                     "world_size"], "selfsup.lib.distributed"),
+    **dict.fromkeys(["batch_generator", "batch_seed", "sample_generator", "sample_seed", "sample_seeds", "splitmix64",
+                     "stream_id"], "selfsup.lib.seeding"),
+    "info_nce": "selfsup.lib.losses",
+    **dict.fromkeys(["fit_linear_probe", "weighted_knn_predict"], "selfsup.lib.probes"),
+    **dict.fromkeys(["KMeansResult", "kmeans"], "selfsup.lib.clustering"),
+    **dict.fromkeys(["extract_features", "is_iterable_source", "ordered", "to_device"], "selfsup.lib.data"),
+    **dict.fromkeys(["frozen", "masked_mean", "sinusoidal_positions"], "selfsup.lib.modules"),
+    "latest_checkpoint": "selfsup.lib.runs",
+    "BadFiles": "selfsup.badfiles",
+    "split_indices": "selfsup.splits",
+}
+
+__all__ = ["API_VERSION", *sorted(_HOME)]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'selfsup.lib' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,91 @@
+"""k-means in torch (CPU or GPU), shared by clustering tasks (DeepCluster, HuBERT targets) and
+evaluators. Deterministic for a seed; empty clusters are re-seeded, never left empty."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class KMeansResult:
+    """What :func:`kmeans` returns: centroids, each point's cluster, the inertia and re-seeded empties."""
+
+    centroids: torch.Tensor  # [K, D]
+    assignments: torch.Tensor  # [N] int64
+    inertia: float  # sum of squared distances to the assigned centroid
+    empty_reassigned: int  # empty clusters re-seeded over all iterations
+
+
+def _sq_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, [N, K]
+    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)[None]).clamp_min_(0)
+
+
+def _assign(x: torch.Tensor, c: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, dists = [], []
+    for start in range(0, x.shape[0], chunk):
+        d = _sq_distances(x[start : start + chunk], c)
+        best, idx = d.min(dim=1)
+        ids.append(idx)
+        dists.append(best)
+    return torch.cat(ids), torch.cat(dists)
+
+
+def kmeans(
+    x: torch.Tensor,  # [N, D]
+    k: int,
+    *,
+    iters: int = 30,
+    seed: int = 0,
+    spherical: bool = False,
+    tol: float = 1e-6,
+) -> KMeansResult:
+    """Lloyd's algorithm with k-means++ initialisation.
+
+    ``spherical`` clusters L2-normalised points by cosine similarity (centroids renormalised).
+    An empty cluster takes the point farthest from its centroid in the largest cluster (as in
+    DeepCluster's and faiss' handling), so every cluster keeps at least one point.
+    """
+    if k < 1 or k > x.shape[0]:
+        raise ValueError(f"k-means needs 1 <= k <= N, got k={k} for N={x.shape[0]}")
+    x = x.float()
+    if spherical:
+        x = torch.nn.functional.normalize(x, dim=1)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    n = x.shape[0]
+    # k-means++ initialisation
+    first = int(torch.randint(n, (1,), generator=g))
+    centroids = [x[first]]
+    closest = _sq_distances(x, x[first : first + 1]).squeeze(1)
+    for _ in range(1, k):
+        probs = closest / closest.sum() if closest.sum() > 0 else torch.full_like(closest, 1.0 / n)
+        nxt = int(torch.multinomial(probs.cpu(), 1, generator=g))
+        centroids.append(x[nxt])
+        closest = torch.minimum(closest, _sq_distances(x, x[nxt : nxt + 1]).squeeze(1))
+    c = torch.stack(centroids)
+    reassigned = 0
+    prev = float("inf")
+    for _ in range(iters):
+        assign, dist = _assign(x, c)
+        counts = torch.bincount(assign, minlength=k)
+        for empty in torch.nonzero(counts == 0).flatten().tolist():
+            # the point farthest from its centroid in the largest cluster founds the empty one
+            largest = int(counts.argmax())
+            members = torch.nonzero(assign == largest).flatten()
+            far = members[dist[members].argmax()]
+            assign[far], dist[far] = empty, 0.0
+            counts[largest] -= 1
+            counts[empty] += 1
+            reassigned += 1
+        sums = torch.zeros_like(c).index_add_(0, assign, x)
+        c = sums / counts[:, None].to(x.dtype)  # every count >= 1 now
+        if spherical:
+            c = torch.nn.functional.normalize(c, dim=1)
+        inertia = float(dist.sum())
+        if prev != float("inf") and abs(prev - inertia) <= tol * max(prev, 1e-12):  # (inf - x <= inf: not converged)
+            break
+        prev = inertia
+    inertia = float(((x - c[assign]) ** 2).sum())
+    return KMeansResult(centroids=c, assignments=assign, inertia=inertia, empty_reassigned=reassigned)

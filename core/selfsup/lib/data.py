@@ -1,0 +1,85 @@
+"""Helpers for reading data sources and batches: in order, on a device, through a frozen backbone.
+
+Importing this module does not import torch (functions that need it import it when called).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from selfsup.lib.modules import frozen
+from selfsup.lib.seeding import sample_generator
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def is_iterable_source(source: Any) -> bool:
+    """Whether ``source`` is a streaming source (has ``iterate`` and no ``__getitem__``)."""
+    return hasattr(source, "iterate") and not hasattr(source, "__getitem__")
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Every tensor of a nested batch (dicts, lists, tuples) moved to ``device``; other values as they are."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def ordered(source: Any, *, seed: int = 0, index: bool = False, pipeline: Sequence[Any] = (),
+            stream: int | str = 0) -> Iterator[dict[str, Any]]:
+    """A source's samples in a fixed order: ``source[0]``, ``source[1]``, ... for a map-style
+    source, epoch 0 on a single process for a streaming one (``seed``: its shuffle seed).
+
+    With ``index`` every sample carries its position as ``"index"`` (unless it has one). With
+    ``pipeline`` (augmentations ``(sample, generator) -> sample``) sample ``i`` goes through them
+    with the generator ``sample_generator(seed, stream, 0, i)``, so every pass sees the same views."""
+    if is_iterable_source(source):
+        samples = source.iterate(epoch=0, rank=0, world_size=1, seed=seed)
+    else:
+        samples = (source[i] for i in range(len(source)))
+    steps = list(pipeline)
+    if steps:
+        from selfsup.train.data import apply_pipeline  # names a failing augmentation in its error
+    for i, sample in enumerate(samples):
+        if index:
+            sample = {"index": i, **sample}
+        yield apply_pipeline(sample, steps, sample_generator(seed, stream, 0, i)) if steps else sample
+
+
+def extract_features(
+    backbone: Any, source: Any, *, pipeline: Sequence[Any] = (), batch_size: int, device: Any, seed: int = 0,
+    stream: int | str = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``backbone.embed`` over a whole source in order, frozen: ``(features [N, D] float32 on the CPU,
+    labels [N] int64 or None)``. Samples are batched with the source's ``collate`` (or torch's
+    ``default_collate``); labels are returned when every batch has a ``"label"``."""
+    import torch
+    from torch.utils.data import default_collate
+
+    feats, labels, chunk = [], [], []
+    collate = getattr(source, "collate", None) or default_collate  # e.g. text sources pad to the longest
+
+    def flush() -> None:
+        batch = collate(chunk)
+        feats.append(backbone.embed(to_device(batch, device)).float().cpu())
+        if "label" in batch:
+            labels.append(torch.as_tensor(batch["label"]).long().cpu())
+        chunk.clear()
+
+    with frozen(backbone):
+        for sample in ordered(source, seed=seed, pipeline=pipeline, stream=stream):
+            chunk.append(sample)
+            if len(chunk) == batch_size:
+                flush()
+        if chunk:
+            flush()
+    if not feats:
+        raise ValueError("cannot evaluate on an empty data source")
+    return torch.cat(feats), (torch.cat(labels) if len(labels) == len(feats) else None)

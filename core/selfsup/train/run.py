@@ -1,0 +1,461 @@
+"""Everything a training run holds, set up once: :func:`prepare_run` builds it, :class:`Run` saves,
+restores, logs and evaluates it. The loop itself (``loop.py``) only steps.
+
+Setup, in order: processes and device -> components (weights from the seed) -> data streams ->
+optimizer and schedule -> resume (the newest intact checkpoint; what changed in the recipe since
+then is printed, safe changes applied, unsafe ones refused) -> DDP / compile wrappers -> outputs.
+
+A checkpoint holds ``Run.state_dict()`` (step, optimizer, grad scaler, data-stream positions, RNG
+states of every rank) beside the model weights; ``Run.load_state_dict`` is its exact inverse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from selfsup.components import EpochContext
+from selfsup.events import RunInfo
+from selfsup.lib.distributed import DeviceUnavailable
+from selfsup.lib.distributed import resolve_device as lib_resolve_device
+from selfsup.paths import UnsafePath, inside
+from selfsup.plugins import PluginManager
+from selfsup.recipe import LoadedRecipe, Recipe, RecipeError
+from selfsup.train import checkpoint as ckpt
+from selfsup.train.build import Built, build_run
+from selfsup.train.data import TaskStream, is_iterable_source
+from selfsup.train.distributed import DistInfo, barrier, init_distributed
+from selfsup.train.evaluation import run_evaluators
+from selfsup.train.metrics import MetricsWriter, ProgressBar
+from selfsup.train.optim import apply_hyperparameters, build_optimizer, build_scheduler
+from selfsup.train.resume import recipe_changes, refuse_unsafe
+
+PRECISION = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or the weights became NaN or infinite; the bad state was not saved."""
+
+
+class RunDirInUse(RuntimeError):
+    """A fresh run would overwrite checkpoints of an earlier one."""
+
+
+def resolve_device(name: str, local_rank: int = 0, source: str = "recipe") -> torch.device:
+    """:func:`selfsup.lib.resolve_device`, with a missing CUDA reported against ``train.device``."""
+    try:
+        return lib_resolve_device(name, local_rank)
+    except DeviceUnavailable as exc:
+        raise RecipeError(source, [("train.device", str(exc))]) from None
+
+
+def set_determinism(enabled: bool) -> None:
+    """Deterministic kernels (bit-identical reruns and resumes on the same machine)."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def micro_batch(global_batch: int, world: int, accum: int, field_path: str, source: str) -> int:
+    per = global_batch // (world * accum)
+    if per * world * accum != global_batch:
+        raise RecipeError(
+            source,
+            [(field_path, f"{global_batch} is not divisible by processes x grad_accum = {world} x {accum}")],
+        )
+    return per
+
+
+@dataclass
+class Run:
+    """A prepared run: components, streams, optimizer, outputs and the optimizer step reached."""
+
+    loaded: LoadedRecipe
+    pm: PluginManager
+    dist: DistInfo
+    device: torch.device
+    built: Built
+    streams: dict[str, TaskStream]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    total_steps: int
+    sizes: dict[str, int] | None
+    info: RunInfo
+    train_model: torch.nn.Module | None = None
+    step: int = 0
+    writer: MetricsWriter | None = None
+    bar: ProgressBar | None = None
+    last_saved: Path | None = None
+    evaluation: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.loaded.recipe
+
+    @property
+    def model(self) -> Any:
+        return self.built.model
+
+    @property
+    def run_dir(self) -> Path:
+        return self.info.run_dir
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights that an exact resume needs (RNG states gathered from every rank)."""
+        rngs = [ckpt.rng_state()]
+        if self.dist.enabled:
+            rngs = [None] * self.dist.world_size
+            dist.all_gather_object(rngs, ckpt.rng_state())
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "streams": {n: s.state_dict() for n, s in self.streams.items()},
+            "rng": rngs,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:
+        """The inverse of :meth:`state_dict`. ``weights_only`` keeps the fresh optimizer and grad
+        scaler (a new optimisation from the checkpoint's weights) and restores the rest. The learning
+        rate schedule is rebuilt from the recipe at the restored step, so lr and schedule changes apply."""
+        if not weights_only:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+        for name, stream_state in state["streams"].items():
+            if name in self.streams:
+                self.streams[name].load_state_dict(stream_state)
+        rngs = state["rng"]
+        ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
+        self.step = self.info.step = int(state["step"])
+        apply_hyperparameters(self.optimizer, self.recipe.train)
+        self.scheduler = build_scheduler(self.optimizer, self.recipe.train, self.total_steps, start=self.step)
+
+    # ------------------------------------------------------------------ outputs
+
+    def nonfinite(self) -> str | None:
+        """The first parameter or optimizer state that is NaN/inf (``None`` when all are finite)."""
+        for name, p in self.model.named_parameters():
+            if not torch.isfinite(p).all():
+                return f"parameter {name}"
+        for p, state in self.optimizer.state.items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+                    return f"optimizer state {key!r} of a {tuple(p.shape)} parameter"
+        return None
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0), after checking that the weights and the
+        optimizer state are finite: a checkpoint is only ever written for a healthy state."""
+        bad = self.nonfinite()
+        if _any_rank(bad is not None, self.dist):
+            raise TrainingDiverged(diverged_message(self, f"non-finite weights after step {self.step} "
+                                                          f"({bad or 'on another rank'})"))
+        state = self.state_dict()
+        path = None
+        if self.dist.is_main:
+            meta = {"recipe": self.recipe.name, "world_size": self.dist.world_size,
+                    "config": self.recipe.model_dump(mode="json")}
+            path = ckpt.save_checkpoint(self.run_dir, self.step, self.model, state,
+                                        keep=self.recipe.train.keep_checkpoints, meta=meta)
+            self.last_saved = path
+            self.pm.fire("on_checkpoint_saved", run=self.info, step=self.step, path=str(path))
+        barrier()
+        return path
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Write a train record (rank 0) with the data sources' bad-sample counts beside it."""
+        if not self.dist.is_main:
+            return
+        metrics = {**metrics, **bad_data_counts(self.built.data)}
+        self.writer.write("train", self.step, metrics)
+        self.bar.update(self.step, loss=metrics.get("loss"), samples_per_s=metrics.get("samples_per_s"))
+        self.pm.fire("on_step_end", run=self.info, step=self.step, metrics=metrics)
+
+    def evaluate(self, names: list[str]) -> dict[str, float]:
+        results: dict[str, float] = {}
+        if names and self.dist.is_main:
+            results = run_evaluators(self.recipe, self.built, names=names, step=self.step, device=self.device,
+                                     run_dir=self.run_dir, labels=self.built.labels)
+            self.writer.write("eval", self.step, results)
+            self.pm.fire("on_evaluation_end", run=self.info, step=self.step, metrics=results)
+        barrier()
+        self.evaluation.update(results)
+        return results
+
+    def export(self) -> None:
+        """Backbones that define ``export(directory)`` write themselves in their library's own format
+        (a transformers backbone: ``save_pretrained``) to ``<run>/export/<backbone name>``."""
+        if not self.dist.is_main:
+            return
+        for name, backbone in self.model.backbones.items():
+            export = getattr(backbone, "export", None)
+            if callable(export):
+                export(inside(self.run_dir, "export", name))
+
+    def close(self, status: str, metrics: dict[str, float]) -> None:
+        if self.dist.is_main and self.writer is not None:
+            self.bar.close()
+            self.pm.fire("on_train_end", run=self.info, status=status, metrics={**metrics, **self.evaluation})
+            self.writer.close()
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+
+def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, weights_only: bool = False,
+                progress: bool = True) -> Run:
+    """Build a run from a validated recipe, resumed from its newest intact checkpoint if asked."""
+    recipe, cfg, source = loaded.recipe, loaded.recipe.train, loaded.source
+    run_dir = recipe.run_dir()
+
+    # --- processes, device, determinism -------------------------------------------------------
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")), source)
+    info = init_distributed(device.type)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    set_determinism(cfg.deterministic)
+
+    for name, spec in recipe.tasks.items():  # batch arithmetic first: a recipe error before any run-dir check
+        micro_batch(spec.batch_size or cfg.batch_size, info.world_size, cfg.grad_accum,
+                    f"tasks.{name}.batch_size" if spec.batch_size else "train.batch_size", source)
+
+    try:  # every file the run writes stays inside its run directory (no symlink leads out)
+        for part in ("checkpoints", "metrics.jsonl", "recipe.json", "tensorboard", "export",
+                     *(f"export/{name}" for name in recipe.backbones)):
+            inside(run_dir, *part.split("/"))
+    except UnsafePath as err:
+        raise RecipeError(source, [("output_dir", str(err))]) from None
+
+    # --- the checkpoint to resume from, and what changed in the recipe since ------------------
+    resume = resume or weights_only
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    if checkpoints and not resume:
+        raise RunDirInUse(
+            f"{run_dir} already holds checkpoints ({checkpoints[-1].name}); pass --resume to continue that run "
+            f"or choose another directory (--set output_dir=...)"
+        )
+    start_from = None
+    if resume and checkpoints:
+        start_from, problems = ckpt.find_resumable(run_dir)
+        if info.is_main:
+            for problem in problems:
+                warnings.warn(f"damaged checkpoint skipped: {problem}", stacklevel=2)
+        if start_from is None:
+            raise RecipeError(source, [("", f"no intact checkpoint in {ckpt.checkpoint_dir(run_dir)} to resume from: "
+                                            + "; ".join(problems))])
+        changes = recipe_changes(_saved_config(start_from, run_dir), recipe.model_dump(mode="json"))
+        refuse_unsafe(changes, source, weights_only=weights_only)
+        if changes and info.is_main:
+            print(f"resuming from {start_from.name} with recipe changes:", *(c.text() for c in changes),
+                  sep="\n  ", flush=True)
+
+    # --- components (weights initialised from the seed, identical on every rank) --------------
+    built = build_run(recipe, pm.registry, base_dir=loaded.base_dir, source=source, plugins=pm,
+                      options=loaded.options)
+    model = built.model.to(device)
+    torch.manual_seed(recipe.seed + 1 + info.rank)  # training-time randomness (dropout...) per rank
+    streams = _streams(loaded, built, info, device)
+    total_steps, sizes = _length(loaded, built, streams)
+    optimizer = build_optimizer(model, cfg)
+    run = Run(
+        loaded=loaded, pm=pm, dist=info, device=device, built=built, streams=streams, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, total_steps),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16"),
+        total_steps=total_steps, sizes=sizes,
+        info=RunInfo(name=recipe.name or "run", run_dir=run_dir, recipe=recipe.model_dump(mode="json"),
+                     device=str(device), world_size=info.world_size, total_steps=total_steps,
+                     parameters=sum(p.numel() for p in model.parameters())),
+    )
+
+    # --- resume: weights, then optimizer, schedule, RNG and data positions ---------------------
+    if start_from is not None:
+        try:
+            ckpt.load_weights(start_from, model)
+        except (ValueError, RuntimeError) as err:  # shapes or names changed since the checkpoint
+            raise RecipeError(source, [("", f"cannot resume from {start_from}: {err}".splitlines()[0])]) from None
+        run.load_state_dict(ckpt.load_state(start_from), weights_only=weights_only)
+        run.last_saved = start_from
+
+    # --- wrappers: DDP, torch.compile -----------------------------------------------------------
+    run.train_model = model
+    if info.enabled:
+        run.train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=_find_unused(recipe, built),
+        )
+    if cfg.compile:
+        run.train_model = torch.compile(run.train_model)
+
+    # --- outputs (rank 0) -----------------------------------------------------------------------
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_temporaries(run_dir)
+        _write_recipe(run_dir, loaded)
+        had_metrics = (run_dir / "metrics.jsonl").is_file()
+        run.writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, resume_step=run.step if had_metrics else None)
+        run.bar = ProgressBar(total_steps, run.step, enabled=progress, description=run.info.name)
+        pm.fire("on_train_start", run=run.info)
+    return run
+
+
+def _streams(loaded: LoadedRecipe, built: Built, info: DistInfo, device: torch.device) -> dict[str, TaskStream]:
+    recipe, cfg = loaded.recipe, loaded.recipe.train
+    streams = {}
+    for name, spec in recipe.tasks.items():
+        path = f"tasks.{name}.batch_size" if spec.batch_size else "train.batch_size"
+        per_rank = micro_batch(spec.batch_size or cfg.batch_size, info.world_size, cfg.grad_accum, path, loaded.source)
+        task, source = built.model.tasks[name], built.data[spec.data]
+        streams[name] = TaskStream(
+            name, source, built.pipeline(spec.augment), batch_size=per_rank, seed=recipe.seed,
+            rank=info.rank, world_size=info.world_size, workers=cfg.workers,
+            collate=getattr(task, "collate", None) or getattr(source, "collate", None),
+            on_epoch_start=_epoch_hook(name, task, built, recipe, device, info, per_rank),
+            sample_weights=getattr(task, "sample_weights", None), pin_memory=device.type == "cuda",
+            lengths=_lengths(source, name, loaded.source) if spec.group_by_length else None,
+            labels={"data": built.labels.get(f"data.{spec.data}", f"data.{spec.data}"),
+                    "augment": [built.labels.get(f"augmentations.{a}", f"augmentations.{a}") for a in spec.augment]},
+        )
+    return streams
+
+
+def _length(loaded: LoadedRecipe, built: Built, streams: dict[str, TaskStream]) -> tuple[int, dict[str, int] | None]:
+    """Total optimizer steps, and each task's data size for ``task_policy = "proportional"``."""
+    recipe, cfg, source = loaded.recipe, loaded.recipe.train, loaded.source
+    current = next(iter(streams))
+    try:
+        for current, stream in streams.items():
+            stream.check()
+        current = next(iter(streams))
+        per_epoch = streams[current].batches_per_epoch() if cfg.epochs else 0
+    except ValueError as err:
+        raise RecipeError(source, [(f"tasks.{current}.data", str(err))]) from None
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+    if cfg.task_policy != "proportional":
+        return total, None
+    unsized = [n for n, spec in recipe.tasks.items() if not hasattr(built.data[spec.data], "__len__")]
+    if unsized:
+        raise RecipeError(source, [("train.task_policy", f"'proportional' needs data with a length; "
+                                    f"task {unsized[0]!r} streams its data (use 'sample' with weights)")])
+    return total, {n: len(built.data[spec.data]) for n, spec in recipe.tasks.items()}
+
+
+def _find_unused(recipe: Recipe, built: Built) -> bool:
+    """DDP's find_unused_parameters: as set, else on when a step leaves some parameters without
+    gradient: tasks take turns, or a component says it may (heads a task ignores)."""
+    if recipe.train.find_unused_parameters is not None:
+        return recipe.train.find_unused_parameters
+    model = built.model
+    return (len(recipe.tasks) > 1 and recipe.train.task_policy != "sum") or any(
+        getattr(m, "find_unused_parameters", False) for m in [*model.tasks.values(), *model.backbones.values()]
+    )
+
+
+def _lengths(source: Any, task: str, recipe_source: str) -> list[int]:
+    """``source.lengths()`` for ``tasks.<task>.group_by_length``, or a recipe error saying what is missing."""
+    lengths = getattr(source, "lengths", None)
+    if not callable(lengths) or is_iterable_source(source):
+        raise RecipeError(recipe_source, [(f"tasks.{task}.group_by_length", "the task's data source defines no "
+                                           "lengths() (a map-style source must give each sample's length)")])
+    values = list(lengths())
+    if len(values) != len(source):
+        raise RecipeError(recipe_source, [(f"tasks.{task}.group_by_length",
+                                           f"lengths() gave {len(values)} values for {len(source)} samples")])
+    return values
+
+
+def _epoch_hook(name, task, built, recipe, device, info, batch_size):
+    """Calls ``task.on_epoch_start(EpochContext)`` if the task defines it."""
+    hook = getattr(task, "on_epoch_start", None)
+    if hook is None:
+        return None
+    spec = recipe.tasks[name]
+
+    def call(epoch: int) -> None:
+        hook(EpochContext(epoch=epoch, seed=recipe.seed, device=device, backbone=built.model.backbone_of(name),
+                          data=built.data[spec.data], augment=built.pipeline(spec.augment), batch_size=batch_size,
+                          rank=info.rank, world_size=info.world_size))
+
+    return call
+
+
+def _saved_config(checkpoint: Path, run_dir: Path) -> dict[str, Any] | None:
+    """The recipe a checkpoint was trained with: from its meta.json, else the run's recipe.json."""
+    try:
+        meta = json.loads((checkpoint / "meta.json").read_text())
+        if "config" in meta:
+            return meta["config"]
+        return json.loads((run_dir / "recipe.json").read_text())["recipe"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_recipe(run_dir: Path, loaded: LoadedRecipe) -> None:
+    """The resolved recipe, so ``selfsup eval RUN_DIR`` and ``--resume`` can rebuild the run."""
+    payload = {
+        "source": loaded.source,
+        "base_dir": str(loaded.base_dir),
+        "recipe": loaded.recipe.model_dump(mode="json"),
+    }
+    ckpt.write_text_atomic(run_dir / "recipe.json", json.dumps(payload, indent=2))
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def any_rank(flags: list[bool], info: DistInfo) -> list[bool]:
+    """Each flag OR-ed over every rank (one all-reduce for all of them)."""
+    if not info.enabled:
+        return flags
+    t = torch.tensor([1.0 if f else 0.0 for f in flags])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def _any_rank(flag: bool, info: DistInfo) -> bool:
+    return any_rank([flag], info)[0]
+
+
+def bad_data_counts(data: dict[str, Any]) -> dict[str, float]:
+    """``{"bad_data/<data name>/<kind>": count}`` of every source that counts skipped or repaired samples."""
+    out: dict[str, float] = {}
+    for name, source in data.items():
+        bad = getattr(source, "bad_files", None)
+        counts = bad.counts() if bad is not None and hasattr(bad, "counts") else {}
+        out.update({f"bad_data/{name}/{kind}": float(n) for kind, n in counts.items() if n})
+    return out
+
+
+def diverged_message(run: Run, what: str) -> str:
+    """What went non-finite, which checkpoint is kept, and what to try for this run's precision."""
+    cfg = run.recipe.train
+    kept = (f"the last good checkpoint is {run.last_saved}" if run.last_saved
+            else "no checkpoint had been saved yet")
+    lr = run.scheduler.get_last_lr()[0]
+    advice = f"lower train.lr (now {cfg.lr:g})"
+    if cfg.grad_clip is None:
+        advice += " or set train.grad_clip (e.g. 1.0)"
+    if cfg.precision == "fp16":
+        advice += "; fp16 overflows easily: precision 'bf16' keeps fp32's range"
+        how = "--resume-weights-only --set train.precision=\"bf16\""
+    elif cfg.precision == "bf16":
+        advice += " or use precision 'fp32'"
+        how = "--resume --set train.lr=..."
+    else:
+        how = "--resume --set train.lr=..."
+    resume = f"continue from it with `selfsup train RECIPE {how}`" if run.last_saved else "then rerun"
+    return f"{what} (lr {lr:.3g}); training stopped without saving that state and {kept}. Try: {advice}; {resume}."

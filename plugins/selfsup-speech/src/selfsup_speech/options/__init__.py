@@ -1,1 +1,0 @@
-"""Options models of the speech plugin (pydantic only: importing them never imports torch)."""

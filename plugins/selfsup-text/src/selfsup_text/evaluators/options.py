@@ -1,0 +1,41 @@
+"""Options of the text evaluators (pydantic only: importing this never imports torch or transformers)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from selfsup.options import Options
+from selfsup_text.tasks.options import MaskingOptions
+
+
+class PerplexityOptions(Options):
+    """Loss and perplexity of a decoder on held-out windows (a source with ``window``), beside a
+    unigram model fitted with add-one smoothing on ``fit_data`` (when given) over the same targets."""
+
+    max_batches: int | None = Field(None, gt=0, description="Evaluate only the first N batches.")
+    cross_document_attention: bool = Field(False,
+                                           description="As the clm task's option: mask attention across documents.")
+
+
+class MLMAccuracyOptions(MaskingOptions):
+    """Masked-token accuracy and loss of an encoder on held-out text masked with a fixed seed."""
+
+    seed: int = Field(0, ge=0, description="Masking seed (the same positions at every evaluation).")
+    max_batches: int | None = Field(None, gt=0, description="Evaluate only the first N batches.")
+
+
+class NSPAccuracyOptions(Options):
+    """Accuracy of an encoder's NSP head on held-out pairs built with a fixed seed (as the nsp task)."""
+
+    max_length: int = Field(128, ge=8)
+    next_probability: float = Field(0.5, gt=0, lt=1)
+    seed: int = Field(0, ge=0, description="Pairing seed (the same pairs at every evaluation).")
+    rounds: int = Field(
+        1, ge=1, description="Pair every held-out document this many times (each round its own seed): more pairs from "
+                             "few documents."
+    )
+    max_batches: int | None = Field(None, gt=0, description="Evaluate only the first N batches (per round).")
+
+
+class STSOptions(Options):
+    """Spearman correlation between embedding cosine similarity and human ratings of ``data.pairs``."""

@@ -1,0 +1,54 @@
+"""Any timm model as an image backbone (random init or local weights, never a hub download).
+
+Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_dim``."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from selfsup.components import BuildContext
+
+
+class TimmBackbone(nn.Module):
+    """A timm model without its classifier (``num_classes=0``): pooled features ``[B, num_features]``.
+    The timm module is ``self.model`` (MAE reads a ViT's patch embedding and blocks from it)."""
+
+    def __init__(self, o: Any):
+        super().__init__()
+        import timm
+
+        kwargs = dict(o.kwargs)
+        if o.img_size is not None:
+            kwargs["img_size"] = o.img_size
+        if o.patch_size is not None:
+            kwargs["patch_size"] = o.patch_size
+        if o.checkpoint is not None:
+            kwargs["checkpoint_path"] = o.checkpoint
+        self.model = timm.create_model(o.name, pretrained=False, num_classes=0, in_chans=o.in_chans, **kwargs)
+        if o.small_image_stem:
+            if not (hasattr(self.model, "conv1") and hasattr(self.model, "maxpool")):
+                raise ValueError(f"small_image_stem applies to ResNet-style models; {o.name!r} has no conv1/maxpool")
+            out = self.model.conv1.out_channels
+            self.model.conv1 = nn.Conv2d(o.in_chans, out, kernel_size=3, stride=1, padding=1, bias=False)
+            self.model.maxpool = nn.Identity()
+        self.output_dim = int(self.model.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self(batch["image"])
+
+
+def build_timm(o: Any, context: BuildContext) -> TimmBackbone:
+    import timm
+
+    if not timm.is_model(o.name):
+        import difflib
+
+        near = difflib.get_close_matches(o.name, timm.list_models(), n=3)
+        raise ValueError(f"timm has no model {o.name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
+    return TimmBackbone(o)
