@@ -188,6 +188,26 @@ def test_a_changed_model_shape_is_named(tmp_path):
     assert "0.weight is (8, 4) in the checkpoint but (16, 4) in the model" in text
 
 
+class _Sized(nn.Module):
+    """A buffer whose size is known once computed (as HuBERT's targets): taken from the checkpoint."""
+
+    def __init__(self, n: int = 0):
+        super().__init__()
+        self.register_buffer("targets", torch.arange(n))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "targets" in state_dict:
+            self.targets = torch.zeros_like(state_dict[prefix + "targets"])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def test_modules_that_size_buffers_from_the_checkpoint_load(tmp_path):
+    path = ckpt.save_checkpoint(tmp_path / "run", 5, _Sized(7), {"step": 5}, keep=2, meta={})
+    fresh = _Sized()
+    ckpt.load_weights(path, fresh)
+    assert fresh.targets.tolist() == list(range(7))
+
+
 def test_stray_folders_are_ignored(tmp_path):
     run, good, newest = _two(tmp_path)
     root = ckpt.checkpoint_dir(run)

@@ -493,14 +493,15 @@ def load_weights(path: Path, model: torch.nn.Module, *, verify: bool = True) -> 
     if problem:
         raise CheckpointReadError(f"{file}: {problem}")
     own = model.state_dict()
-    wrong = [f"{name} is {tuple(spec['shape'])} in the checkpoint but {tuple(own[name].shape)} in the model"
-             for name, spec in header.items() if name in own and tuple(spec["shape"]) != tuple(own[name].shape)]
-    if wrong:
-        more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
-        raise ValueError(f"{file} does not match the recipe's model: {'; '.join(wrong[:3])}{more}")
     try:
+        # through load_state_dict, so modules that size buffers from the checkpoint (HuBERT's targets) can
         missing, unexpected = load_model(model, str(file), strict=False)
     except (SafetensorError, OSError, RuntimeError) as err:
+        wrong = [f"{name} is {tuple(spec['shape'])} in the checkpoint but {tuple(own[name].shape)} in the model"
+                 for name, spec in header.items() if name in own and tuple(spec["shape"]) != tuple(own[name].shape)]
+        if isinstance(err, RuntimeError) and "size mismatch" in str(err) and wrong:
+            more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+            raise ValueError(f"{file} does not match the recipe's model: {'; '.join(wrong[:3])}{more}") from None
         raise CheckpointReadError(f"{file}: cannot be loaded ({_first_line(err)})") from None
     if missing or unexpected:
         raise ValueError(
