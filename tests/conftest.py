@@ -23,6 +23,26 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
     )
 
 
+_HEAVY_PROBE = """
+import sys
+from selfsup.cli import main
+try:
+    main({args!r})
+except SystemExit as exit:
+    code = exit.code or 0
+heavy = sorted(m for m in ("torch", "transformers", "torchvision", "torchaudio", "timm") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def cli_heavy_imports(args: list[str]) -> subprocess.CompletedProcess:
+    """Run the CLI with ``args`` in a fresh interpreter; its stderr ends with ``HEAVY=`` and the heavy
+    modules (torch, transformers, ...) the command imported, comma-separated (none: ``HEAVY=``)."""
+    code = _HEAVY_PROBE.format(args=args)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugin_manager(monkeypatch):
     """Each test sees the environment it sets up, not a manager cached by an earlier test."""

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import cli
-
-PROBE = """
-import sys
-from selfsup.cli import main
-try:
-    main({args!r})
-except SystemExit as exit:
-    code = exit.code or 0
-heavy = sorted(m for m in ("torch", "transformers", "torchvision", "torchaudio", "timm") if m in sys.modules)
-print("HEAVY=" + ",".join(heavy), file=sys.stderr)
-sys.exit(code)
-"""
+from conftest import cli, cli_heavy_imports
 
 
 @pytest.mark.parametrize("args",
                          [["--help"], ["plugins"], ["plugins", "--json"], ["tasks"], ["recipes"], ["train", "--help"]])
 def test_light_commands_do_not_import_torch(args):
-    res = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=60)
+    res = cli_heavy_imports(args)
     assert res.returncode == 0, res.stderr
     assert "HEAVY=\n" in res.stderr or res.stderr.rstrip().endswith("HEAVY="), res.stderr
 

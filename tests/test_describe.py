@@ -8,28 +8,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, cli, write_plugin
+from conftest import REPO, cli, cli_heavy_imports, write_plugin
 
 from selfsup.docgen import COMMAND, render_pages, stale_pages
 from selfsup.plugins import PluginManager
 
-PROBE = """
-import sys
-from selfsup.cli import main
-try:
-    main({args!r})
-except SystemExit as exit:
-    code = exit.code or 0
-heavy = sorted(m for m in ("torch", "transformers", "torchvision", "torchaudio", "timm") if m in sys.modules)
-print("HEAVY=" + ",".join(heavy), file=sys.stderr)
-sys.exit(code)
-"""
-
 
 @pytest.mark.parametrize("args", [["describe", "backbones"], ["describe", "data", "digits", "--json"]])
 def test_describe_does_not_import_torch(args):
-    res = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], check=False, capture_output=True, text=True,
-                         timeout=60)
+    res = cli_heavy_imports(args)
     assert res.returncode == 0, res.stderr
     assert res.stderr.rstrip().endswith("HEAVY="), res.stderr
 
