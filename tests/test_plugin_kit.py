@@ -17,8 +17,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 import pytest
-from conftest import REPO, cli
-from test_cli import PROBE
+from conftest import REPO, cli, cli_heavy_imports
 from test_wheel_install import _run, _third_party_view
 
 from selfsup.kit import MODALITIES, KitError, new_plugin, supported_range
@@ -117,7 +116,7 @@ def test_cli_reports_bad_name_and_stays_light(tmp_path):
     res = cli("plugin", "new", "no good", "--dir", str(tmp_path))
     assert res.returncode == 2 and res.stderr.startswith("error: plugin name 'no good' must be")
     args = ["plugin", "new", "light", "--dir", str(tmp_path), "--modality", "vision"]
-    res = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=60)
+    res = cli_heavy_imports(args)
     assert res.returncode == 0 and res.stderr.rstrip().endswith("HEAVY="), res.stderr
 
 
