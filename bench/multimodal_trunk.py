@@ -31,10 +31,10 @@ from pathlib import Path
 from machine import machine  # bench/machine.py
 
 import selfsup
+from selfsup.engine.loop import tasks_for_step, train
 from selfsup.evaluate import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
-from selfsup.train.loop import tasks_for_step, train
 
 RECIPES = {"shared trunk": "multimodal-quickstart", "separate backbones": "multimodal-separate"}
 #: (modality, evaluator metric) shown in the table

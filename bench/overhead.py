@@ -1,6 +1,6 @@
-"""Training-loop overhead: ``selfsup.train.loop.train`` against a hand-written PyTorch loop.
+"""Training-loop overhead: ``selfsup.engine.loop.train`` against a hand-written PyTorch loop.
 
-Both sides train the same model (built by ``selfsup.train.build.build_run`` from one recipe, so
+Both sides train the same model (built by ``selfsup.engine.build.build_run`` from one recipe, so
 modules and initial weights are identical), on the same data (the toy plugin's ``blobs`` source
 seen through its ``noisy_views`` augmentation), with AdamW (decay / no-decay param groups), a cosine
 ``LambdaLR`` schedule and the same batch size. They run in one process, alternating
@@ -43,10 +43,10 @@ from machine import machine  # bench/machine.py
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 import selfsup
+from selfsup.engine.build import build_run
+from selfsup.engine.loop import train
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
-from selfsup.train.build import build_run
-from selfsup.train.loop import train
 
 SEED = 0
 OTHER_LOAD_LIMIT = 0.05  # cores kept busy by other processes during a run above which it is redone

@@ -24,9 +24,9 @@ import time
 import torch
 from machine import machine  # bench/machine.py
 
+from selfsup.engine.build import build_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
-from selfsup.train.build import build_run
 
 RECIPES = ["wav2vec2-quickstart", "hubert-quickstart", "apc-quickstart"]
 

@@ -33,10 +33,10 @@ from machine import machine  # bench/machine.py
 
 import selfsup
 from selfsup.components import BuildContext
+from selfsup.engine.loop import train
+from selfsup.engine.metrics import read_metrics
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
-from selfsup.train.loop import train
-from selfsup.train.metrics import read_metrics
 
 SEED = 0
 LOG_EVERY = 20

@@ -2,7 +2,7 @@
 
 The lightly side is lightly's own building blocks (transform, projection head, prototypes, loss)
 in a plain PyTorch loop, as lightly's examples write it. The selfsup side is a recipe run by
-``selfsup.train.loop.train``. Both use the same small CNN, the same optimizer (AdamW, no decay on
+``selfsup.engine.loop.train``. Both use the same small CNN, the same optimizer (AdamW, no decay on
 biases and norms), the same warmup + cosine schedule, the same number of images per step and of
 steps, ``num_workers=0`` and 2 CPU threads, and run one after the other in this process, in
 alternating order for ``--repeats`` rounds.
@@ -30,10 +30,10 @@ from PIL import Image
 
 from selfsup.builtins.knn import weighted_knn_predict
 from selfsup.components import BuildContext
+from selfsup.engine.loop import train
+from selfsup.engine.optim import build_scheduler, param_groups
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
-from selfsup.train.loop import train
-from selfsup.train.optim import build_scheduler, param_groups
 
 SEED = 0
 K, T = 200, 0.1

@@ -97,8 +97,8 @@ def test_build_errors_name_the_component_and_the_problem():
 def test_a_run_builds_parts_from_its_own_registry(tmp_path):
     """build_run hands factories a context holding the run's registry: ``counting`` is known only
     there (not to the installed plugins), and the composite still finds it."""
+    from selfsup.engine.build import build_run
     from selfsup.recipe import load_recipe
-    from selfsup.train.build import build_run
 
     text = TOY_RECIPE.format(seed=3, output_dir=tmp_path / "run", dropout=0.0, batch_size=32, max_steps=10,
                              log_every=1, checkpoint_every=0, keep=1)

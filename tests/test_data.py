@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from selfsup.engine.data import AugmentedView, TaskStream, sample_seed, sample_seeds, splitmix64
 from selfsup.splits import split_indices
-from selfsup.train.data import AugmentedView, TaskStream, sample_seed, sample_seeds, splitmix64
 
 
 class Numbers:

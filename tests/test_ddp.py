@@ -12,8 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import cli, write_toy_recipe
 
-from selfsup.train.distributed import gather_with_grad, local_offset
-from selfsup.train.metrics import read_metrics
+from selfsup.engine.distributed import gather_with_grad, local_offset
+from selfsup.engine.metrics import read_metrics
 
 # Summation order differs between one process and two (all-reduce of half-batch gradients), so
 # losses agree to float32 rounding that grows slowly with steps: 1e-4 relative over 25 steps.

@@ -49,7 +49,7 @@ def test_knn_raw_baseline_reports_input_space_accuracy(tmp_path):
     from selfsup.builtins.knn import KNNEvaluator
     from selfsup.builtins.options import KNNOptions
     from selfsup.components import EvalContext
-    from selfsup.train.evaluation import extract_inputs
+    from selfsup.engine.evaluation import extract_inputs
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(200) % 2

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from selfsup.engine.lars import LARS
+from selfsup.engine.optim import build_optimizer, build_scheduler, lr_factor, param_groups
 from selfsup.recipe import TrainSpec
-from selfsup.train.lars import LARS
-from selfsup.train.optim import build_optimizer, build_scheduler, lr_factor, param_groups
 
 
 def test_lars_matches_reference_formula():

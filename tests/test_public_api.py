@@ -18,7 +18,7 @@ DOC = REPO / "docs" / "plugin-api.md"
 TEMPLATE = REPO / "core" / "selfsup" / "kit" / "template"
 
 #: Core modules no plugin code may import, even from its tests (they are private or moved to selfsup.lib).
-FORBIDDEN = ("selfsup.train", "selfsup.builtins", "selfsup.cluster", "selfsup.splits", "selfsup.badfiles")
+FORBIDDEN = ("selfsup.engine", "selfsup.builtins", "selfsup.cluster", "selfsup.splits", "selfsup.badfiles")
 
 
 def public_modules() -> list[str]:
@@ -134,14 +134,14 @@ from selfsup.components import BuildContext
 from selfsup_mine.x import y
 
 def factory(options, context):
-    from selfsup.train.distributed import gather_with_grad
+    from selfsup.engine.distributed import gather_with_grad
     from selfsup_text.tokenizers import load_tokenizer
     from selfsup import plugins
     return lazy("selfsup_vision.tasks.simclr:build")
 '''
     found = problems(source, "selfsup_mine", allowed, "f.py")
     assert [p.split(": ", 1)[1] for p in found] == [
-        "imports the private selfsup.train.distributed",
+        "imports the private selfsup.engine.distributed",
         "imports another plugin's module selfsup_text.tokenizers",
         "imports selfsup.plugins, which is not a public module (docs/plugin-api.md)",
         "imports another plugin's module selfsup_vision.tasks.simclr",

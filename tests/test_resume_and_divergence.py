@@ -12,7 +12,7 @@ import time
 from conftest import cli, write_blobs_recipe, write_plugin, write_toy_recipe
 from safetensors.torch import load_file
 
-from selfsup.train import checkpoint as ckpt
+from selfsup.engine import checkpoint as ckpt
 
 SLOW_STEPS = """
 import time, selfsup
@@ -93,7 +93,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def ckpt_metrics(run_dir):
-    from selfsup.train.metrics import read_metrics
+    from selfsup.engine.metrics import read_metrics
 
     return read_metrics(run_dir)
 

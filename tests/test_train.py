@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import cli, write_toy_recipe
 
+from selfsup.engine import checkpoint as ckpt
+from selfsup.engine.build import build_run
+from selfsup.engine.evaluation import run_evaluators
+from selfsup.engine.loop import tasks_for_step, train
+from selfsup.engine.metrics import read_metrics
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
-from selfsup.train import checkpoint as ckpt
-from selfsup.train.build import build_run
-from selfsup.train.evaluation import run_evaluators
-from selfsup.train.loop import tasks_for_step, train
-from selfsup.train.metrics import read_metrics
 
 
 def _train(path, *overrides, **kw):

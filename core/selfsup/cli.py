@@ -152,11 +152,11 @@ def train(recipe: str, overrides: tuple[str, ...], resume: bool, resume_weights_
     if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(_launch_torchrun(nproc, loaded.recipe.run_dir()))
 
-    from selfsup.train.checkpoint import CheckpointWriteError
-    from selfsup.train.errors import ComponentError
-    from selfsup.train.loop import RunDirInUse, TrainingDiverged
-    from selfsup.train.loop import train as run_training
-    from selfsup.train.preempt import EXIT_PREEMPTED, Preempted
+    from selfsup.engine.checkpoint import CheckpointWriteError
+    from selfsup.engine.errors import ComponentError
+    from selfsup.engine.loop import RunDirInUse, TrainingDiverged
+    from selfsup.engine.loop import train as run_training
+    from selfsup.engine.preempt import EXIT_PREEMPTED, Preempted
 
     try:
         result = run_training(loaded, _pm(), resume=resume, resume_weights_only=resume_weights_only,
@@ -226,8 +226,8 @@ def _launch_torchrun(nproc: int, run_dir: Path) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if relayed and code != 0:
-        from selfsup.train.checkpoint import latest_checkpoint
-        from selfsup.train.preempt import EXIT_PREEMPTED
+        from selfsup.engine.checkpoint import latest_checkpoint
+        from selfsup.engine.preempt import EXIT_PREEMPTED
 
         saved = latest_checkpoint(run_dir)
         click.echo(f"error: SIGTERM received: the workers stopped after saving {saved or 'no checkpoint'}; "

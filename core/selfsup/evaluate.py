@@ -22,10 +22,10 @@ def evaluate_run(
     in the run directory)."""
     import torch
 
-    from selfsup.train import checkpoint as ckpt
-    from selfsup.train.build import build_run
-    from selfsup.train.evaluation import run_evaluators
-    from selfsup.train.run import resolve_device
+    from selfsup.engine import checkpoint as ckpt
+    from selfsup.engine.build import build_run
+    from selfsup.engine.evaluation import run_evaluators
+    from selfsup.engine.run import resolve_device
 
     saved_path = Path(run_dir) / "recipe.json"
     if not saved_path.is_file():

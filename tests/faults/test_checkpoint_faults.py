@@ -17,7 +17,7 @@ from diskfull import fill, small_tmpfs
 from safetensors import SafetensorError
 from torch import nn
 
-from selfsup.train import checkpoint as ckpt
+from selfsup.engine import checkpoint as ckpt
 
 
 def _model(seed: int = 0, width: int = 8) -> nn.Module:

@@ -7,7 +7,7 @@ import pytest
 from conftest import cli, write_blobs_recipe, write_plugin, write_toy_recipe
 from safetensors.torch import load_file
 
-from selfsup.train import checkpoint as ckpt
+from selfsup.engine import checkpoint as ckpt
 
 # A task whose loss stays finite while its gradient becomes NaN from step `bad_from` on: the update,
 # not the loss, makes the weights non-finite (what lr = 1e30 or an overflow in backward does).

@@ -11,8 +11,8 @@ import warnings
 import pytest
 from diskfull import fill, small_tmpfs
 
-from selfsup.train import metrics as metrics_module
-from selfsup.train.metrics import MetricsWriter, read_metrics
+from selfsup.engine import metrics as metrics_module
+from selfsup.engine.metrics import MetricsWriter, read_metrics
 
 
 def _write(run_dir, steps, *, resume_step=None, loss=1.0):

@@ -15,7 +15,7 @@ import pytest
 from conftest import cli, write_plugin, write_toy_recipe
 from safetensors.torch import load_file
 
-from selfsup.train import checkpoint as ckpt
+from selfsup.engine import checkpoint as ckpt
 
 SLOW_STEPS = """
 import time, selfsup

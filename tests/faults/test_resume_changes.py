@@ -9,9 +9,9 @@ import math
 import pytest
 from conftest import cli, write_toy_recipe
 
-from selfsup.train import checkpoint as ckpt
-from selfsup.train.metrics import read_metrics
-from selfsup.train.optim import lr_factor
+from selfsup.engine import checkpoint as ckpt
+from selfsup.engine.metrics import read_metrics
+from selfsup.engine.optim import lr_factor
 
 
 @pytest.fixture()

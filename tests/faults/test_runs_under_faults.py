@@ -17,13 +17,13 @@ from conftest import cli, write_plugin, write_toy_recipe
 from diskfull import small_tmpfs
 from safetensors.torch import load_file
 
-from selfsup.train import checkpoint as ckpt
+from selfsup.engine import checkpoint as ckpt
 
 # Slows each step and, when asked, each checkpoint write (the write pauses between its two data
 # files, after touching a marker), so the test can kill the process at a chosen moment.
 SLOW = """
 import os, time, selfsup
-import selfsup.train.checkpoint as ckpt
+import selfsup.engine.checkpoint as ckpt
 
 _save_state = ckpt._save_state
 

@@ -1,6 +1,6 @@
 """selfsup.lib: the public library API for plugins (versioned: :data:`API_VERSION`).
 
-Plugins import from here, never from ``selfsup.train`` or ``selfsup.builtins`` (private, free to
+Plugins import from here, never from ``selfsup.engine`` or ``selfsup.builtins`` (private, free to
 change). Every name is documented in docs/plugin-api.md. Importing ``selfsup.lib`` is cheap and
 imports no torch, so a plugin's ``__init__`` may import it when the plugin loads: each name is
 loaded from its submodule on first use (``from selfsup.lib import info_nce`` imports torch then).

@@ -46,7 +46,7 @@ def ordered(source: Any, *, seed: int = 0, index: bool = False, pipeline: Sequen
         samples = (source[i] for i in range(len(source)))
     steps = list(pipeline)
     if steps:
-        from selfsup.train.data import apply_pipeline  # names a failing augmentation in its error
+        from selfsup.engine.data import apply_pipeline  # names a failing augmentation in its error
     for i, sample in enumerate(samples):
         if index:
             sample = {"index": i, **sample}

@@ -10,7 +10,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest intact checkpoint directory of a run (its files match the sizes and SHA-256 hashes
     recorded when it was written), or ``None``. Damaged newer checkpoints are skipped with a warning
     naming the file and the problem."""
-    from selfsup.train.checkpoint import find_resumable
+    from selfsup.engine.checkpoint import find_resumable
 
     found, problems = find_resumable(Path(run_dir))
     for problem in problems:

@@ -84,10 +84,10 @@ def train_against_random_init(
 
     import torch
 
+    from selfsup.engine.build import build_run
+    from selfsup.engine.evaluation import run_evaluators
+    from selfsup.engine.loop import train
     from selfsup.recipe import load_recipe
-    from selfsup.train.build import build_run
-    from selfsup.train.evaluation import run_evaluators
-    from selfsup.train.loop import train
 
     pm = get_plugin_manager()
     run_dir = Path(run_dir)
@@ -389,8 +389,8 @@ class EvaluatorConformance(_Suite, EvaluatorKeys, EvaluatorEffects):
         import torch
 
         from selfsup.components import EvalContext
+        from selfsup.engine.evaluation import extract_inputs
         from selfsup.lib.data import extract_features
-        from selfsup.train.evaluation import extract_inputs
 
         torch.manual_seed(self.seed)
         backbone = self.build("backbone", self.backbone)

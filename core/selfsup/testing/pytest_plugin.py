@@ -2,7 +2,7 @@
 
 * ``selfsup_registry``: the registry of installed plugins.
 * ``selfsup_run_recipe``: a function that writes a recipe dict as TOML-equivalent data, validates
-  it, trains it in ``tmp_path`` and returns the :class:`selfsup.train.loop.TrainResult`.
+  it, trains it in ``tmp_path`` and returns the :class:`selfsup.engine.loop.TrainResult`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ def selfsup_registry():
 @pytest.fixture
 def selfsup_run_recipe(tmp_path):
     def run(recipe: dict[str, Any], **kwargs: Any):
+        from selfsup.engine.loop import train
         from selfsup.plugins import get_plugin_manager
         from selfsup.recipe import LoadedRecipe, check_components, parse_recipe
-        from selfsup.train.loop import train
 
         pm = get_plugin_manager()
         data = {"output_dir": str(tmp_path / "run"), **recipe}

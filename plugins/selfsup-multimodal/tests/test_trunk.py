@@ -23,12 +23,12 @@ import selfsup_multimodal
 import selfsup_speech
 import selfsup_vision
 from selfsup.components import BuildContext
+from selfsup.engine import checkpoint as ckpt
+from selfsup.engine.build import SelfSupModel, build_run
+from selfsup.engine.optim import build_optimizer
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import RecipeError, TrainSpec, load_recipe
 from selfsup.testing import BackboneConformance, train_against_random_init
-from selfsup.train import checkpoint as ckpt
-from selfsup.train.build import SelfSupModel, build_run
-from selfsup.train.optim import build_optimizer
 from selfsup_multimodal.backbones.trunk import load_export
 
 TEXT = {"family": "bert", "layers": 2, "heads": 2, "dim": 32, "context": 64, "tokenizer": "bytes"}

@@ -10,10 +10,10 @@ import torch
 from speech_models_support import e2e_cache, one_thread, synth_cache  # noqa: F401  (fixtures)
 
 from selfsup.components import EpochContext
+from selfsup.engine.loop import train
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 from selfsup.testing import TaskConformance, train_against_random_init
-from selfsup.train.loop import train
 from selfsup_speech.backbones.options import Wav2Vec2EncoderOptions
 from selfsup_speech.backbones.wav2vec2 import Wav2Vec2Encoder
 from selfsup_speech.features import MFCCFrames, align_frames

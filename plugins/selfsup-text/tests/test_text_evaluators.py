@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from selfsup.components import BuildContext, EvalContext
+from selfsup.engine.evaluation import extract_features
 from selfsup.testing import EvaluatorConformance, registry_with
-from selfsup.train.evaluation import extract_features
 
 WINDOWS = {"tokenizer": "bytes", "name": "news", "window": 32}
 TINY = {"tokenizer": "bytes", "layers": 2, "heads": 2, "dim": 32, "context": 96, "dropout": 0.0}

@@ -46,7 +46,7 @@ def test_simcse_quickstart_crop_views_run_end_to_end(tmp_path):
     )
     assert trained["sts/pairs"] == random_init["sts/pairs"] == 1225
     assert math.isfinite(trained["sts/spearman"])
-    from selfsup.train.metrics import read_metrics
+    from selfsup.engine.metrics import read_metrics
 
     loss = [row["loss/simcse"] for row in read_metrics(tmp_path / "run") if row.get("kind") == "train"]
     assert loss[-1] < 0.7 * loss[0], loss

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from selfsup.components import BuildContext
+from selfsup.engine.errors import component_error
 from selfsup.recipe import ComponentSpec, Recipe, RecipeError
 from selfsup.registry import Kind, Registry
-from selfsup.train.errors import component_error
 
 
 def select_backbones(backbones: Any, ref: str | dict[str, str]) -> Any:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
 
+from selfsup.engine.errors import component_error
 from selfsup.lib.data import is_iterable_source, to_device  # noqa: F401 - re-exported for the core
 from selfsup.lib.seeding import (  # noqa: F401 - the seeding scheme is public (selfsup.lib.seeding)
     sample_generator,
@@ -22,7 +23,6 @@ from selfsup.lib.seeding import (  # noqa: F401 - the seeding scheme is public (
     splitmix64,
     stream_id,
 )
-from selfsup.train.errors import component_error
 
 Pipeline = Sequence[Callable[[dict[str, Any], torch.Generator], dict[str, Any]]]
 

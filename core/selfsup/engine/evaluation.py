@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from selfsup.components import EvalContext
+from selfsup.engine.build import Built, select_backbones
+from selfsup.engine.data import stream_id
+from selfsup.engine.errors import component_error
 from selfsup.lib.data import extract_features, ordered  # noqa: F401 - extract_features: re-exported for the core
 from selfsup.recipe import Recipe
-from selfsup.train.build import Built, select_backbones
-from selfsup.train.data import stream_id
-from selfsup.train.errors import component_error
 
 
 def extract_inputs(

@@ -24,20 +24,20 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from selfsup.components import EpochContext
+from selfsup.engine import checkpoint as ckpt
+from selfsup.engine.build import Built, build_run
+from selfsup.engine.data import TaskStream, is_iterable_source
+from selfsup.engine.distributed import DistInfo, barrier, init_distributed
+from selfsup.engine.evaluation import run_evaluators
+from selfsup.engine.metrics import MetricsWriter, ProgressBar
+from selfsup.engine.optim import apply_hyperparameters, build_optimizer, build_scheduler
+from selfsup.engine.resume import recipe_changes, refuse_unsafe
 from selfsup.events import RunInfo
 from selfsup.lib.distributed import DeviceUnavailable
 from selfsup.lib.distributed import resolve_device as lib_resolve_device
 from selfsup.paths import UnsafePath, inside
 from selfsup.plugins import PluginManager
 from selfsup.recipe import LoadedRecipe, Recipe, RecipeError
-from selfsup.train import checkpoint as ckpt
-from selfsup.train.build import Built, build_run
-from selfsup.train.data import TaskStream, is_iterable_source
-from selfsup.train.distributed import DistInfo, barrier, init_distributed
-from selfsup.train.evaluation import run_evaluators
-from selfsup.train.metrics import MetricsWriter, ProgressBar
-from selfsup.train.optim import apply_hyperparameters, build_optimizer, build_scheduler
-from selfsup.train.resume import recipe_changes, refuse_unsafe
 
 PRECISION = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
+from selfsup.engine.lars import LARS
 from selfsup.recipe import OPTIMIZER_OPTIONS, TrainSpec
-from selfsup.train.lars import LARS
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.plugins import PluginManager
-from selfsup.recipe import LoadedRecipe, Recipe
-from selfsup.train.data import to_device
-from selfsup.train.preempt import Preempted, PreemptionGuard
-from selfsup.train.run import (  # noqa: F401 - re-exported: the loop's public names
+from selfsup.engine.data import to_device
+from selfsup.engine.preempt import Preempted, PreemptionGuard
+from selfsup.engine.run import (  # noqa: F401 - re-exported: the loop's public names
     PRECISION,
     RunDirInUse,
     TrainingDiverged,
@@ -36,6 +34,8 @@ from selfsup.train.run import (  # noqa: F401 - re-exported: the loop's public n
     resolve_device,
     set_determinism,
 )
+from selfsup.plugins import PluginManager
+from selfsup.recipe import LoadedRecipe, Recipe
 
 
 @dataclass
