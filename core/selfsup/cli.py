@@ -149,6 +149,53 @@ def train(recipe: str, overrides: tuple[str, ...], resume: bool, resume_weights_
         loaded = _load(recipe, overrides)
     except RecipeError as err:
         _fail(str(err))
+    _run_training(loaded, resume, resume_weights_only, nproc, no_progress, verbose)
+
+
+def _train_options(command: Any) -> Any:
+    """The options ``train`` and ``finetune`` share."""
+    for option in reversed([
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a field, e.g. train.lr=3e-4."),
+        click.option("--resume", is_flag=True,
+                     help="Continue from the newest intact checkpoint in the run's output directory."),
+        click.option("--resume-weights-only", is_flag=True,
+                     help="Continue from the newest checkpoint's weights with a fresh optimizer (allows recipe "
+                          "changes that --resume refuses, such as the optimizer or precision)."),
+        click.option("--nproc", type=click.IntRange(min=1), default=None,
+                     help="Launch N DDP processes with torchrun."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+        click.option("--verbose", is_flag=True, help="Show the traceback of an error raised inside a component."),
+    ]):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.argument("pretrained", type=click.Path(exists=True, path_type=Path))
+@click.argument("recipe")
+@click.option("--backbone", default=None, help="The backbone's key in PRETRAINED when it has several.")
+@_train_options
+def finetune(pretrained: Path, recipe: str, backbone: str | None, overrides: tuple[str, ...], resume: bool,
+             resume_weights_only: bool, nproc: int | None, no_progress: bool, verbose: bool) -> None:
+    """Fine-tune a pretrained backbone with RECIPE (a .toml file or a shipped recipe name).
+
+    PRETRAINED is a run directory (its best checkpoint if it recorded one, else its newest intact
+    one), one of its checkpoints, or a `selfsup export --format selfsup` folder. It becomes the
+    recipe's [backbones.pretrained] (or its only backbone), with the type and options it was trained
+    with. The run is named RECIPE-RUN unless the recipe names it. Exit status as for `train`.
+    """
+    from selfsup.recipe import load_recipe
+
+    try:
+        loaded = load_recipe(recipe, _pm().registry, overrides, pretrained=pretrained, pretrained_backbone=backbone)
+    except RecipeError as err:
+        _fail(str(err))
+    _run_training(loaded, resume, resume_weights_only, nproc, no_progress, verbose)
+
+
+def _run_training(loaded: Any, resume: bool, resume_weights_only: bool, nproc: int | None, no_progress: bool,
+                  verbose: bool) -> None:
     if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(_launch_torchrun(nproc, loaded.recipe.run_dir()))
 
@@ -261,19 +308,23 @@ def _backbone_text(recipe: Any, ref: str | dict[str, str]) -> str:
 @cli.command(name="eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Default: the newest.")
+              help="Default: the best (train.best), else the newest intact one.")
 @click.option("--evaluator", "names", multiple=True, help="Run only these evaluators (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field first.")
 @click.option("--random-init", is_flag=True,
-              help="Evaluate the untrained model (the seed's initialisation): the baseline.")
-@click.option("--baseline", is_flag=True, help="Evaluate the checkpoint and the random init, side by side.")
+              help="Evaluate the model before training (the seed's initialisation, or the starting weights of "
+                   "a backbone loaded from trained ones): the baseline.")
+@click.option("--baseline", is_flag=True, help="Evaluate the checkpoint and the baseline, side by side.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(
     run_dir: Path, checkpoint: Path | None, names: tuple[str, ...], overrides: tuple[str, ...],
     random_init: bool, baseline: bool, as_json: bool,
 ) -> None:
-    """Evaluate a finished (or interrupted) run's checkpoint with the recipe's evaluators."""
-    from selfsup.evaluate import evaluate_run
+    """Evaluate a finished (or interrupted) run's checkpoint with the recipe's evaluators.
+
+    The baseline (--random-init, --baseline) is the model before training: "random init" when every
+    backbone starts from its seed, "starting weights" when one is loaded from trained weights."""
+    from selfsup.evaluate import baseline_label, evaluate_run
 
     if baseline and random_init:
         _fail("--baseline already evaluates the random init; pass one of --baseline and --random-init")
@@ -287,25 +338,27 @@ def eval_(
             )
     except (RecipeError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
+    label = baseline_label(run_dir)
     if baseline:
         (trained, used), (untrained, _) = results[False], results[True]
         if as_json:
-            click.echo(json.dumps({"trained": trained, "random_init": untrained}, indent=2))
+            key = "random_init" if label == "random init" else "starting_weights"
+            click.echo(json.dumps({"trained": trained, key: untrained}, indent=2))
         else:
-            _print_comparison(f"{run_dir.name}: {used.name} against random init", trained, untrained)
+            _print_comparison(f"{run_dir.name}: {used.name} against {label}", trained, untrained, label)
         return
     metrics, used = results[random_init]
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    _print_metrics(f"{run_dir.name}: {'random init' if random_init else used.name}", metrics)
+    _print_metrics(f"{run_dir.name}: {label if random_init else used.name}", metrics)
 
 
-def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, Any]) -> None:
+def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, Any], label: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column in ("metric", "trained", "random init"):
+    for column in ("metric", "trained", label):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key in dict.fromkeys([*trained, *untrained]):
         cells = [trained.get(key), untrained.get(key)]

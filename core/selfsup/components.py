@@ -114,6 +114,30 @@ class PretextTask(Protocol):
 
 
 @runtime_checkable
+class Head(Protocol):
+    """A supervised head for fine-tuning (``register_heads``): an ``nn.Module`` from a backbone's
+    features to outputs, with its loss and its decoding.
+
+    * ``target``: the sample key it learns (``"label"``); ``problem``: ``"single_label"`` (outputs
+      ``[B, C]`` logits, targets int64 ``[B]``), ``"multi_label"`` (``[B, C]`` logits, 0/1 targets
+      ``[B, C]``), ``"regression"`` (``[B, K]`` values) or ``"token"`` (``[B, T, C]`` logits, targets
+      ``[B, T]`` with -100 where nothing is predicted); the evaluators pick their metrics from it.
+    * ``inputs(batch, backbone)`` (optional): what the head reads; default ``backbone.embed(batch)``
+      (pooled ``[B, D]``). A token head reads per-position states.
+    * ``forward(features) -> outputs``, ``loss(outputs, targets) -> scalar``,
+      ``predict(outputs) -> predictions`` (class ids, 0/1 labels or values)."""
+
+    target: str
+    problem: str
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor: ...
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
 class Evaluator(Protocol):
     """Measures a backbone; ``evaluate(context)`` returns named float metrics. An evaluator that
     fits on a second data set (kNN bank, probe) sets ``needs_fit_data: ClassVar[bool] = True`` on
@@ -191,7 +215,7 @@ class BuildContext:
 
 #: Recipe table name -> registry kind (the vocabulary of :meth:`BuildContext.build`).
 _KIND_OF_TABLE = {"data": "data_source", "augmentations": "augmentation", "backbones": "backbone",
-                  "tasks": "pretext_task", "evaluators": "evaluator"}
+                  "tasks": "pretext_task", "evaluators": "evaluator", "heads": "head"}
 
 
 def _parse(component: Any, options: Any, context: BuildContext, label: str, type: str) -> Any:
@@ -229,7 +253,9 @@ class EvalContext:
     ``features(source, backbone=None)`` gives ``(features [N, D] float32, labels [N] int64 or None)``
     from the frozen backbone (or the one given: an evaluator of several backbones, whose
     ``backbone`` is ``{role: backbone}``, names one), cached per call of the evaluator set. ``inputs(source, key)``
-    gives the raw ``sample[key]`` values flattened (``[N, F]``), for raw-input baselines."""
+    gives the raw ``sample[key]`` values flattened (``[N, F]``), for raw-input baselines.
+    ``batches(source)`` yields the source's collated batches in order (CPU), through the evaluator's
+    augmentations, for evaluators that run more than ``embed`` (a fine-tuned head)."""
 
     name: str
     step: int
@@ -245,4 +271,5 @@ class EvalContext:
     # {task name: task module}: for evaluators that measure a task's heads (retrieval through projections)
     tasks: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    batches: Any = None  # Callable[[source], Iterator[batch]]: collated batches in order, on the CPU
 

@@ -80,7 +80,8 @@ def render_page(page: str, registry: Registry, plugins: dict[str, Any] | None = 
         comps = [c for c in (registry.get(kind, n) for n in registry.names(kind)) if c.distribution == distribution]
         if not comps:
             continue
-        lines += [f"## {LABEL_OF_KIND[kind].capitalize()}s (`[{TABLE_OF_KIND[kind]}.*]`)", ""]
+        where = "`head` of a `finetune` task" if kind == "head" else f"`[{TABLE_OF_KIND[kind]}.*]`"
+        lines += [f"## {LABEL_OF_KIND[kind].capitalize()}s ({where})", ""]
         if kind == "recipe":
             lines += ["| recipe | summary |", "|---|---|"]
             lines += [f"| `{c.name}` | {_cell(c.summary)} |" for c in comps]

@@ -14,7 +14,8 @@ def evaluate_run(
     run_dir: Path, pm: PluginManager, *, checkpoint: Path | None = None, names: list[str] | None = None,
     overrides: list[str] | None = None, device: str | None = None, random_init: bool = False,
 ) -> tuple[dict[str, float], Path]:
-    """Metrics of the run's evaluators on ``checkpoint`` (default: the newest); also written to
+    """Metrics of the run's evaluators on ``checkpoint`` (default: the best one ``train.best`` selected,
+    else the newest intact one); also written to
     ``<checkpoint>/eval.json``. Returns ``(metrics, checkpoint path)``.
 
     With ``random_init`` the model is evaluated as the recipe's seed initialises it, before any
@@ -42,17 +43,20 @@ def evaluate_run(
                          f"(it has {', '.join(recipe.evaluators) or 'none'})")
     if not names:
         raise ValueError(f"the recipe of {run_dir} has no [evaluators]; add some with --set or to the recipe")
-    built = build_run(recipe, pm.registry, base_dir=base_dir, source=source, plugins=pm, options=options)
+    built = build_run(recipe, pm.registry, base_dir=base_dir, source=source, plugins=pm, options=options,
+                      initialise=random_init)
     dev = resolve_device(device or recipe.train.device, source=source)
     if random_init:
         path, step, out = Path(run_dir), 0, Path(run_dir) / "eval-random-init.json"
     else:
         if checkpoint:
             path = Path(checkpoint)
-        else:  # the newest intact checkpoint; damaged newer ones are reported
-            path, problems = ckpt.find_resumable(Path(run_dir))
-            for problem in problems:
-                warnings.warn(f"damaged checkpoint skipped: {problem}", stacklevel=2)
+        else:  # the best (train.best) if recorded and intact, else the newest intact; damage is reported
+            path = ckpt.best_checkpoint(Path(run_dir))
+            if path is None or ckpt.verify_checkpoint(path):
+                path, problems = ckpt.find_resumable(Path(run_dir))
+                for problem in problems:
+                    warnings.warn(f"damaged checkpoint skipped: {problem}", stacklevel=2)
         if path is None:
             raise FileNotFoundError(f"{run_dir} has no intact checkpoint yet")
         ckpt.load_weights(path, built.model)
@@ -62,3 +66,17 @@ def evaluate_run(
         metrics = run_evaluators(recipe, built, names=names, step=step, device=dev, run_dir=Path(run_dir))
     out.write_text(json.dumps(metrics, indent=2))
     return metrics, path
+
+
+def baseline_label(run_dir: Path) -> str:
+    """What ``eval --random-init`` measures, named truthfully: ``"random init"`` when every backbone
+    starts from its seed; ``"starting weights"`` when one is loaded from trained weights (``init``,
+    or a ``pretrained`` option such as a transformers checkpoint continued by SimCSE)."""
+    try:
+        recipe = json.loads((Path(run_dir) / "recipe.json").read_text())["recipe"]
+        specs = dict(recipe.get("backbones") or {})
+    except (OSError, ValueError, KeyError, TypeError):
+        return "random init"
+    loaded = [key for key, spec in specs.items()
+              if spec.get("init") or (spec.get("options") or {}).get("pretrained")]
+    return f"starting weights ({', '.join(loaded)} pretrained)" if loaded else "random init"

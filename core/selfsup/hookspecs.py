@@ -99,6 +99,17 @@ def register_evaluators(register: Register) -> None:
 
 
 @hookspec
+def register_heads(register: Register) -> None:
+    """Register supervised heads for fine-tuning: factories returning a :class:`selfsup.components.Head`,
+    an ``nn.Module`` mapping a backbone's features to predictions, with its own loss and decoding.
+    A ``finetune`` task builds one by name (``head = "classification"``); the context carries the
+    backbone (size the head from ``backbone.output_dim``) and the task's data.
+
+    Called once, the first time heads are listed or a recipe is validated.
+    """
+
+
+@hookspec
 def register_recipes(register: Register) -> None:
     """Register recipes the plugin ships, by name. Here ``factory`` is a zero-argument callable
     returning the recipe's TOML text (e.g. read with ``importlib.resources``); ``options`` is unused.

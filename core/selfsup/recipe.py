@@ -66,8 +66,27 @@ class AugmentationSpec(ComponentSpec):
     """``[augmentations.<name>]``: one augmentation; tasks list them in order."""
 
 
+class InitSpec(_Strict):
+    """``[backbones.<name>.init]``: start a backbone from trained weights instead of its seed."""
+
+    path: str = Field(description="A run directory (its best checkpoint if it recorded one, else its newest "
+                                  "intact one), one of its checkpoints, or a `selfsup export --format selfsup` folder; "
+                                  "relative to the recipe's directory.")
+    backbone: str | None = Field(None, description="The backbone's key there; default: the same key, or the only one.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        problem = limits.plain_path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
 class BackboneSpec(ComponentSpec):
     """``[backbones.<name>]``: an encoder, shareable by several tasks."""
+
+    init: InitSpec | None = Field(None, description="Load the backbone's weights from a trained run or export.")
 
 
 BackboneRef = str | dict[str, str]  # a backbone key, or {role: backbone key} for tasks with several encoders
@@ -145,6 +164,24 @@ OPTIMIZER_OPTIONS: dict[str, type[BaseModel]] = {
     "adagrad": AdagradOptions,
 }
 
+class BestSpec(_Strict):
+    """``[train.best]``: track a validation metric, keep its best checkpoint, stop early."""
+
+    metric: str = Field(description="'<evaluator>/<metric>' of an evaluator with every > 0, e.g. 'val/f1_macro'.")
+    mode: Literal["max", "min"] = "max"
+    patience: int | None = Field(None, gt=0, description="Stop after this many evaluations without improvement; "
+                                                         "unset: never stop early.")
+    min_delta: float = Field(0.0, ge=0, description="An improvement smaller than this does not count.")
+    restore: bool = Field(True, description="Evaluate and export the best checkpoint's weights at the end.")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value.count("/") < 1 or not all(value.split("/", 1)):
+            raise ValueError("must be '<evaluator>/<metric>', e.g. 'val/f1_macro'")
+        return value
+
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -174,6 +211,7 @@ class TrainSpec(_Strict):
     deterministic: bool = False
     tensorboard: bool = True
     find_unused_parameters: bool | None = None
+    best: BestSpec | None = Field(None, description="Best-checkpoint selection and early stopping.")
 
     @field_validator("device")
     @classmethod
@@ -382,6 +420,55 @@ def parse_override(expr: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def set_value(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data`` with the field at dotted ``key`` set to ``value`` (``None`` removes it): the Python
+    form of ``--set KEY=VALUE``, for values that are already Python objects."""
+    path = [part.strip() for part in key.split(".")]
+    if not all(path):
+        raise RecipeError("overrides", [(key, "empty key segment")])
+    node = data
+    for i, part in enumerate(path[:-1]):
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise RecipeError("overrides", [(".".join(path[: i + 1]), f"is {_short(nxt)}, not a table")])
+        node = nxt
+    if value is None:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+
+
+def with_pretrained(data: dict[str, Any], pretrained: Path, wanted: str | None, source: str) -> dict[str, Any]:
+    """The recipe ``data`` with its pretrained backbone taken from ``pretrained`` (a run directory, a
+    checkpoint or a ``selfsup export --format selfsup`` folder): ``[backbones.pretrained]`` (or the
+    recipe's only backbone) gets the type and options it was trained with and ``init`` pointing at
+    it. ``wanted``: the backbone's key there, when it has several."""
+    from selfsup.engine.init import locate
+
+    backbones = dict(data.get("backbones") or {})
+    target = "pretrained" if "pretrained" in backbones or not backbones else (
+        next(iter(backbones)) if len(backbones) == 1 else None)
+    if target is None:
+        raise RecipeError(source, [("backbones", "name the backbone to start from the pretrained weights "
+                                                 "'pretrained' (the recipe has several)")])
+    try:
+        found = locate(pretrained.resolve(), target, wanted)
+    except ValueError as err:
+        raise RecipeError(source, [(f"backbones.{target}.init", str(err))]) from None
+    if found.type is None:
+        raise RecipeError(source, [(f"backbones.{target}.init", f"{found.description}: the backbone's type and "
+                                                                 f"options were not recorded")])
+    backbones[target] = {"type": found.type, "options": dict(found.options or {}),
+                         "init": {"path": str(pretrained.resolve()), "backbone": found.key}}
+    return {**data, "backbones": backbones}
+
+
+def _run_name(path: Path) -> str:
+    """The name of the run a pretrained path belongs to (a checkpoint's run, an export's folder)."""
+    path = path.resolve()
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.name
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for expr in overrides:
         path, value = parse_override(expr)
@@ -548,6 +635,15 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
         for i, aug in enumerate(spec.augment):
             ref(f"evaluators.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
 
+    best = recipe.train.best
+    if best is not None:
+        evaluator = best.metric.split("/", 1)[0]
+        if evaluator not in recipe.evaluators:
+            problems.append(("train.best.metric", _reference("evaluators", recipe.evaluators, evaluator)))
+        elif not recipe.evaluators[evaluator].every:
+            problems.append(("train.best.metric", f"evaluator {evaluator!r} runs only at the end: set "
+                                                  f"evaluators.{evaluator}.every (steps between evaluations)"))
+
     opt_model = OPTIMIZER_OPTIONS[recipe.train.optimizer]
     try:
         optimizer_options = opt_model.model_validate(recipe.train.optimizer_options)
@@ -603,10 +699,20 @@ def resolve_source(source: str, registry: Registry) -> tuple[str, str, Path, str
     return component.factory(), f"recipe {source!r} ({component.plugin})", Path.cwd(), source
 
 
-def load_recipe(source: str, registry: Registry, overrides: list[str] | tuple[str, ...] = ()) -> LoadedRecipe:
-    """Read, override and fully validate a recipe."""
+def load_recipe(source: str, registry: Registry, overrides: list[str] | tuple[str, ...] = (), *,
+                pretrained: str | Path | None = None, pretrained_backbone: str | None = None,
+                values: dict[str, Any] | None = None) -> LoadedRecipe:
+    """Read, override and fully validate a recipe. ``values``: overrides as ``{"train.lr": 3e-4}``
+    (after the ``KEY=VALUE`` strings). ``pretrained`` (a run, checkpoint or export; ``selfsup
+    finetune``) becomes the recipe's pretrained backbone, see :func:`with_pretrained`."""
     text, label, base_dir, default_name = resolve_source(source, registry)
     data = apply_overrides(parse_toml(text, label), list(overrides))
+    for key, value in (values or {}).items():
+        set_value(data, key, value)
+    if pretrained is not None:
+        data = with_pretrained(data, Path(pretrained), pretrained_backbone, label)
+        if "name" not in data and "output_dir" not in data:
+            data["name"] = f"{default_name}-{_run_name(Path(pretrained))}"
     recipe = parse_recipe(data, label, default_name)
     options = check_components(recipe, registry, label, base_dir)
     return LoadedRecipe(recipe=recipe, source=label, base_dir=base_dir, options=options)

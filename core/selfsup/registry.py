@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from selfsup.contract import ContractError, Keys
 
-Kind = Literal["data_source", "augmentation", "pretext_task", "backbone", "evaluator", "recipe"]
+Kind = Literal["data_source", "augmentation", "pretext_task", "backbone", "evaluator", "head", "recipe"]
 
 KINDS: tuple[Kind, ...] = (
     "data_source",
@@ -19,6 +19,7 @@ KINDS: tuple[Kind, ...] = (
     "pretext_task",
     "backbone",
     "evaluator",
+    "head",
     "recipe",
 )
 
@@ -29,6 +30,7 @@ HOOK_OF_KIND: dict[Kind, str] = {
     "pretext_task": "register_pretext_tasks",
     "backbone": "register_backbones",
     "evaluator": "register_evaluators",
+    "head": "register_heads",
     "recipe": "register_recipes",
 }
 
@@ -39,6 +41,7 @@ LABEL_OF_KIND: dict[Kind, str] = {
     "pretext_task": "pretext task",
     "backbone": "backbone",
     "evaluator": "evaluator",
+    "head": "head",
     "recipe": "recipe",
 }
 
@@ -50,6 +53,7 @@ TABLE_OF_KIND: dict[Kind, str] = {
     "pretext_task": "tasks",
     "backbone": "backbones",
     "evaluator": "evaluators",
+    "head": "heads",
     "recipe": "recipes",
 }
 
@@ -60,6 +64,7 @@ DECLARATIONS_OF_KIND: dict[Kind, tuple[str, ...]] = {
     "pretext_task": ("consumes", "feeds"),
     "backbone": ("consumes",),
     "evaluator": ("consumes",),
+    "head": ("consumes",),
     "recipe": (),
 }
 

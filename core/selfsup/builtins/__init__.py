@@ -1,7 +1,9 @@
 """The core's built-in components, registered through the same hooks as any plugin.
 
 They are modality-agnostic: a data source for arrays saved to disk, an MLP backbone for vector
-data, and feature-based evaluators (weighted kNN, linear probe) that work with any backbone.
+data, feature-based evaluators (weighted kNN, linear probe) that work with any backbone, and
+fine-tuning: the ``finetune`` task, its heads (classification, multi-label, regression) and the
+evaluators of their task metrics.
 Implementations live in sibling modules and are imported inside the factories.
 """
 
@@ -10,7 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 import selfsup
-from selfsup.builtins.options import KNNOptions, LinearProbeOptions, MLPOptions, NoiseOptions, TensorFileOptions
+from selfsup.builtins.options import (
+    ClassificationHeadOptions,
+    FineTuneOptions,
+    HeadMetricsOptions,
+    KNNOptions,
+    LinearProbeOptions,
+    MLPOptions,
+    MultiLabelHeadOptions,
+    NoiseOptions,
+    RegressionHeadOptions,
+    TensorFileOptions,
+)
 from selfsup.components import BuildContext
 
 
@@ -42,6 +55,35 @@ def _linear_probe(options: LinearProbeOptions, context: BuildContext) -> Any:
     from selfsup.builtins.linear_probe import LinearProbe
 
     return LinearProbe(options)
+
+
+#: What the core's heads read by default (their ``target`` option names another key): the samples of
+#: a fine-tuning task carry one of them.
+HEAD_TARGETS = {"label?": "any[*]", "labels?": "any[*]", "target?": "any[*]"}
+
+
+def _finetune(options: FineTuneOptions, context: BuildContext) -> Any:
+    from selfsup.builtins.finetune import FineTune
+
+    return FineTune(options, context)
+
+
+def _head(name: str) -> Any:
+    def build(options: Any, context: BuildContext) -> Any:
+        from selfsup.builtins import heads
+
+        return getattr(heads, name)(options, context)
+
+    return build
+
+
+def _head_metrics(name: str) -> Any:
+    def build(options: HeadMetricsOptions, context: BuildContext) -> Any:
+        from selfsup.builtins import head_metrics
+
+        return getattr(head_metrics, name)(options)
+
+    return build
 
 
 @selfsup.hookimpl
@@ -88,3 +130,43 @@ def register_evaluators(register):
         consumes={"label": "int64[]"},
         summary="Accuracy of a logistic-regression classifier trained on frozen features.",
     )
+    register(
+        "classification",
+        _head_metrics("Classification"),
+        options=HeadMetricsOptions,
+        consumes=HEAD_TARGETS,
+        summary="A fine-tuned classifier's accuracy, macro/micro/weighted precision, recall and F1, ECE; "
+                "per-class table and confusion matrix.",
+    )
+    register(
+        "regression",
+        _head_metrics("Regression"),
+        options=HeadMetricsOptions,
+        consumes=HEAD_TARGETS,
+        summary="A fine-tuned regression head's MSE, MAE and R^2 on held-out data.",
+    )
+
+
+@selfsup.hookimpl
+def register_pretext_tasks(register):
+    register(
+        "finetune",
+        _finetune,
+        options=FineTuneOptions,
+        consumes=HEAD_TARGETS,
+        summary="Supervised fine-tuning with a registered head: full, linear (frozen) or partial, with "
+                "layer-wise lr decay.",
+    )
+
+
+@selfsup.hookimpl
+def register_heads(register):
+    register("classification", _head("ClassificationHead"), options=ClassificationHeadOptions,
+             consumes={"{target}": "int64[]"},
+             summary="One class per sample: (MLP +) linear layer, cross entropy with class weights.")
+    register("multilabel", _head("MultiLabelHead"), options=MultiLabelHeadOptions,
+             consumes={"{target}": "float32[C]"},
+             summary="Any number of labels per sample: binary cross entropy per label, thresholded.")
+    register("regression", _head("RegressionHead"), options=RegressionHeadOptions,
+             consumes={"{target}": "float32[*]"},
+             summary="Real values: MSE or Huber loss on standardised targets.")

@@ -34,3 +34,12 @@ class MLP(nn.Module):
 
     def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self(batch["input"])
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """One group per Linear (with the LayerNorm after it), input side first."""
+        groups: list[list[nn.Parameter]] = []
+        for module in self.net:
+            if isinstance(module, nn.Linear):
+                groups.append([])
+            groups[-1].extend(module.parameters())
+        return groups

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -51,3 +51,72 @@ class LinearProbeOptions(Options):
     max_iter: int = Field(200, gt=0, description="L-BFGS iterations on the full feature set.")
     weight_decay: float = Field(1e-4, ge=0, description="L2 penalty on the weights.")
     standardize: bool = Field(True, description="Standardise features with the fit set's mean and std.")
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+
+
+class HeadOptions(Options):
+    hidden_dims: list[int] = Field(default_factory=list, description="Hidden layers (GELU) before the output "
+                                                                     "layer; empty: a linear head.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the features (and after each hidden layer).")
+
+    @model_validator(mode="after")
+    def _widths(self) -> "HeadOptions":
+        if any(h <= 0 for h in self.hidden_dims):
+            raise ValueError("hidden_dims must all be positive")
+        return self
+
+
+class ClassificationHeadOptions(HeadOptions):
+    target: str = Field("label", description="Sample key of the integer class.")
+    num_classes: int | None = Field(None, gt=1, description="Default: 1 + the largest label in the task's data.")
+    class_weights: Literal["none", "balanced"] | list[float] = Field(
+        "none", description="Loss weight per class: 'balanced' = N / (C * count(class)), as scikit-learn's, "
+                            "for imbalanced labels; or one weight per class.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> "ClassificationHeadOptions":
+        if isinstance(self.class_weights, list):
+            if any(w < 0 for w in self.class_weights) or not any(w > 0 for w in self.class_weights):
+                raise ValueError("class_weights must be non-negative with at least one above zero")
+            if self.num_classes is not None and len(self.class_weights) != self.num_classes:
+                raise ValueError(f"class_weights has {len(self.class_weights)} values for {self.num_classes} classes")
+        return self
+
+
+class MultiLabelHeadOptions(HeadOptions):
+    target: str = Field("labels", description="Sample key of the 0/1 vector of labels (float or int [C]).")
+    num_labels: int | None = Field(None, gt=0, description="Default: the length of the first sample's vector.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="A label is predicted when its probability exceeds this.")
+    pos_weight: Literal["none", "balanced"] = Field(
+        "none", description="'balanced': positives of each label weighted by negatives / positives.")
+
+
+class RegressionHeadOptions(HeadOptions):
+    target: str = Field("target", description="Sample key of the value (float [] or [K]).")
+    num_outputs: int = Field(1, gt=0, description="Values predicted per sample (K).")
+    loss: Literal["mse", "huber"] = "mse"
+    standardize: bool = Field(True, description="Learn standardised targets (mean and std of the task's data, "
+                                                "kept as buffers); predictions are mapped back.")
+
+
+class FineTuneOptions(Options):
+    head: str = Field("classification", description="A registered head (`selfsup describe heads`).")
+    head_options: dict[str, Any] = Field(default_factory=dict, description="Options of the head.")
+    mode: Literal["full", "linear", "partial"] = Field(
+        "full", description="'full': every backbone weight trains; 'linear': the backbone is frozen (eval mode, "
+                            "no gradients; a linear probe when the head is linear); 'partial': only the top "
+                            "unfreeze_last layer groups train.")
+    unfreeze_last: int = Field(1, ge=0, description="mode 'partial': trainable layer groups, counted from the top "
+                                                    "(selfsup.lib.layer_groups).")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="Layer-wise lr decay: group i of L (input side 0) trains "
+                                                            "at lr * layer_decay^(L - i); the head at lr.")
+
+
+class HeadMetricsOptions(Options):
+    task: str | None = Field(None, description="The finetune task whose head is measured; default: the only one.")
+    report: bool = Field(True, description="Write the per-class table (JSON, CSV) and the confusion matrix (PNG) "
+                                           "to <run>/reports/<evaluator>/step-N/.")
+    ece_bins: int = Field(15, gt=1, le=1000, description="Bins of the expected calibration error.")

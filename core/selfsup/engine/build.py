@@ -74,6 +74,7 @@ class Built:
     model: SelfSupModel
     evaluators: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # "tasks.<name>" -> "tasks.<name> (plugin version)"
+    initialised: dict[str, str] = field(default_factory=dict)  # backbone key -> where its init weights came from
 
     def pipeline(self, names: list[str]) -> list[Any]:
         return [self.augmentations[n] for n in names]
@@ -105,10 +106,11 @@ def _build(registry: Registry, kind: Kind, path: str, spec: ComponentSpec, conte
 
 
 def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str, with_evaluators: bool = True,
-              plugins: Any = None, options: dict[str, Any] | None = None) -> Built:
+              plugins: Any = None, options: dict[str, Any] | None = None, initialise: bool = True) -> Built:
     """Build everything a recipe names. Weights are initialised from ``recipe.seed``. ``options``
     are the parsed options by recipe path (``"tasks.simclr"``), as recipe validation returned them;
-    ``plugins`` (the plugin manager) adds plugin versions to the labels used in error messages."""
+    ``plugins`` (the plugin manager) adds plugin versions to the labels used in error messages.
+    ``initialise``: load ``[backbones.<key>.init]`` weights (skipped when a checkpoint is loaded next)."""
     torch.manual_seed(recipe.seed)
     options = options or {}
     labels = {}
@@ -127,9 +129,12 @@ def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str
         for n, s in recipe.augmentations.items()
     }
     backbones: dict[str, Any] = {}
+    initialised: dict[str, str] = {}
     for n, s in recipe.backbones.items():  # in recipe order: a backbone may build on an earlier one (a shared trunk)
         backbones[n] = _build(registry, "backbone", f"backbones.{n}", s, ctx(n, backbones=dict(backbones)), source,
                               options.get(f"backbones.{n}"))
+        if s.init is not None and initialise:  # trained weights, before tasks size heads or copy the backbone
+            initialised[n] = _init(backbones[n], n, s, base_dir, source)
     tasks = {}
     for n, s in recipe.tasks.items():
         context = ctx(n, backbone=select_backbones(backbones, s.backbone), data=data[s.data])
@@ -150,4 +155,17 @@ def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str
             context = ctx(n, backbone=backbone, data=data[s.data])
             label = f"evaluators.{n}"
             evaluators[n] = _build(registry, "evaluator", label, s, context, source, options.get(label))
-    return Built(data=data, augmentations=augs, model=model, evaluators=evaluators, labels=labels)
+    return Built(data=data, augmentations=augs, model=model, evaluators=evaluators, labels=labels,
+                 initialised=initialised)
+
+
+def _init(backbone: Any, key: str, spec: Any, base_dir: Path, source: str) -> str:
+    """Load ``[backbones.<key>.init]``; a problem is a recipe error on that field."""
+    from selfsup.engine.init import load_init
+
+    path = Path(spec.init.path)
+    path = path if path.is_absolute() else base_dir / path
+    try:
+        return load_init(backbone, key, path, spec.init.backbone, spec.type).description
+    except (ValueError, OSError) as exc:
+        raise RecipeError(source, [(f"backbones.{key}.init", str(exc))]) from None

@@ -42,6 +42,7 @@ from safetensors.torch import load_model, save_model
 PREFIX = "step-"
 FORMAT = 2
 WEIGHTS, STATE, META = "model.safetensors", "state.pt", "meta.json"
+BEST = "best"  # checkpoints/best: the name of the checkpoint train.best selected
 CHUNK = 1 << 20  # bytes hashed at a time
 
 _STEP_DIR = re.compile(r"step-(\d{8})")
@@ -137,9 +138,45 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
     except OSError as err:
         warnings.warn(f"{final} is complete, but {root / 'latest'} could not be updated ({err})", stacklevel=2)
     done = [p for p in list_checkpoints(run_dir) if _step(p) <= step]  # never newer leftovers, never this one
+    best = _best_name(run_dir)  # the best checkpoint (train.best) is kept beside the newest `keep`
     for old in done[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != best:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def mark_best(run_dir: Path, path: Path) -> None:
+    """Record checkpoint ``path`` as the run's best (``checkpoints/best`` names it); pruning keeps it."""
+    write_text_atomic(checkpoint_dir(run_dir) / BEST, Path(path).name + "\n")
+
+
+def _best_name(run_dir: Path) -> str | None:
+    try:
+        name = (checkpoint_dir(run_dir) / BEST).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if _STEP_DIR.fullmatch(name) else None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``train.best`` selected (``checkpoints/best``), if the run recorded one and it exists."""
+    name = _best_name(run_dir)
+    path = checkpoint_dir(run_dir) / name if name else None
+    return path if path is not None and path.is_dir() else None
+
+
+def read_weights(path: Path, *, verify: bool = True) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model.safetensors`` in checkpoint ``path`` (checked against ``meta.json`` first)."""
+    from safetensors.torch import load_file
+
+    file = Path(path) / WEIGHTS
+    problem = _problem_of(Path(path), WEIGHTS) if verify else None
+    if problem:
+        raise CheckpointReadError(f"{file}: {problem}")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointReadError(f"{file}: cannot be loaded ({_first_line(err)})") from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from selfsup.components import EvalContext
 from selfsup.engine.build import Built, select_backbones
 from selfsup.engine.data import stream_id
 from selfsup.engine.errors import component_error
+from selfsup.lib.data import batches as lib_batches
 from selfsup.lib.data import extract_features, ordered  # noqa: F401 - extract_features: re-exported for the core
 from selfsup.recipe import Recipe
 
@@ -61,6 +62,10 @@ def run_evaluators(
         def inputs(source: Any, key: str, pipeline=pipeline, name=name):
             return extract_inputs(source, key, pipeline=pipeline, seed=recipe.seed, stream=stream_id(f"eval:{name}"))
 
+        def batches(source: Any, pipeline=pipeline, name=name, size=spec.batch_size):
+            return lib_batches(source, batch_size=size, pipeline=pipeline, seed=recipe.seed,
+                               stream=stream_id(f"eval:{name}"))
+
         context = EvalContext(
             name=name,
             step=step,
@@ -74,6 +79,7 @@ def run_evaluators(
             features=features,
             inputs=inputs,
             tasks=built.model.tasks,
+            batches=batches,
         )
         try:
             metrics = built.evaluators[name].evaluate(context)

@@ -45,6 +45,7 @@ class TrainResult:
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
     evaluation: dict[str, float] = field(default_factory=dict)
+    best_step: int | None = None  # [train.best]: the step whose weights were kept as the best
 
 
 def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resume_weights_only: bool = False,
@@ -93,17 +94,27 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
                 if run.step % cfg.log_every == 0 or run.step == run.total_steps:
                     run.log(meter.flush(run.dist, lr=lr))
                 due = [n for n, e in recipe.evaluators.items() if e.every and run.step % e.every == 0]
+                stop = False
                 if due and run.step < run.total_steps:
-                    run.evaluate(due)
+                    stop = run.track_best(run.evaluate(due))  # [train.best]: keep the best, stop early
                     model.train()
                 if any_rank([signals.requested], run.dist)[0]:
                     raise Preempted(signals.signum or 15, run.step, run.save())
+                if stop:
+                    break
                 if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < run.total_steps:
                     run.save()
 
-            run.save()
+            if run.saved_step != run.step:
+                run.save()
+            final = [n for n, e in recipe.evaluators.items() if e.at_end]
+            if recipe.train.best is not None:  # the final weights may be the best; else evaluate the best
+                run.track_best(run.evaluate([n for n in final if run.evaluated.get(n) != run.step]))
+                if run.restore_best():
+                    run.evaluate(final, weights_from=run.best["step"])
             run.export()
-            run.evaluate([n for n, e in recipe.evaluators.items() if e.at_end])
+            if recipe.train.best is None:
+                run.evaluate(final)
             status = "completed"
     except TrainingDiverged:
         status = "diverged"
@@ -114,7 +125,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
     finally:
         run.close(status, meter.last)
     return TrainResult(run_dir=run.run_dir, step=run.step, status=status, metrics=meter.last,
-                       evaluation=run.evaluation)
+                       evaluation=run.evaluation, best_step=run.best["step"])
 
 
 # ------------------------------------------------------------------------------------------ helpers

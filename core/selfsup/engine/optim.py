@@ -11,16 +11,36 @@ from selfsup.engine.lars import LARS
 from selfsup.recipe import OPTIMIZER_OPTIONS, TrainSpec
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices and convolution kernels; never biases or normalization weights (1-D)."""
-    decay, no_decay = [], []
+def lr_scales(model: nn.Module) -> dict[int, float]:
+    """``{id(parameter): lr multiplier}`` from every task that defines ``lr_scales()`` (fine-tuning's
+    layer-wise decay); a parameter two tasks scale gets the smaller multiplier."""
+    scales: dict[int, float] = {}
+    for task in getattr(model, "tasks", {}).values():
+        own = getattr(task, "lr_scales", None)
+        for p, scale in (own() if callable(own) else {}).items():
+            scales[id(p)] = min(scale, scales.get(id(p), scale))
+    return scales
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None) -> list[dict]:
+    """Decay matrices and convolution kernels; never biases or normalization weights (1-D). Parameters
+    a task scales (:func:`lr_scales`) go to groups of their own, with ``lr_scale`` (and ``lr``, when given)."""
+    scales = lr_scales(model)
+    groups: dict[tuple[bool, float], list] = {(True, 1.0): []}  # the first group, even when empty (as always)
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, "decay": True}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "decay": False})
-    return groups
+            groups.setdefault((p.ndim > 1, scales.get(id(p), 1.0)), []).append(p)
+    out = []
+    for (decay, scale), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1])):
+        if not params and (decay, scale) != (True, 1.0):
+            continue
+        group = {"params": params, "weight_decay": weight_decay if decay else 0.0, "decay": decay}
+        if scale != 1.0 or len({s for _, s in groups}) > 1:
+            group["lr_scale"] = scale
+            if lr is not None:
+                group["lr"] = lr * scale
+        out.append(group)
+    return out
 
 
 def apply_hyperparameters(optimizer: torch.optim.Optimizer, train: TrainSpec) -> None:
@@ -28,7 +48,7 @@ def apply_hyperparameters(optimizer: torch.optim.Optimizer, train: TrainSpec) ->
     a checkpoint was loaded, which brings the old values): a resume with a changed lr or weight
     decay trains with the new ones. The scheduler built next takes ``initial_lr`` as its base."""
     for i, group in enumerate(optimizer.param_groups):
-        group["lr"] = group["initial_lr"] = train.lr
+        group["lr"] = group["initial_lr"] = train.lr * group.get("lr_scale", 1.0)
         if group.get("decay", i == 0 or isinstance(optimizer, LARS)):
             group["weight_decay"] = train.weight_decay
 
@@ -36,9 +56,17 @@ def apply_hyperparameters(optimizer: torch.optim.Optimizer, train: TrainSpec) ->
 def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
     opts = OPTIMIZER_OPTIONS[train.optimizer].model_validate(train.optimizer_options)
     if train.optimizer == "lars":  # LARS decides per tensor what to decay and adapt
-        params = [p for p in model.parameters() if p.requires_grad]
-        return LARS(params, lr=train.lr, weight_decay=train.weight_decay, **opts.model_dump())
-    groups = param_groups(model, train.weight_decay)
+        scales = lr_scales(model)
+        if not scales:
+            params = [p for p in model.parameters() if p.requires_grad]
+            return LARS(params, lr=train.lr, weight_decay=train.weight_decay, **opts.model_dump())
+        by_scale: dict[float, list] = {}
+        for p in model.parameters():
+            if p.requires_grad:
+                by_scale.setdefault(scales.get(id(p), 1.0), []).append(p)
+        groups = [{"params": ps, "lr": train.lr * s, "lr_scale": s} for s, ps in by_scale.items()]
+        return LARS(groups, lr=train.lr, weight_decay=train.weight_decay, **opts.model_dump())
+    groups = param_groups(model, train.weight_decay, train.lr)
     if train.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=train.lr, betas=opts.betas, eps=opts.eps)
     if train.optimizer == "adam":  # L2 penalty added to the gradient, as torch's Adam does
@@ -71,7 +99,7 @@ def build_scheduler(
     min_ratio = train.min_lr / train.lr
     if start:
         for group in optimizer.param_groups:
-            group.setdefault("initial_lr", train.lr)
+            group.setdefault("initial_lr", train.lr * group.get("lr_scale", 1.0))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: lr_factor(

@@ -100,6 +100,9 @@ class Run:
     bar: ProgressBar | None = None
     last_saved: Path | None = None
     evaluation: dict[str, float] = field(default_factory=dict)
+    saved_step: int | None = None  # the step of the newest checkpoint this process wrote
+    evaluated: dict[str, int] = field(default_factory=dict)  # evaluator -> the step it last ran at
+    best: dict[str, Any] = field(default_factory=lambda: {"value": None, "step": None, "stale": 0})  # train.best
 
     @property
     def recipe(self) -> Recipe:
@@ -127,6 +130,7 @@ class Run:
             "scaler": self.scaler.state_dict(),
             "streams": {n: s.state_dict() for n, s in self.streams.items()},
             "rng": rngs,
+            "best": dict(self.best),
         }
 
     def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:
@@ -142,6 +146,7 @@ class Run:
         rngs = state["rng"]
         ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
         self.step = self.info.step = int(state["step"])
+        self.best = dict(state.get("best") or self.best)
         apply_hyperparameters(self.optimizer, self.recipe.train)
         self.scheduler = build_scheduler(self.optimizer, self.recipe.train, self.total_steps, start=self.step)
 
@@ -175,7 +180,49 @@ class Run:
             self.last_saved = path
             self.pm.fire("on_checkpoint_saved", run=self.info, step=self.step, path=str(path))
         barrier()
+        self.saved_step = self.step
         return path
+
+    def track_best(self, results: dict[str, float]) -> bool:
+        """``[train.best]``: after an evaluation, keep the checkpoint of an improved metric as the best
+        (``checkpoints/best``; pruning spares it) and count evaluations without improvement. Returns
+        whether training should stop early (``patience`` reached)."""
+        spec = self.recipe.train.best
+        if spec is None or not any(k.startswith(spec.metric.split("/", 1)[0] + "/") for k in results):
+            return False
+        if spec.metric not in results:
+            raise RecipeError(self.loaded.source, [("train.best.metric", f"the evaluator reported no {spec.metric!r} "
+                                                    f"(it reported {', '.join(sorted(results))})")])
+        value, best = results[spec.metric], self.best["value"]
+        sign = 1.0 if spec.mode == "max" else -1.0
+        if math.isfinite(value) and (best is None or sign * (value - best) > spec.min_delta):
+            self.best.update(value=value, step=self.step, stale=0)
+            path = self.save() if self.saved_step != self.step else self.last_saved
+            if self.dist.is_main and path is not None:
+                ckpt.mark_best(self.run_dir, path)
+            barrier()
+            return False
+        self.best["stale"] += 1
+        stop = spec.patience is not None and self.best["stale"] >= spec.patience
+        if stop and self.dist.is_main:
+            print(f"early stopping at step {self.step}: {spec.metric} has not improved for {self.best['stale']} "
+                  f"evaluations (best {self.best['value']:.4g} at step {self.best['step']})", flush=True)
+        return stop
+
+    def restore_best(self) -> bool:
+        """Load the best checkpoint's weights (``train.best.restore``) when they are not the current ones."""
+        spec = self.recipe.train.best
+        if spec is None or not spec.restore or self.best["step"] in (None, self.step):
+            return False
+        path = ckpt.best_checkpoint(self.run_dir)
+        if path is None:
+            warnings.warn(f"the best checkpoint (step {self.best['step']}) is gone; the last weights are kept",
+                          stacklevel=2)
+            return False
+        ckpt.load_weights(path, self.model)
+        if self.dist.is_main:
+            print(f"restored the best checkpoint, {path.name} ({spec.metric} = {self.best['value']:.4g})", flush=True)
+        return True
 
     def log(self, metrics: dict[str, float]) -> None:
         """Write a train record (rank 0) with the data sources' bad-sample counts beside it."""
@@ -186,15 +233,21 @@ class Run:
         self.bar.update(self.step, loss=metrics.get("loss"), samples_per_s=metrics.get("samples_per_s"))
         self.pm.fire("on_step_end", run=self.info, step=self.step, metrics=metrics)
 
-    def evaluate(self, names: list[str]) -> dict[str, float]:
+    def evaluate(self, names: list[str], *, weights_from: int | None = None) -> dict[str, float]:
+        """Run the named evaluators (rank 0) and record them; ``weights_from``: the step whose weights
+        were loaded (the best checkpoint), recorded as ``weights_step`` beside the metrics."""
         results: dict[str, float] = {}
-        if names and self.dist.is_main:
+        if not names:
+            return results
+        if self.dist.is_main:
             results = run_evaluators(self.recipe, self.built, names=names, step=self.step, device=self.device,
                                      run_dir=self.run_dir, labels=self.built.labels)
-            self.writer.write("eval", self.step, results)
+            extra = {} if weights_from is None else {"weights_step": float(weights_from)}
+            self.writer.write("eval", self.step, {**results, **extra})
             self.pm.fire("on_evaluation_end", run=self.info, step=self.step, metrics=results)
         barrier()
         self.evaluation.update(results)
+        self.evaluated.update(dict.fromkeys(names, self.step))
         return results
 
     def export(self) -> None:
@@ -266,7 +319,10 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
 
     # --- components (weights initialised from the seed, identical on every rank) --------------
     built = build_run(recipe, pm.registry, base_dir=loaded.base_dir, source=source, plugins=pm,
-                      options=loaded.options)
+                      options=loaded.options, initialise=start_from is None)
+    if info.is_main:
+        for key, where in built.initialised.items():
+            print(f"backbones.{key}: weights from {where}", flush=True)
     model = built.model.to(device)
     torch.manual_seed(recipe.seed + 1 + info.rank)  # training-time randomness (dropout...) per rank
     streams = _streams(loaded, built, info, device)

@@ -53,33 +53,57 @@ def ordered(source: Any, *, seed: int = 0, index: bool = False, pipeline: Sequen
         yield apply_pipeline(sample, steps, sample_generator(seed, stream, 0, i)) if steps else sample
 
 
+def batches(source: Any, *, batch_size: int, pipeline: Sequence[Any] = (), seed: int = 0,
+            stream: int | str = 0) -> Iterator[dict[str, Any]]:
+    """A whole source in order (:func:`ordered`), collated into batches of ``batch_size`` (the last may
+    be smaller) with the source's ``collate`` or torch's ``default_collate``; on the CPU."""
+    from torch.utils.data import default_collate
+
+    collate = getattr(source, "collate", None) or default_collate  # e.g. text sources pad to the longest
+    chunk: list[dict[str, Any]] = []
+    for sample in ordered(source, seed=seed, pipeline=pipeline, stream=stream):
+        chunk.append(sample)
+        if len(chunk) == batch_size:
+            yield collate(chunk)
+            chunk = []
+    if chunk:
+        yield collate(chunk)
+
+
 def extract_features(
     backbone: Any, source: Any, *, pipeline: Sequence[Any] = (), batch_size: int, device: Any, seed: int = 0,
     stream: int | str = 0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``backbone.embed`` over a whole source in order, frozen: ``(features [N, D] float32 on the CPU,
-    labels [N] int64 or None)``. Samples are batched with the source's ``collate`` (or torch's
-    ``default_collate``); labels are returned when every batch has a ``"label"``."""
+    labels [N] int64 or None)``. Samples are batched as :func:`batches` does; labels are returned
+    when every batch has a ``"label"``."""
     import torch
-    from torch.utils.data import default_collate
 
-    feats, labels, chunk = [], [], []
-    collate = getattr(source, "collate", None) or default_collate  # e.g. text sources pad to the longest
-
-    def flush() -> None:
-        batch = collate(chunk)
-        feats.append(backbone.embed(to_device(batch, device)).float().cpu())
-        if "label" in batch:
-            labels.append(torch.as_tensor(batch["label"]).long().cpu())
-        chunk.clear()
-
+    feats, labels = [], []
     with frozen(backbone):
-        for sample in ordered(source, seed=seed, pipeline=pipeline, stream=stream):
-            chunk.append(sample)
-            if len(chunk) == batch_size:
-                flush()
-        if chunk:
-            flush()
+        for batch in batches(source, batch_size=batch_size, pipeline=pipeline, seed=seed, stream=stream):
+            feats.append(backbone.embed(to_device(batch, device)).float().cpu())
+            if "label" in batch:
+                labels.append(torch.as_tensor(batch["label"]).long().cpu())
     if not feats:
         raise ValueError("cannot evaluate on an empty data source")
     return torch.cat(feats), (torch.cat(labels) if len(labels) == len(feats) else None)
+
+
+def scan_targets(source: Any, key: str, *, limit: int | None = None) -> list[Any]:
+    """``sample[key]`` of every sample, in order (epoch 0 of a streaming source), without augmentations:
+    what a head needs to size itself and weight classes. A source may define ``targets(key)`` to
+    answer without decoding its samples. Raises ValueError naming the key when a sample lacks it."""
+    fast = getattr(source, "targets", None)
+    if callable(fast):
+        values = fast(key)
+        if values is not None:
+            return list(values)
+    out = []
+    for i, sample in enumerate(ordered(source)):
+        if key not in sample:
+            raise ValueError(f"sample {i} has no {key!r} field (it has {', '.join(sorted(sample))})")
+        out.append(sample[key])
+        if limit is not None and len(out) >= limit:
+            break
+    return out

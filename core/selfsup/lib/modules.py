@@ -1,5 +1,6 @@
 """Small building blocks for backbones, tasks and evaluators: freezing a module, pooling over
-valid positions, position encodings. Importing this module does not import torch."""
+valid positions, position encodings, a backbone's layers in order. Importing this module does not
+import torch."""
 
 from __future__ import annotations
 
@@ -47,3 +48,40 @@ def sinusoidal_positions(length: int, dim: int, device: Any = None) -> torch.Ten
     table[:, 0::2] = torch.sin(position * rates)
     table[:, 1::2] = torch.cos(position * rates[: dim // 2])
     return table
+
+
+def layer_groups(backbone: Any) -> list[list[torch.nn.Parameter]]:
+    """A backbone's parameters by layer, input side first: what layer-wise learning-rate decay scales
+    and partial unfreezing unfreezes from the top. Every parameter appears once.
+
+    ``backbone.layer_groups()`` is used when the backbone defines it. Otherwise the largest
+    ``nn.ModuleList`` / ``nn.Sequential`` with two or more parameterised children (by parameter count:
+    a transformer's blocks, a CNN's stages) gives one group per child, with one group before it (what
+    comes first in ``named_parameters``: embeddings, stem) and one after (final norm, pooler). A
+    backbone without such a list is one group."""
+    import torch
+
+    own = getattr(backbone, "layer_groups", None)
+    params = list({id(p): p for p in backbone.parameters()}.values())
+    if callable(own):
+        groups = [list({id(p): p for p in g}.values()) for g in own()]
+        seen = {id(p) for g in groups for p in g}
+        missing = [p for p in params if id(p) not in seen]
+        if missing:
+            raise ValueError(f"{type(backbone).__name__}.layer_groups() leaves out {len(missing)} parameter(s)")
+        return [g for g in groups if g]
+    best, best_size = None, 0
+    for module in backbone.modules():
+        if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):
+            blocks = [m for m in module if any(True for _ in m.parameters())]
+            size = sum(p.numel() for p in module.parameters())
+            if len(blocks) >= 2 and size > best_size:
+                best, best_size = blocks, size
+    if best is None:
+        return [params]
+    block_of = {id(p): i for i, block in enumerate(best) for p in block.parameters()}
+    first = min(i for i, p in enumerate(params) if id(p) in block_of)
+    before = [p for p in params[:first] if id(p) not in block_of]
+    after = [p for p in params[first:] if id(p) not in block_of]
+    blocks = [list({id(p): p for p in block.parameters()}.values()) for block in best]
+    return [g for g in (before, *blocks, after) if g]

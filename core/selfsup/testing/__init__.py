@@ -390,7 +390,7 @@ class EvaluatorConformance(_Suite, EvaluatorKeys, EvaluatorEffects):
 
         from selfsup.components import EvalContext
         from selfsup.engine.evaluation import extract_inputs
-        from selfsup.lib.data import extract_features
+        from selfsup.lib.data import batches, extract_features
 
         torch.manual_seed(self.seed)
         backbone = self.build("backbone", self.backbone)
@@ -406,6 +406,7 @@ class EvaluatorConformance(_Suite, EvaluatorKeys, EvaluatorEffects):
             name=self.evaluator, step=0, seed=self.seed, device=torch.device("cpu"), backbone=backbone,
             data=data, fit_data=fit, run_dir=run_dir, batch_size=64, features=features,
             inputs=lambda source, key: extract_inputs(source, key, pipeline=[], seed=self.seed),
+            batches=lambda source: batches(source, batch_size=64, seed=self.seed),
         )
         return ev.evaluate(context)
 

@@ -107,6 +107,8 @@ def register_evaluators(register):
 
 RECIPES = {
     "simclr-digits": "SimCLR with a small CNN on 8x8 digits; kNN against random init.",
+    "finetune-digits": "Fine-tune a pretrained backbone (default runs/simclr-digits) on digits; macro F1, best "
+                       "checkpoint.",
     "mae-digits": "MAE with a tiny ViT on digits upscaled to 16x16.",
     "deepcluster-digits": "DeepCluster with a small CNN on 8x8 digits.",
     "swav-digits": "SwAV with multi-crop and a small CNN on 8x8 digits.",

@@ -44,6 +44,16 @@ class SmallCNN(nn.Module):
     def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self(batch["image"])
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """One group per conv block (the conv and its norm), input side first: fine-tuning's layers."""
+        groups: list[list[nn.Parameter]] = []
+        for module in self.features:
+            if isinstance(module, nn.Conv2d):
+                groups.append([])
+            if groups:
+                groups[-1].extend(module.parameters())
+        return groups
+
 
 def build_small_cnn(o: Any, context: BuildContext) -> SmallCNN:
     return SmallCNN(o)

@@ -43,6 +43,19 @@ class TimmBackbone(nn.Module):
         return self(batch["image"])
 
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Layers in the order timm's own layer decay uses (``group_matcher(coarse=False)``: stem, each
+        block, head), for fine-tuning's layer-wise lr decay and partial unfreezing."""
+        from timm.models import group_parameters
+
+        params = dict(self.model.named_parameters())
+        matcher = getattr(self.model, "group_matcher", None)
+        if matcher is None:
+            return [list(params.values())]
+        groups = group_parameters(self.model, matcher(coarse=False))  # {layer id: [names]}, input side first
+        return [[params[name] for name in names] for _, names in sorted(groups.items())]
+
+
 def build_timm(o: Any, context: BuildContext) -> TimmBackbone:
     import timm
 
