@@ -32,7 +32,7 @@ from machine import machine  # bench/machine.py
 
 import selfsup
 from selfsup.engine.loop import tasks_for_step, train
-from selfsup.evaluate import evaluate_run
+from selfsup.evaluation import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 

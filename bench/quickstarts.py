@@ -21,7 +21,7 @@ from pathlib import Path
 from machine import machine  # bench/machine.py
 
 from selfsup.engine.loop import train
-from selfsup.evaluate import evaluate_run
+from selfsup.evaluation import evaluate_run
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 

@@ -324,7 +324,7 @@ def eval_(
 
     The baseline (--random-init, --baseline) is the model before training: "random init" when every
     backbone starts from its seed, "starting weights" when one is loaded from trained weights."""
-    from selfsup.evaluate import baseline_label, evaluate_run
+    from selfsup.evaluation import baseline_label, evaluate_run
 
     if baseline and random_init:
         _fail("--baseline already evaluates the random init; pass one of --baseline and --random-init")
@@ -364,6 +364,54 @@ def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, 
         cells = [trained.get(key), untrained.get(key)]
         table.add_row(key, *("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in cells))
     _console().print(table)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", default="selfsup", show_default=True,
+              help="selfsup, onnx, torchscript, or a format of the backbone's library (hf for text transformers, "
+                   "timm for timm models).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: <run>/export/<format>.")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Default: the best (train.best), else the newest intact one.")
+def export(run_dir: Path, fmt: str, out: Path | None, checkpoint: Path | None) -> None:
+    """Write RUN_DIR's model (backbone, and a fine-tuned head) in a format other tools load, with a
+    model card (README.md). onnx and torchscript exports are checked against PyTorch before they are kept."""
+    from selfsup.api import export as export_model
+    from selfsup.exporting import ExportError
+
+    try:
+        folder = export_model(run_dir, format=fmt, out=out, checkpoint=checkpoint)
+    except (RecipeError, ExportError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    click.echo(f"exported {run_dir} ({fmt}) to {folder}")
+
+
+@cli.command()
+@click.argument("model_path", metavar="RUN_OR_EXPORT", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", required=True, help="A data key of the run's recipe (e.g. val) or a TOML data table, "
+                                            "e.g. '{ type = \"digits\", options = { split = \"val\" } }'.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="FILE.npy, FILE.npz or FILE.parquet.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Data-loader processes reading samples.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def embed(model_path: Path, data: str, out: Path, batch_size: int, workers: int, device: str,
+          no_progress: bool) -> None:
+    """Embed a data set with a trained backbone: one row per sample, with its id and label."""
+    from selfsup.api import load
+    from selfsup.embed import data_source, embed_source, write_embeddings
+
+    try:
+        model = load(model_path, device=device)
+        source = data_source(model, data, _pm())
+        vectors, ids, labels = embed_source(model, source, batch_size=batch_size, workers=workers,
+                                            progress=not no_progress)
+        write_embeddings(out, vectors, ids, labels)
+    except (RecipeError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {out}")
 
 
 # ----------------------------------------------------------------------------- discovery

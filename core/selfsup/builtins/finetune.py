@@ -27,7 +27,7 @@ class FineTune(nn.Module):
         super().__init__()
         if isinstance(context.backbone, dict):
             raise ValueError("finetune takes one backbone, not a table of roles")
-        self.mode = options.mode
+        self.mode, self.options = options.mode, options
         self.head = context.build("heads", options.head, options.head_options)
         groups = layer_groups(context.backbone)  # input side first
         trainable = {"full": len(groups), "linear": 0, "partial": min(options.unfreeze_last, len(groups))}[self.mode]
@@ -38,6 +38,12 @@ class FineTune(nn.Module):
         top = len(groups)  # the head is layer L, at the full lr
         self._scales = {p: options.layer_decay ** (top - i) for i, group in enumerate(groups) for p in group
                         if p.requires_grad and options.layer_decay != 1.0}
+
+    def export_options(self) -> dict[str, Any]:
+        """This task's options with its head's resolved ones: rebuilds it without data (an export)."""
+        resolved = getattr(self.head, "export_options", None)
+        head_options = resolved() if callable(resolved) else dict(self.options.head_options)
+        return {**self.options.model_dump(), "head_options": head_options}
 
     def lr_scales(self) -> dict[nn.Parameter, float]:
         """Learning-rate multiplier of the backbone's trainable parameters (those not listed: 1)."""

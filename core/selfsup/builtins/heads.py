@@ -61,9 +61,14 @@ class ClassificationHead(nn.Module):
                 raise ValueError(f"class_weights has {len(options.class_weights)} values for {self.num_classes} "
                                  f"classes")
             weights = torch.tensor(options.class_weights, dtype=torch.float64)
-        self.register_buffer("class_weights", None if weights is None else weights.float())
+        self.register_buffer("class_weights", torch.ones(self.num_classes) if weights is None else weights.float())
         self.label_smoothing = options.label_smoothing
+        self.options = options
         self.net = mlp(context.backbone.output_dim, self.num_classes, options)
+
+    def export_options(self) -> dict[str, Any]:
+        """Options that rebuild this head without data (sizes resolved; buffers come with the weights)."""
+        return {**self.options.model_dump(), "num_classes": self.num_classes, "class_weights": "none"}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, D] -> [B, C]
         return self.net(features)
@@ -93,8 +98,13 @@ class MultiLabelHead(nn.Module):
         if options.pos_weight == "balanced":
             positives = targets.sum(0)
             pos_weight = torch.where(positives > 0, (len(targets) - positives) / positives.clamp_min(1), 1.0)
-        self.register_buffer("pos_weight", pos_weight)
+        self.register_buffer("pos_weight", torch.ones(self.num_labels) if pos_weight is None else pos_weight)
+        self.options = options
         self.net = mlp(context.backbone.output_dim, self.num_labels, options)
+
+    def export_options(self) -> dict[str, Any]:
+        """Options that rebuild this head without data (sizes resolved; buffers come with the weights)."""
+        return {**self.options.model_dump(), "num_labels": self.num_labels, "pos_weight": "none"}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, D] -> [B, C]
         return self.net(features)
@@ -124,7 +134,12 @@ class RegressionHead(nn.Module):
             mean, std = values.mean(0), values.std(0).clamp_min(1e-6) if len(values) > 1 else std
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
+        self.options = options
         self.net = mlp(context.backbone.output_dim, options.num_outputs, options)
+
+    def export_options(self) -> dict[str, Any]:
+        """Options that rebuild this head without data (the target scale comes with the weights)."""
+        return {**self.options.model_dump(), "standardize": False}
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, D] -> [B, K], standardised scale
         return self.net(features)

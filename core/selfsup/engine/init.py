@@ -2,7 +2,7 @@
 
 The weights come from, in this order of what ``path`` is:
 
-* a ``selfsup export --format selfsup`` folder (``selfsup.json`` + ``model.safetensors``: one backbone);
+* a ``selfsup export --format selfsup`` folder (``selfsup.json`` + ``backbone.safetensors``: one backbone);
 * a checkpoint folder (``meta.json`` + ``model.safetensors``: the whole model of a run);
 * a run directory: its best checkpoint if ``train.best`` recorded one, else its newest intact one.
 

@@ -118,6 +118,7 @@ def test_export_loads_in_plain_transformers(family: str, tmp_path) -> None:
 
     torch.manual_seed(0)
     b = _backbone(family=family).eval()
+    assert b.export_formats() == {"hf": b.export}  # selfsup export --format hf
     b.export(tmp_path / "export")
     assert (tmp_path / "export" / "model.safetensors").is_file()
     model = AutoModel.from_pretrained(tmp_path / "export").eval()

@@ -69,3 +69,37 @@ def test_unknown_timm_model_suggests_names():
 def test_small_stem_on_a_vit_is_rejected():
     with pytest.raises(ValueError, match="small_image_stem applies to ResNet-style models"):
         backbone("timm", {"name": "vit_tiny_patch16_224", "small_image_stem": True, "img_size": 32})
+
+
+TIMM_LOADER = """
+import json, sys
+sys.modules["selfsup"] = sys.modules["selfsup_vision"] = None  # the export must load without selfsup
+import timm, torch
+folder = sys.argv[1]
+config = json.load(open(folder + "/config.json"))
+model = timm.create_model(config["architecture"], pretrained=True,
+                          pretrained_cfg_overlay=dict(file=folder + "/model.safetensors"), **config["model_args"])
+torch.manual_seed(0)
+print(json.dumps(model.eval()(torch.randn(2, 1, 8, 8)).tolist()))
+"""
+
+
+@pytest.mark.parametrize("options", [{"name": "resnet18", "in_chans": 1},
+                                     {"name": "vit_tiny_patch16_224", "in_chans": 1, "img_size": 8, "patch_size": 4}])
+def test_timm_export_loads_in_plain_timm(options, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    b = backbone("timm", options).eval()
+    assert list(b.export_formats()) == ["timm"]
+    b.export_formats()["timm"](tmp_path / "x")
+    res = subprocess.run([sys.executable, "-c", TIMM_LOADER, str(tmp_path / "x")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    torch.manual_seed(0)
+    with torch.no_grad():
+        expected = b(torch.randn(2, 1, 8, 8))
+    assert torch.allclose(torch.tensor(json.loads(res.stdout)), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="small_image_stem ResNet is not a timm architecture"):
+        backbone("timm", {"name": "resnet18", "in_chans": 1, "small_image_stem": True}).export_timm(tmp_path / "y")

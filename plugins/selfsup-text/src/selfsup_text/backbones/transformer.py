@@ -197,6 +197,10 @@ class TransformerBackbone(nn.Module):
 
     # ----------------------------------------------------------------------------- export
 
+    def export_formats(self) -> dict[str, Any]:
+        """``selfsup export --format hf``: ``save_pretrained`` (model and tokenizer), for ``AutoModel``."""
+        return {"hf": self.export}
+
     def export(self, directory: str | Path) -> None:
         """Write the model (``save_pretrained``, safetensors) and the tokenizer to ``directory``."""
         directory = Path(directory)

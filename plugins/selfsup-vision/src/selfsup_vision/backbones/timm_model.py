@@ -4,6 +4,8 @@ Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_d
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -20,6 +22,7 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm
 
+        self.options = o
         kwargs = dict(o.kwargs)
         if o.img_size is not None:
             kwargs["img_size"] = o.img_size
@@ -42,6 +45,27 @@ class TimmBackbone(nn.Module):
     def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self(batch["image"])
 
+    def export_formats(self) -> dict[str, Any]:
+        """``selfsup export --format timm``: weights and config that timm loads on its own."""
+        return {"timm": self.export_timm}
+
+    def export_timm(self, directory: str | Path) -> None:
+        """``model.safetensors`` (the timm module's state dict) and ``config.json`` (timm's hub layout:
+        ``architecture``, ``model_args``, ``pretrained_cfg``), loaded with ``timm.create_model(architecture,
+        pretrained=True, pretrained_cfg_overlay=dict(file=".../model.safetensors"), **model_args)``."""
+        from safetensors.torch import save_file
+
+        if self.options.small_image_stem:
+            raise ValueError("a small_image_stem ResNet is not a timm architecture (its stem was replaced); "
+                             "export it as onnx, torchscript or selfsup")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(directory / "model.safetensors"))
+        args = {**self.options.kwargs, "num_classes": 0, "in_chans": self.options.in_chans}
+        args.update({k: getattr(self.options, k) for k in ("img_size", "patch_size") if getattr(self.options, k)})
+        config = {"architecture": self.options.name, "num_features": self.output_dim, "model_args": args,
+                  "pretrained_cfg": {**dict(getattr(self.model, "pretrained_cfg", {}) or {}), "num_classes": 0}}
+        (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Layers in the order timm's own layer decay uses (``group_matcher(coarse=False)``: stem, each
