@@ -182,3 +182,60 @@ def test_reports_and_the_finetune_command(tmp_path, pretrained):
     assert confusion[0] == "true \\ predicted,0,1,2,3" and len(confusion) == 5
     res = cli("eval", str(run_dir), "--baseline", cwd=tmp_path)
     assert res.returncode == 0 and "starting weights (pretrained pretrained)" in res.stdout, res.stdout
+
+
+def test_subset_keeps_a_stratified_share_and_its_keys_are_checked(tmp_path):
+    import collections
+
+    ctx = BuildContext(name="s")
+    inner = {"type": "blobs", "options": {"n": 400, "dim": 8, "classes": 4, "split": "train"}}
+    full = ctx.build("data", "blobs", inner["options"])
+    part = ctx.build("data", "subset", {"data": inner, "fraction": 0.1, "seed": 3})
+    counts = collections.Counter(int(part[i]["label"]) for i in range(len(part)))
+    full_counts = collections.Counter(int(full[i]["label"]) for i in range(len(full)))
+    assert {c: -(-full_counts[c] // 10) for c in full_counts} == dict(counts)  # ceil(10%) of every class
+    again = ctx.build("data", "subset", {"data": inner, "fraction": 0.1, "seed": 3})
+    assert [int(i) for i in again.indices] == [int(i) for i in part.indices]
+    other = ctx.build("data", "subset", {"data": inner, "fraction": 0.1, "seed": 4})
+    assert [int(i) for i in other.indices] != [int(i) for i in part.indices]
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"""
+output_dir = "{tmp_path / 'run'}"
+[data.d]
+type = "subset"
+options = {{ data = {{ type = "blobs", options = {{ n = 64, dim = 8 }} }}, fraction = 0.5 }}
+[backbones.b]
+type = "small_cnn"
+[tasks.t]
+type = "finetune"
+data = "d"
+backbone = "b"
+[train]
+max_steps = 2
+""")
+    with pytest.raises(RecipeError, match=r"reads 'image: .*' but data 'd' \(blobs\)"):
+        load_recipe(str(recipe), get_plugin_manager().registry)
+
+
+def test_init_loads_tied_weights_saved_once(tmp_path):
+    """An LM decoder tied to the embedding is saved once (safetensors); init still loads both names."""
+    from safetensors.torch import save_model
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.decoder = torch.nn.Linear(4, 10, bias=False)
+            self.decoder.weight = self.embed.weight
+
+    from selfsup.engine.init import _load
+
+    source = Tied()
+    save_model(source, str(tmp_path / "w.safetensors"))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "w.safetensors"))
+    assert len(saved) == 1  # one copy of the tied matrix
+    target = Tied()
+    missing, unexpected = _load(target, saved)
+    assert missing == [] and unexpected == [] and torch.equal(target.decoder.weight, source.embed.weight)

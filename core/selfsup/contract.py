@@ -605,6 +605,17 @@ class _Checker:
         if data_key is None or data_key not in r.data:
             return None
         found = self.component("data_source", f"data.{data_key}", r.data[data_key])
+        for _ in range(8):  # a source that wraps another (subset) yields the inner source's keys
+            inner = getattr(found[1], "data", None) if found is not None else None
+            if not (getattr(found[1], "wraps_data", False) and isinstance(inner, dict) and "type" in inner):
+                break
+            comp = self.registry.get("data_source", inner["type"])
+            if comp is None:
+                return None
+            try:
+                found = comp, comp.options.model_validate(inner.get("options") or {})
+            except Exception:  # noqa: BLE001 - reported when the wrapping source is built
+                found = comp, _fallback_options(comp.options, inner.get("options") or {})
         if found is None or found[0].produces is None:
             return None
         comp, opts = found

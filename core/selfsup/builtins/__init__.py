@@ -22,6 +22,7 @@ from selfsup.builtins.options import (
     MultiLabelHeadOptions,
     NoiseOptions,
     RegressionHeadOptions,
+    SubsetOptions,
     TensorFileOptions,
 )
 from selfsup.components import BuildContext
@@ -31,6 +32,12 @@ def _tensor_file(options: TensorFileOptions, context: BuildContext) -> Any:
     from selfsup.builtins.tensor_file import TensorFile
 
     return TensorFile(options)
+
+
+def _subset(options: SubsetOptions, context: BuildContext) -> Any:
+    from selfsup.builtins.subset import Subset
+
+    return Subset(options, context)
 
 
 def _mlp(options: MLPOptions, context: BuildContext) -> Any:
@@ -94,6 +101,13 @@ def register_data_sources(register):
         options=TensorFileOptions,
         produces={"input": "float32[*]", "label?": "int64[]"},
         summary="Arrays from a .npz, .npy or .safetensors file; one sample per row of the first axis.",
+    )
+    register(
+        "subset",
+        _subset,
+        options=SubsetOptions,
+        produces={},  # the keys of its `data` source (options.wraps_data)
+        summary="A seeded share of another source's samples, stratified by label: label-efficiency runs.",
     )
 
 

@@ -120,3 +120,18 @@ class HeadMetricsOptions(Options):
     report: bool = Field(True, description="Write the per-class table (JSON, CSV) and the confusion matrix (PNG) "
                                            "to <run>/reports/<evaluator>/step-N/.")
     ece_bins: int = Field(15, gt=1, le=1000, description="Bins of the expected calibration error.")
+
+
+class SubsetOptions(Options):
+    wraps_data: ClassVar[bool] = True  # the contract reads the sample keys of `data` (selfsup.contract)
+    data: dict[str, Any] = Field(description="The data table to take from: { type = ..., options = {...} }.")
+    fraction: float = Field(gt=0, le=1, description="Share of the samples kept (of each class with stratify).")
+    seed: int = Field(0, ge=0, description="Seed of the draw (independent of the run seed).")
+    stratify: bool = Field(True, description="Keep the fraction of every class (at least one sample each), by "
+                                             "the samples' 'label'.")
+
+    @model_validator(mode="after")
+    def _table(self) -> "SubsetOptions":
+        if not isinstance(self.data.get("type"), str) or set(self.data) - {"type", "options"}:
+            raise ValueError("data must be a table { type = \"...\", options = { ... } }")
+        return self

@@ -133,4 +133,7 @@ def _load(backbone: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> tuple[
         if "size mismatch" in str(err) and wrong:
             raise ValueError(f"shapes differ: {'; '.join(wrong[:3])} (were the backbone's options changed?)") from None
         raise
-    return sorted(result.missing_keys), sorted(result.unexpected_keys)
+    # a tied tensor (an LM decoder sharing the embedding matrix) is saved once: its alias counts as loaded
+    loaded = {own[n].data_ptr() for n in tensors if n in own}
+    missing = [n for n in result.missing_keys if own[n].data_ptr() not in loaded]
+    return sorted(missing), sorted(result.unexpected_keys)

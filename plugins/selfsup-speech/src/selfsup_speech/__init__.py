@@ -105,6 +105,8 @@ RECIPES: dict[str, str] = {
     "hubert-quickstart": "HuBERT iteration 1 (MFCC k-means targets) on synthesized keywords; keyword probe on held-out "
                          "voices.",
     "hubert-iter2": "HuBERT iteration 2: targets from a layer of the hubert-quickstart run (train that first).",
+    "finetune-keywords": "Fine-tune a pretrained speech encoder (default runs/hubert-quickstart) on keyword spotting; "
+                         "macro F1 on held-out voices.",
     "apc-quickstart": "APC: a unidirectional LSTM predicts log-mel frames 3 steps ahead; keyword probe on held-out "
                       "voices.",
 }

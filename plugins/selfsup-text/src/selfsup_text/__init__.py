@@ -141,6 +141,8 @@ RECIPES: dict[str, str] = {
     "mlm-quickstart": "A small BERT-style encoder with MLM on the embedded corpus.",
     "nsp-quickstart": "BERT-style MLM + NSP jointly on the embedded corpus.",
     "simcse-quickstart": "Unsupervised SimCSE; STS Spearman on the Lee document ratings.",
+    "finetune-polarity": "Fine-tune a pretrained encoder (default runs/mlm-quickstart) on movie-review polarity; "
+                         "macro F1.",
 }
 
 
