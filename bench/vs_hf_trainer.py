@@ -16,6 +16,10 @@ selfsup/Trainer ratio, the training loss at the logged steps and the held-out lo
 models on the same validation windows.
 
     .venv/bin/python bench/vs_hf_trainer.py --steps 200 --repeats 2
+
+``--task finetune`` compares fine-tuning instead (text classification; see bench/hf_finetune.py):
+
+    .venv/bin/python bench/vs_hf_trainer.py --task finetune --size nano --steps 200 --batch 32 --lr 1e-4
 """
 
 from __future__ import annotations
@@ -185,7 +189,18 @@ def main() -> None:
     parser.add_argument("--size", default="mini", help="transformer size preset (nano, mini, small, ...)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=2, help="Rounds, alternating which side goes first.")
+    parser.add_argument("--task", choices=["clm", "finetune"], default="clm")
+    parser.add_argument("--pretrained", type=Path, default=Path("runs/mlm-quickstart"),
+                        help="--task finetune: the MLM run whose encoder is fine-tuned.")
     args = parser.parse_args()
+    if args.task == "finetune":
+        from hf_finetune import run_both  # bench/hf_finetune.py
+
+        print(f"machine: {machine()}; transformers {transformers.__version__}")
+        print(f"fine-tuning {args.pretrained} on polarity: batch {args.batch}, {args.steps} steps, lr {args.lr}, "
+              f"fp32\n")
+        run_both(args, args.pretrained)
+        return
     cfg = config(args)
     train_source, val_source = build("data_source", cfg["data"]["train"]), build("data_source", cfg["data"]["val"])
     print(f"machine: {machine()}; transformers {transformers.__version__}")

@@ -239,3 +239,15 @@ def test_init_loads_tied_weights_saved_once(tmp_path):
     target = Tied()
     missing, unexpected = _load(target, saved)
     assert missing == [] and unexpected == [] and torch.equal(target.decoder.weight, source.embed.weight)
+
+
+def test_best_checkpoint_and_early_stopping_under_two_processes(tmp_path, pretrained):
+    """Evaluators run on rank 0; every rank must take the same save / stop decision (no deadlock)."""
+    best = 'best = { metric = "val/accuracy", patience = 1, min_delta = 1.0 }'
+    path = write(tmp_path, pretrained, every=10, steps=100, train_extra=best, mode="partial")
+    res = cli("train", str(path), "--nproc", "2", "--no-progress", timeout=600)
+    assert res.returncode == 0, res.stderr
+    run_dir = tmp_path / "ft"
+    assert (ckpt.checkpoint_dir(run_dir) / "best").read_text().strip() == "step-00000010"
+    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [10, 20, 20] and evals[-1]["weights_step"] == 10

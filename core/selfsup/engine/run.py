@@ -188,7 +188,13 @@ class Run:
         (``checkpoints/best``; pruning spares it) and count evaluations without improvement. Returns
         whether training should stop early (``patience`` reached)."""
         spec = self.recipe.train.best
-        if spec is None or not any(k.startswith(spec.metric.split("/", 1)[0] + "/") for k in results):
+        if spec is None:
+            return False
+        if self.dist.enabled:  # evaluators run on rank 0: every rank takes the same decision
+            box = [results]
+            dist.broadcast_object_list(box, src=0)
+            results = box[0]
+        if not any(k.startswith(spec.metric.split("/", 1)[0] + "/") for k in results):
             return False
         if spec.metric not in results:
             raise RecipeError(self.loaded.source, [("train.best.metric", f"the evaluator reported no {spec.metric!r} "
