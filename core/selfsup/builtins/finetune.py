@@ -68,7 +68,8 @@ class FineTune(nn.Module):
         metrics = {}
         if self.head.problem in ("single_label", "token"):
             with torch.no_grad():
-                predicted, targets = self.head.predict(outputs), targets.long()
+                predicted = self.head.predict(outputs)
+                targets = targets.long()[:, : predicted.shape[1]] if self.head.problem == "token" else targets.long()
                 keep = targets != -100
                 metrics["accuracy"] = (predicted[keep] == targets[keep]).float().mean()
         return TaskOutput(loss=loss, metrics=metrics)

@@ -153,3 +153,26 @@ def test_pretrained_rejects_architecture_fields(tmp_path) -> None:
 
     with pytest.raises(ValidationError, match="remove layers"):
         TransformerOptions(pretrained=tmp_path, layers=2)
+
+
+def test_token_classification_head_reads_every_position_and_ignores_unlabelled_ones() -> None:
+    """The text plugin's token head: per-position logits from the last hidden states, cross entropy
+    only where the target is not -100, class count read from the task's data."""
+    import torch.nn.functional as F
+
+    backbone = _backbone(family="bert").eval()
+    data = [{"input_ids": torch.tensor([5, 6, 7, 8]), "token_labels": torch.tensor([-100, 0, 2, -100])},
+            {"input_ids": torch.tensor([9, 10, 11, 12]), "token_labels": torch.tensor([-100, 1, 1, -100])}]
+    head = BuildContext(name="t", backbone=backbone, data=data).build("heads", "token_classification", {})
+    assert head.num_classes == 3 and head.problem == "token"
+    batch = {"input_ids": torch.stack([d["input_ids"] for d in data]), "attention_mask": torch.ones(2, 4).long()}
+    states = head.inputs(batch, backbone)
+    assert states.shape == (2, 4, backbone.output_dim)
+    head.eval()
+    logits = head(states)
+    targets = torch.stack([d["token_labels"] for d in data])
+    keep = targets != -100
+    expected = F.cross_entropy(logits[keep], targets[keep])
+    assert head.loss(logits, targets).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert head.predict(logits).shape == (2, 4)
+    assert head.export_options()["num_classes"] == 3

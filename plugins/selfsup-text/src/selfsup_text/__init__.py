@@ -18,6 +18,7 @@ from selfsup_text.augment import options as ao
 from selfsup_text.backbones import options as bo
 from selfsup_text.data import options as do
 from selfsup_text.evaluators import options as eo
+from selfsup_text.heads import options as ho
 from selfsup_text.tasks import options as to
 
 MODALITY = "text"
@@ -125,6 +126,13 @@ def register_evaluators(register):
              consumes={"input_ids": "int64[T]", "sentence_starts": "int64[S]"})
     register("sts_spearman", _lazy("evaluators.sts:build"), options=eo.STSOptions, modality=MODALITY,
              summary="Spearman correlation of embedding cosine with human similarity ratings.", consumes={})
+
+
+@selfsup.hookimpl
+def register_heads(register):
+    register("token_classification", _lazy("heads.token_classification:build"), options=ho.TokenClassificationOptions,
+             modality=MODALITY, consumes={"{target}": "int64[T]", "input_ids": "int64[T]"},
+             summary="A class per token (NER, tagging) from the last hidden states; -100 marks unlabelled tokens.")
 
 
 @selfsup.hookimpl

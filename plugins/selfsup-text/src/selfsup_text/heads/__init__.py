@@ -1,0 +1,1 @@
+"""Fine-tuning heads for text (``register_heads``): token classification."""
