@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from clock import Clock  # bench/clock.py
 
 import selfsup
 from selfsup.engine.build import build_run
@@ -36,22 +37,6 @@ def recipe_values(args: Any, out: Path) -> dict[str, Any]:
             "train.tensorboard": False, "train.log_every": args.steps, "evaluators.val.every": 0,
             "tasks.classify.group_by_length": False, "tasks.classify.options.layer_decay": 1.0,
             "tasks.classify.options.head_options": {"dropout": 0.0}, "train.weight_decay": 0.01}
-
-
-class Clock:
-    """A plugin timing selfsup's loop from ``on_train_start`` to the last step's ``on_step_end``."""
-
-    def __init__(self, last_step: int):
-        self.last_step, self.start, self.end = last_step, 0.0, 0.0
-
-    @selfsup.hookimpl
-    def on_train_start(self, run):
-        self.start = time.perf_counter()
-
-    @selfsup.hookimpl
-    def on_step_end(self, run, step, metrics):
-        if step == self.last_step:
-            self.end = time.perf_counter()
 
 
 class Classifier(torch.nn.Module):

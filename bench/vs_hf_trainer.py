@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 import torch
+from clock import Clock  # bench/clock.py
 from machine import machine  # bench/machine.py
 
-import selfsup
 from selfsup.components import BuildContext
 from selfsup.engine.loop import train
 from selfsup.engine.metrics import read_metrics
@@ -67,22 +67,6 @@ def build(kind: str, spec: dict, **context):
 
 
 # ------------------------------------------------------------------------------------ selfsup
-
-
-class Clock:
-    """A plugin that times selfsup's loop: from ``on_train_start`` to the last step's ``on_step_end``."""
-
-    def __init__(self, last_step: int):
-        self.last_step, self.start, self.end = last_step, 0.0, 0.0
-
-    @selfsup.hookimpl
-    def on_train_start(self, run):
-        self.start = time.perf_counter()
-
-    @selfsup.hookimpl
-    def on_step_end(self, run, step, metrics):
-        if step == self.last_step:
-            self.end = time.perf_counter()
 
 
 def run_selfsup(cfg: dict, out: Path) -> tuple[float, int, dict[int, float], torch.nn.Module]:

@@ -606,7 +606,9 @@ class _Checker:
             return None
         found = self.component("data_source", f"data.{data_key}", r.data[data_key])
         for _ in range(8):  # a source that wraps another (subset) yields the inner source's keys
-            inner = getattr(found[1], "data", None) if found is not None else None
+            if found is None:
+                break
+            inner = getattr(found[1], "data", None)
             if not (getattr(found[1], "wraps_data", False) and isinstance(inner, dict) and "type" in inner):
                 break
             comp = self.registry.get("data_source", inner["type"])

@@ -426,13 +426,18 @@ def set_value(data: dict[str, Any], key: str, value: Any) -> None:
     path = [part.strip() for part in key.split(".")]
     if not all(path):
         raise RecipeError("overrides", [(key, "empty key segment")])
+    _set_path(data, path, UNSET if value is None else value, "overrides")
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    """Set (or, for :data:`UNSET`, remove) the field at ``path``, creating tables on the way."""
     node = data
     for i, part in enumerate(path[:-1]):
         nxt = node.setdefault(part, {})
         if not isinstance(nxt, dict):
-            raise RecipeError("overrides", [(".".join(path[: i + 1]), f"is {_short(nxt)}, not a table")])
+            raise RecipeError(source, [(".".join(path[: i + 1]), f"is {_short(nxt)}, not a table")])
         node = nxt
-    if value is None:
+    if value is UNSET:
         node.pop(path[-1], None)
     else:
         node[path[-1]] = value
@@ -472,16 +477,7 @@ def _run_name(path: Path) -> str:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for expr in overrides:
         path, value = parse_override(expr)
-        node = data
-        for i, part in enumerate(path[:-1]):
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise RecipeError("--set", [(".".join(path[: i + 1]), f"is {_short(nxt)}, not a table")])
-            node = nxt
-        if value is UNSET:
-            node.pop(path[-1], None)
-        else:
-            node[path[-1]] = value
+        _set_path(data, path, value, "--set")
     return data
 
 

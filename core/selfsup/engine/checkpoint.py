@@ -169,10 +169,7 @@ def read_weights(path: Path, *, verify: bool = True) -> dict[str, torch.Tensor]:
     """Every tensor of ``model.safetensors`` in checkpoint ``path`` (checked against ``meta.json`` first)."""
     from safetensors.torch import load_file
 
-    file = Path(path) / WEIGHTS
-    problem = _problem_of(Path(path), WEIGHTS) if verify else None
-    if problem:
-        raise CheckpointReadError(f"{file}: {problem}")
+    file = _verified(path, WEIGHTS, verify)
     try:
         return load_file(str(file))
     except (SafetensorError, OSError) as err:
@@ -518,11 +515,7 @@ def load_weights(path: Path, model: torch.nn.Module, *, verify: bool = True) -> 
     """Load ``model.safetensors`` of checkpoint ``path`` into ``model`` (strict). With ``verify`` the
     file is first checked against ``meta.json``. Errors name the file: :class:`CheckpointReadError`
     for a damaged one, ValueError for names or shapes that differ from the model's."""
-    path = Path(path)
-    file = path / WEIGHTS
-    problem = _problem_of(path, WEIGHTS) if verify else None
-    if problem:
-        raise CheckpointReadError(f"{file}: {problem}")
+    file = _verified(path, WEIGHTS, verify)
     try:
         header, problem = _safetensors_header(file)
     except OSError as err:
@@ -550,17 +543,22 @@ def load_weights(path: Path, model: torch.nn.Module, *, verify: bool = True) -> 
 def load_state(path: Path, *, verify: bool = True) -> dict[str, Any]:
     """``state.pt`` of checkpoint ``path`` (checked against ``meta.json`` first with ``verify``);
     a damaged or unreadable file raises :class:`CheckpointReadError` naming it."""
-    path = Path(path)
-    file = path / STATE
-    problem = _problem_of(path, STATE) if verify else None
-    if problem:
-        raise CheckpointReadError(f"{file}: {problem}")
+    file = _verified(path, STATE, verify)
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointReadError(f"{file}: missing") from None
     except Exception as err:  # torch reports damage as RuntimeError, UnpicklingError, EOFError, ...
         raise CheckpointReadError(f"{file}: not a readable torch.save file ({_first_line(err)})") from None
+
+
+def _verified(path: Path, name: str, verify: bool) -> Path:
+    """``path / name``, after checking it against ``meta.json`` when ``verify`` (CheckpointReadError if damaged)."""
+    file = Path(path) / name
+    problem = _problem_of(Path(path), name) if verify else None
+    if problem:
+        raise CheckpointReadError(f"{file}: {problem}")
+    return file
 
 
 def _problem_of(path: Path, name: str) -> str | None:
