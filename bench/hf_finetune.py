@@ -5,8 +5,10 @@ The model is the ``finetune-polarity`` recipe's: the BERT encoder of an MLM run 
 classification head on its mean-pooled states, built once by selfsup; the Trainer side trains a
 deep copy of it (wrapped so that ``forward`` returns the same cross-entropy loss). Both sides read
 the polarity sentences through the data source's own collate (padding to the longest in the batch),
-shuffled, no workers; AdamW with the same decay groups, warmup + cosine, fp32, no clipping, no
-evaluation during training, no layer-wise decay (the Trainer has none). Reported: training samples/s
+shuffled, no workers; AdamW with the same decay groups, warmup + cosine, no clipping, no evaluation
+during training, no layer-wise decay (the Trainer has none). ``--bf16`` turns on bf16 autocast and
+``--group-by-length`` length-grouped batches on both sides (selfsup's ``group_by_length``, the
+Trainer's ``LengthGroupedSampler``); both off by default. Reported: training samples/s
 (from the first to the last optimizer step on each side), their ratio, and the held-out accuracy of
 both final models on the same validation sentences.
 """
@@ -35,7 +37,8 @@ def recipe_values(args: Any, out: Path) -> dict[str, Any]:
     return {"output_dir": str(out), "train.max_steps": args.steps, "train.batch_size": args.batch,
             "train.lr": args.lr, "train.warmup_steps": args.steps // 10, "train.best": None,
             "train.tensorboard": False, "train.log_every": args.steps, "evaluators.val.every": 0,
-            "tasks.classify.group_by_length": False, "tasks.classify.options.layer_decay": 1.0,
+            "tasks.classify.group_by_length": args.group_by_length, "tasks.classify.options.layer_decay": 1.0,
+            "train.precision": "bf16" if args.bf16 else "fp32",
             "tasks.classify.options.head_options": {"dropout": 0.0}, "train.weight_decay": 0.01}
 
 
@@ -48,11 +51,14 @@ class Classifier(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, label=None, **unused):
         logits = self.head(self.backbone.embed({"input_ids": input_ids, "attention_mask": attention_mask}))
+        logits = logits.float()
         loss = None if label is None else F.cross_entropy(logits.float(), label)
         return {"loss": loss, "logits": logits}
 
 
 class Items(torch.utils.data.Dataset):
+    """The source's samples, with ``input_ids`` as the Trainer's ``group_by_length`` reads them."""
+
     def __init__(self, source: Any):
         self.source = source
 
@@ -61,6 +67,18 @@ class Items(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return dict(self.source[i])
+
+
+def sampler(group_by_length: bool) -> dict[str, Any]:
+    """The Trainer's length-grouping argument: ``train_sampling_strategy`` in transformers 5, the
+    older ``group_by_length`` flag before it."""
+    import inspect
+
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters:
+        return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
+    return {"group_by_length": group_by_length}
 
 
 @torch.no_grad()
@@ -114,6 +132,7 @@ def run_both(args: Any, pretrained: Path) -> None:
                         lr_scheduler_type="cosine", optim="adamw_torch", use_cpu=True, save_strategy="no",
                         report_to=[], disable_tqdm=True, dataloader_num_workers=0, seed=0, max_grad_norm=0.0,
                         logging_steps=args.steps, remove_unused_columns=False, label_names=["label"],
+                        bf16=args.bf16, **sampler(args.group_by_length),
                     )
                     trainer = Trainer(model=model, args=targs, train_dataset=Items(train_source),
                                       data_collator=train_source.collate, callbacks=[Record()])

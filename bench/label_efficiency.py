@@ -12,8 +12,9 @@ One recipe per modality, each variant trained with the same recipe, steps, seed 
   raw features: mean and standard deviation of 40 log-mel bands.
 
 No model selection on the held-out split (``train.best`` off, fixed steps): the reported figures are
-of the final weights. Missing pretrained runs are trained first (``RUNS/<recipe>``). Prints one
-Markdown table (mean and standard deviation over the seeds) for docs/benchmarks.md.
+of the final weights. The batch is the recipe's, or the whole subset when it is smaller. Missing
+pretrained runs are trained first (``RUNS/<recipe>``). Prints one Markdown table (mean and standard
+deviation over the seeds) for docs/benchmarks.md.
 
     .venv/bin/python bench/label_efficiency.py                       # all three, 3 seeds
     .venv/bin/python bench/label_efficiency.py --modalities vision --seeds 0 --fractions 0.1
@@ -48,13 +49,13 @@ MODALITIES: dict[str, dict[str, Any]] = {
                                                        "split": "train"}},
         "val": {"type": "labelled_text", "options": {"set": "polarity", "tokenizer": "bpe-8k", "max_length": 64,
                                                      "split": "val"}},
-        "overrides": {"train.warmup_steps": 30},
+        "overrides": {"train.batch_size": 32, "train.warmup_steps": 30},
     },
     "speech": {
         "pretrain": "hubert-quickstart", "recipe": "finetune-keywords", "steps": 200, "raw": "logmel",
         "train": {"type": "synth_speech", "options": {"split": "train", "utterances_per_pair": 4}},
         "val": {"type": "synth_speech", "options": {"split": "val", "utterances_per_pair": 4}},
-        "overrides": {"train.warmup_steps": 20},
+        "overrides": {"train.batch_size": 16, "train.warmup_steps": 20},
     },
 }
 
@@ -70,9 +71,13 @@ def pretrained_run(name: str, runs: Path) -> Path:
 def finetune(spec: dict[str, Any], pre: Path, fraction: float, seed: int, out: Path, pretrained: bool,
              scale: float) -> dict[str, float]:
     subset = {"type": "subset", "options": {"data": spec["train"], "fraction": fraction, "seed": seed}}
+    steps = max(10, int(spec["steps"] * scale))
     values = {**spec["overrides"], "seed": seed, "output_dir": str(out), "data.train": subset,
-              "data.val": spec["val"], "train.max_steps": max(10, int(spec["steps"] * scale)),
-              "train.best": None, "evaluators.val.every": 0, "train.tensorboard": False}
+              "data.val": spec["val"], "train.max_steps": steps, "train.best": None, "evaluators.val.every": 0,
+              "train.tensorboard": False}
+    values["train.warmup_steps"] = min(values.get("train.warmup_steps", 0), steps // 5)
+    size = len(BuildContext(name="n").build("data", "subset", subset["options"]))
+    values["train.batch_size"] = min(values["train.batch_size"], size)  # 1% of a small set: fewer than a batch
     if pretrained:
         run = selfsup.finetune(pre, spec["recipe"], values)
     else:  # the same backbone type and options, from the recipe's seed

@@ -174,6 +174,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=2, help="Rounds, alternating which side goes first.")
     parser.add_argument("--task", choices=["clm", "finetune"], default="clm")
+    parser.add_argument("--bf16", action="store_true", help="--task finetune: bf16 autocast on both sides.")
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="--task finetune: length-grouped batches on both sides.")
     parser.add_argument("--pretrained", type=Path, default=Path("runs/mlm-quickstart"),
                         help="--task finetune: the MLM run whose encoder is fine-tuned.")
     args = parser.parse_args()
@@ -182,7 +185,7 @@ def main() -> None:
 
         print(f"machine: {machine()}; transformers {transformers.__version__}")
         print(f"fine-tuning {args.pretrained} on polarity: batch {args.batch}, {args.steps} steps, lr {args.lr}, "
-              f"fp32\n")
+              f"{'bf16' if args.bf16 else 'fp32'}, group_by_length {args.group_by_length}\n")
         run_both(args, args.pretrained)
         return
     cfg = config(args)

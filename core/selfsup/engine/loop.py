@@ -52,7 +52,9 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
           progress: bool = True) -> TrainResult:
     run = prepare_run(loaded, pm, resume=resume, weights_only=resume_weights_only, progress=progress)
     recipe, cfg, model, optimizer = run.recipe, run.recipe.train, run.train_model, run.optimizer
-    autocast = torch.autocast(run.device.type, dtype=PRECISION[cfg.precision], enabled=cfg.precision != "fp32")
+    # fp32: no autocast context at all (entering even a disabled one costs ~0.07 ms a step)
+    autocast = (torch.autocast(run.device.type, dtype=PRECISION[cfg.precision]) if cfg.precision != "fp32"
+                else contextlib.nullcontext())
     meter, status = Meter(), "failed"
     try:
         with PreemptionGuard() as signals:
@@ -76,8 +78,8 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
                             values = ", ".join(f"{t}={losses[t].item()}" for t in bad or picked)
                             raise TrainingDiverged(diverged_message(
                                 run, f"non-finite loss at step {run.step + 1} ({values}); the update was not applied"))
-                        loss = sum(loss_weight(recipe, t) * losses[t] for t in picked)
-                        run.scaler.scale(loss / cfg.grad_accum).backward()
+                        loss = weighted_sum(recipe, losses, picked)
+                        run.scaler.scale(loss / cfg.grad_accum if cfg.grad_accum > 1 else loss).backward()
                     meter.add_step(outputs, losses, loss, picked)
                     meter.samples += sum(run.streams[t].batch_size * run.dist.world_size for t in picked)
 
@@ -152,6 +154,14 @@ def tasks_for_step(recipe: Recipe, step: int, sizes: dict[str, int] | None = Non
     return [names[rng.choice(len(names), p=weights / weights.sum())]]
 
 
+def weighted_sum(recipe: Recipe, losses: dict[str, torch.Tensor], picked: list[str]) -> torch.Tensor:
+    """The step's loss: the picked tasks' losses times their weights (one task of weight 1: its loss,
+    the same value without the extra operations)."""
+    if len(picked) == 1 and loss_weight(recipe, picked[0]) == 1.0:
+        return losses[picked[0]]
+    return sum(loss_weight(recipe, t) * losses[t] for t in picked)
+
+
 def loss_weight(recipe: Recipe, task: str) -> float:
     """The task's loss weight: ``weight``, except under ``sample`` where the weight is the draw's."""
     return 1.0 if recipe.train.task_policy == "sample" else recipe.tasks[task].weight
@@ -167,8 +177,11 @@ class Meter:
         self.last: dict[str, float] = {}
 
     def add(self, key: str, value: Any) -> None:
-        value = value.detach().to(torch.float32, copy=True) if isinstance(value, torch.Tensor) else float(value)
-        self.sums[key] = self.sums[key] + value if key in self.sums else value
+        if key in self.sums:  # the sum is a new float32 tensor: no copy of the value needed
+            self.sums[key] = self.sums[key] + (value.detach() if isinstance(value, torch.Tensor) else float(value))
+        else:  # a copy: the component may change its tensor in place later
+            self.sums[key] = (value.detach().to(torch.float32, copy=True) if isinstance(value, torch.Tensor)
+                              else float(value))
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def add_step(self, outputs: dict[str, Any], losses: dict[str, torch.Tensor], loss: Any, picked: list[str]) -> None:
