@@ -27,7 +27,7 @@ from selfsup.components import EpochContext
 from selfsup.engine import checkpoint as ckpt
 from selfsup.engine.build import Built, build_run
 from selfsup.engine.data import TaskStream, is_iterable_source
-from selfsup.engine.distributed import DistInfo, barrier, init_distributed
+from selfsup.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from selfsup.engine.evaluation import run_evaluators
 from selfsup.engine.metrics import MetricsWriter, ProgressBar
 from selfsup.engine.optim import apply_hyperparameters, build_optimizer, build_scheduler
@@ -267,10 +267,17 @@ class Run:
                 export(inside(self.run_dir, "export", name))
 
     def close(self, status: str, metrics: dict[str, float]) -> None:
+        """Close the outputs (rank 0) and leave the process group: every rank waits for the others
+        when the run ended together (rank 0 may still be exporting or evaluating), so no rank exits
+        while a collective or the group's threads still need it."""
         if self.dist.is_main and self.writer is not None:
             self.bar.close()
             self.pm.fire("on_train_end", run=self.info, status=status, metrics={**metrics, **self.evaluation})
             self.writer.close()
+        if self.dist.enabled:
+            if status != "failed":  # a failed rank may have left the others inside a collective
+                barrier()
+            shutdown_distributed()
 
 
 # ------------------------------------------------------------------------------------------ setup
