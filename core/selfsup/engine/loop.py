@@ -104,7 +104,8 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
                     raise Preempted(signals.signum or 15, run.step, run.save())
                 if stop:
                     break
-                if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < run.total_steps:
+                if (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < run.total_steps
+                        and run.saved_step != run.step):  # train.best may have saved this step already
                     run.save()
 
             if run.saved_step != run.step:
