@@ -90,7 +90,7 @@ def test_selfsup_export_round_trip_and_finetune_from_it(tmp_path, tuned):
     again = selfsup.finetune(folder, tuned.parent.parent / "ft.toml", {"train.max_steps": 2, "output_dir": str(
         tmp_path / "again")})  # an export is a starting point too
     assert again.status == "completed"
-    assert again.recipe["backbones"]["pretrained"]["init"] == {"path": str(folder.resolve()), "backbone": "mlp"}
+    assert again.recipe["backbones"]["pretrained"]["init"] == {"path": str(folder.resolve()), "backbone": "pretrained"}
     (folder / "backbone.safetensors").write_bytes(b"damaged")
     with pytest.raises(ValueError, match="backbone.safetensors: .*bytes"):
         selfsup.load(folder)
