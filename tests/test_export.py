@@ -117,3 +117,13 @@ def test_embed_writes_ids_labels_and_vectors(tmp_path, tuned):
     assert np.allclose(saved["embeddings"], expected, atol=1e-6)
     res = cli("embed", str(tuned), "--data", "nope", "--out", str(tmp_path / "x.npy"))
     assert res.returncode == 2 and "neither a data key of the run (train, val)" in res.stderr
+
+
+def test_a_library_export_named_selfsup_json_is_not_taken_for_a_selfsup_export(tmp_path):
+    (tmp_path / "selfsup.json").write_text('{"backbone": "wav2vec2_encoder", "sample_rate": 16000}')
+    with pytest.raises(ValueError, match="not a `selfsup export --format selfsup` manifest"):
+        selfsup.load(tmp_path)
+    from selfsup.engine.init import locate
+
+    with pytest.raises(ValueError, match="library-format export"):
+        locate(tmp_path, "encoder")

@@ -208,6 +208,14 @@ def run_onnx(path: Path, batch: dict[str, torch.Tensor]) -> list[Any]:
     return session.run(None, {k: v.numpy() for k, v in batch.items() if k in wanted})
 
 
+def _head_text(model: Any, format: str) -> str:
+    if model.task is None:
+        return ""
+    if format in CORE_FORMATS:
+        return f" with a fine-tuned {model.task.head.problem} head"
+    return f" (the backbone only: the fine-tuned {model.task.head.problem} head is not in this format)"
+
+
 def write_card(folder: Path, model: Any, run_dir: Path, format: str, details: dict[str, Any]) -> None:
     """``README.md``: what the model is, how to load it without selfsup, what it scored and on what."""
     from selfsup.api import open_run
@@ -241,8 +249,7 @@ tags: [self-supervised, selfsup]
 {recipe.get("description", "")}
 
 Exported by selfsup {selfsup.__version__} from `{run_dir}` ({model.source.rsplit("(", 1)[-1].rstrip(")")}),
-format `{format}`: {type(model.backbone).__name__}{" with a fine-tuned " + model.task.head.problem + " head"
-                                                    if model.task is not None else ""}.
+format `{format}`: {type(model.backbone).__name__}{_head_text(model, format)}.
 
 ```python
 {load}

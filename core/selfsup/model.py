@@ -141,9 +141,9 @@ def _from_export(folder: Path, pm: Any, device: str) -> Model:
 
     from selfsup.components import BuildContext
     from selfsup.engine import checkpoint as ckpt
-    from selfsup.engine.init import MANIFEST
+    from selfsup.engine.init import read_manifest
 
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = read_manifest(folder)
     for name, entry in manifest.get("files", {}).items():
         problem = ckpt._file_problem(folder / name, entry)
         if problem:

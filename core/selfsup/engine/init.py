@@ -44,7 +44,7 @@ def locate(path: Path, key: str, wanted: str | None = None) -> InitSource:
     ValueError saying what ``path`` holds when it is none of them or lacks the backbone."""
     path = Path(path)
     if (path / MANIFEST).is_file():
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = read_manifest(path)
         if wanted and wanted != manifest.get("key"):
             raise ValueError(f"{path} holds backbone {manifest.get('key')!r}, not {wanted!r}")
         return InitSource(weights=path / manifest.get("weights", ckpt.WEIGHTS), step=manifest.get("step"),
@@ -80,6 +80,16 @@ def locate(path: Path, key: str, wanted: str | None = None) -> InitSource:
                       options=spec.get("options"), description=f"{checkpoint} (backbone {chosen!r}, step {step})")
 
 
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """``selfsup.json`` of a ``selfsup export --format selfsup`` folder; ValueError for another
+    library's export that happens to use the name (a speech backbone's torchaudio export does)."""
+    manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    if not isinstance(manifest, dict) or manifest.get("format") != "selfsup-export":
+        raise ValueError(f"{folder} holds a {MANIFEST} that is not a `selfsup export --format selfsup` manifest "
+                         f"(a library-format export); export the run with --format selfsup, or use the run directory")
+    return manifest
+
+
 def find_source(path: Path, key: str, wanted: str | None = None) -> tuple[InitSource, dict[str, torch.Tensor]]:
     """:func:`locate`, and the backbone's tensors (names without the ``backbones.<key>.`` prefix), checked
     against the hashes recorded when they were written."""
@@ -94,7 +104,7 @@ def find_source(path: Path, key: str, wanted: str | None = None) -> tuple[InitSo
 def _from_export(path: Path, source: InitSource) -> tuple[InitSource, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = read_manifest(path)
     problem = ckpt._file_problem(source.weights, manifest.get("files", {}).get(source.weights.name))
     if problem:
         raise ckpt.CheckpointReadError(f"{source.weights}: {problem}")

@@ -132,6 +132,7 @@ def test_export_round_trips_through_torchaudio(tmp_path):
     enc = w2v()
     with torch.no_grad():  # a trained-looking mask embedding must not leak into the export
         enc.mask_embedding.fill_(3.0)
+    assert enc.export_formats() == {"torchaudio": enc.export}  # selfsup export --format torchaudio
     enc.export(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     model = torchaudio.models.wav2vec2_model(**config)

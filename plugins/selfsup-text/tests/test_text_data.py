@@ -73,7 +73,8 @@ class TestJsonlConformance(DataSourceConformance):
     data = ("jsonl", {"path": str(ROOT / "data.jsonl"), "label_field": "label", "positive_field": "pos",
                       "split": "train", "val_fraction": 0.5})
     bad_options = [{"path": str(ROOT / "data.jsonl"), "negative_field": "neg"}]
-    option_variants = {**TEXT_VARIANTS, "path": str(ROOT / "other.jsonl"), "negative_field": "neg"}
+    option_variants = {**TEXT_VARIANTS, "path": str(ROOT / "other.jsonl"), "negative_field": "neg",
+                       "text_pair_field": "pos"}
     inert_options = {**TEXT_INERT, "window": "cannot be combined with the suite's positive_field (a validation error)"}
 
 
@@ -267,3 +268,34 @@ def test_hf_without_datasets_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match=r"selfsup-text\[datasets\]"):
         _build(od.HFDatasetOptions, hf, builder="json", data_files=["data.jsonl"])
+
+
+def test_jsonl_sentence_pairs_join_two_texts_with_token_types(tmp_path):
+    """text_pair_field: [CLS] a [SEP] b [SEP], types 0 then 1, longest-first truncation; the encoder reads
+    the types (another type sequence gives other features)."""
+    from selfsup_text.data import jsonl
+
+    file = tmp_path / "nli.jsonl"
+    rows = [{"premise": "a cat sat on the mat", "hypothesis": "a cat sat", "label": "entailment"},
+            {"premise": "dogs bark", "hypothesis": "the sky is green today", "label": "contradiction"}]
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = _build(od.JsonlOptions, jsonl, path=str(file), text_field="premise", text_pair_field="hypothesis",
+                    label_field="label", tokenizer="bytes", split="all")
+    sample = source[0]
+    tok = source.tokenizer
+    ids, types = sample["input_ids"].tolist(), sample["token_type_ids"].tolist()
+    assert ids[0] == source.cls_id and ids.count(source.sep_id) == 2 and ids[-1] == source.sep_id
+    first = ids.index(source.sep_id)
+    assert tok.decode(ids[1:first]) == "a cat sat on the mat" and tok.decode(ids[first + 1:-1]) == "a cat sat"
+    assert types == [0] * (first + 1) + [1] * (len(ids) - first - 1)
+    assert source.label_names == ["contradiction", "entailment"] and sample["label"] == 1
+    short = _build(od.JsonlOptions, jsonl, path=str(file), text_field="premise", text_pair_field="hypothesis",
+                   tokenizer="bytes", split="all", max_length=12)
+    cut = short[1]["input_ids"].tolist()  # 9 + 22 bytes into 12 - 3: the longer text is cut first, to 5 + 4
+    first = cut.index(short.sep_id)
+    assert len(cut) == 12 and tok.decode(cut[1:first]) == "dogs " and tok.decode(cut[first + 1:-1]) == "the "
+    batch = source.collate([source[0], source[1]])
+    assert batch["token_type_ids"].shape == batch["input_ids"].shape
+    with pytest.raises(ValueError, match="pair fields cannot be combined with 'window'"):
+        od.JsonlOptions.model_validate({"path": str(file), "text_pair_field": "hypothesis", "window": 8},
+                                       context={"base_dir": ROOT})

@@ -34,7 +34,7 @@ _DOCUMENTS = {"input_ids": "int64[T]", "document_ids if window": "int64[T]", "se
 DATA_KEYS: dict[str, dict[str, str]] = {
     "text_files": _DOCUMENTS,
     "jsonl": {**_DOCUMENTS, "label? if label_field": "int64[]", "positive_ids if positive_field": "int64[P]",
-              "negative_ids if negative_field": "int64[N]"},
+              "negative_ids if negative_field": "int64[N]", "token_type_ids if text_pair_field": "int64[T]"},
     "hf_dataset": {**_DOCUMENTS, "label? if label_field": "int64[]"},
     "token_shards": {"input_ids": "int64[{window+1}]", "document_ids": "int64[{window+1}]"},
     "embedded_corpus": _DOCUMENTS,

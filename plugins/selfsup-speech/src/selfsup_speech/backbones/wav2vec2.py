@@ -147,6 +147,10 @@ class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
 
     # ------------------------------------------------------------------ export
 
+    def export_formats(self) -> dict[str, Any]:
+        """``selfsup export --format torchaudio``: the ``Wav2Vec2Model`` for ``torchaudio.models.wav2vec2_model``."""
+        return {"torchaudio": self.export}
+
     def export(self, directory: Path) -> None:
         """``config.json`` (``torchaudio.models.wav2vec2_model(**config)``), ``model.pt`` (its
         state dict; the mask embedding, a pre-training device, is left out) and ``selfsup.json``."""

@@ -71,6 +71,7 @@ class TextSource:
     a file-reading source, set by its ``build``; None for the shipped sets)."""
 
     bad_files: Any = None
+    _types: Any = None  # token types of sentence pairs (text_pair_field)
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class TextSource:
         label_names: Sequence[str] | None = None,
         positives: Sequence[str] | None = None,
         negatives: Sequence[str] | None = None,
+        pairs: Sequence[str] | None = None,
     ):
         self.tokenizer = tokenizer
         self.pad_id = int(tokenizer.pad_token_id)
@@ -97,6 +99,7 @@ class TextSource:
         self.empty = len(texts) - len(keep)
         pick = lambda seq: None if seq is None else [seq[i] for i in keep]  # noqa: E731
         texts, labels, positives, negatives = pick(texts), pick(labels), pick(positives), pick(negatives)
+        pairs = pick(pairs)
 
         idx = split_indices(len(texts), options.split, val_fraction=options.val_fraction, seed=options.split_seed,
                             labels=labels)
@@ -106,6 +109,7 @@ class TextSource:
         labels = None if labels is None else [int(labels[i]) for i in idx]
         positives = None if positives is None else [positives[i] for i in idx]
         negatives = None if negatives is None else [negatives[i] for i in idx]
+        pairs = None if pairs is None else [pairs[i] for i in idx]
 
         ids, ends = encode(tokenizer, texts, offsets=self.sentences)
         long_enough = [i for i, x in enumerate(ids) if len(x) >= min_tokens]
@@ -130,6 +134,10 @@ class TextSource:
             self._starts = None if ends is None else [self._sentence_starts(t, e) for t, e in zip(self.texts, ends)]
             self._positives = None if positives is None else self._encode_wrapped([positives[i] for i in long_enough])
             self._negatives = None if negatives is None else self._encode_wrapped([negatives[i] for i in long_enough])
+            self._types = None
+            if pairs is not None:  # sentence pairs: [CLS] a [SEP] b [SEP], token types 0 then 1
+                second, _ = encode(tokenizer, [pairs[i] or "" for i in long_enough])
+                self._docs, self._types = zip(*(self._join(a, b, max_length) for a, b in zip(ids, second)))
 
     # ---------------------------------------------------------------- document mode
 
@@ -140,6 +148,17 @@ class TextSource:
         if self.add_special_tokens:
             out = torch.cat([torch.tensor([self.cls_id]), out, torch.tensor([self.sep_id])])
         return out  # [L]
+
+    def _join(self, a: np.ndarray, b: np.ndarray, max_length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[CLS] a [SEP] b [SEP]`` and its token types ``[0 ... 0 1 ... 1]``; over ``max_length``,
+        tokens are cut from the end of the longer text first (BERT's longest-first truncation)."""
+        a, b = list(a), list(b)
+        if max_length is not None:
+            while len(a) + len(b) + 3 > max_length and (a or b):
+                (a if len(a) > len(b) else b).pop()  # a tie cuts the second text, as transformers does
+        ids = [self.cls_id, *a, self.sep_id, *b, self.sep_id]
+        types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        return torch.tensor(ids, dtype=torch.long), torch.tensor(types, dtype=torch.long)  # [L], [L]
 
     def _encode_wrapped(self, texts: Sequence[str | None]) -> list[torch.Tensor]:
         ids, _ = encode(self.tokenizer, [t or "" for t in texts])
@@ -198,6 +217,8 @@ class TextSource:
             sample["positive_ids"] = self._positives[i].clone()
         if self._negatives is not None:
             sample["negative_ids"] = self._negatives[i].clone()
+        if self._types is not None:
+            sample["token_type_ids"] = self._types[i].clone()
         return sample
 
     def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -101,10 +101,10 @@ def encode_labels(values: list[Any]) -> tuple[list[int], list[str] | None]:
 
 
 def build(options: Any, context: BuildContext) -> TextSource:
-    optional = (options.label_field, options.positive_field, options.negative_field)
+    optional = (options.label_field, options.positive_field, options.negative_field, options.text_pair_field)
     fields = [options.text_field] + [f for f in optional if f]
     records, bad = read_records(jsonl_files(Path(options.path)), fields, options.on_error, options.max_doc_chars,
-                                cut=options.positive_field is None)
+                                cut=options.positive_field is None and options.text_pair_field is None)
     skipped = bad.counts()["skipped"]
     if not records:
         raise ValueError(f"jsonl: no usable line in {options.path} ({skipped} skipped)")
@@ -116,6 +116,7 @@ def build(options: Any, context: BuildContext) -> TextSource:
         [r[options.text_field] for r in records], tokenizer_for(options, context), options,
         labels=labels, label_names=names,
         positives=column(options.positive_field), negatives=column(options.negative_field),
+        pairs=column(options.text_pair_field),
     )
     source.bad_files = bad
     source.skipped_lines = skipped

@@ -89,6 +89,9 @@ class JsonlOptions(_TextOptions):
     label_field: str | None = Field(None, description="Field holding an integer or string class label.")
     positive_field: str | None = Field(None, description="Field with a positive text (SimCSE supervised).")
     negative_field: str | None = Field(None, description="Field with a hard-negative text (SimCSE supervised).")
+    text_pair_field: str | None = Field(
+        None, description="Field with a second text: samples become [CLS] text [SEP] pair [SEP] with token_type_ids "
+        "(sentence-pair classification: entailment, paraphrase).")
     on_error: OnError = Field(
         "skip", description="Malformed lines or missing fields: skip and count them, or stop the build naming the "
         "file and line. (Undecodable bytes and lone surrogates become U+FFFD and are counted either way.)")
@@ -101,8 +104,10 @@ class JsonlOptions(_TextOptions):
     def _pairs(self):
         if self.negative_field is not None and self.positive_field is None:
             raise ValueError("negative_field needs positive_field")
-        if self.positive_field is not None and self.window is not None:
+        if (self.positive_field is not None or self.text_pair_field is not None) and self.window is not None:
             raise ValueError("pair fields cannot be combined with 'window'")
+        if self.text_pair_field is not None and not self.add_special_tokens:
+            raise ValueError("text_pair_field needs add_special_tokens (the [SEP] between the texts)")
         return self
 
 
