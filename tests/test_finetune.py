@@ -131,6 +131,8 @@ def test_best_checkpoint_is_kept_restored_and_early_stopping_stops(tmp_path, pre
     assert [r["step"] for r in evals] == [10, 20, 20] and evals[-1]["weights_step"] == 10
     assert evals[-1]["val/accuracy"] == pytest.approx(evals[0]["val/accuracy"])  # the best weights, evaluated
     assert json.loads((result.run_dir / "checkpoints" / "step-00000020" / "meta.json").read_text())["step"] == 20
+    again = run(write(tmp_path, pretrained, every=10, steps=100, train_extra=best), resume=True)
+    assert again.step == 20 and again.best_step == 10  # an early-stopped run stays stopped on --resume
 
 
 def test_resume_keeps_the_tracker_and_does_not_need_the_pretrained_run(tmp_path, pretrained):

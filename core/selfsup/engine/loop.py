@@ -58,8 +58,11 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
     meter, status = Meter(), "failed"
     try:
         with PreemptionGuard() as signals:
+            if run.stopped_early() and run.dist.is_main:
+                print(f"this run stopped early at step {run.step} ({recipe.train.best.metric} did not improve for "
+                      f"{run.best['stale']} evaluations): no more steps", flush=True)
             model.train()
-            while run.step < run.total_steps:
+            while run.step < run.total_steps and not run.stopped_early():
                 picked = tasks_for_step(recipe, run.step, run.sizes)
                 run.model.step_started(run.step)
                 optimizer.zero_grad(set_to_none=True)

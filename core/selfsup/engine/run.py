@@ -215,6 +215,11 @@ class Run:
                   f"evaluations (best {self.best['value']:.4g} at step {self.best['step']})", flush=True)
         return stop
 
+    def stopped_early(self) -> bool:
+        """Whether ``train.best``'s patience ran out (a resumed early-stopped run takes no more steps)."""
+        spec = self.recipe.train.best
+        return spec is not None and spec.patience is not None and self.best["stale"] >= spec.patience
+
     def restore_best(self) -> bool:
         """Load the best checkpoint's weights (``train.best.restore``) when they are not the current ones."""
         spec = self.recipe.train.best
