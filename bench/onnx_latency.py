@@ -22,7 +22,6 @@ from machine import machine  # bench/machine.py
 
 import selfsup
 from selfsup.exporting import Traced, example_batch, run_onnx
-from selfsup.plugins import get_plugin_manager
 
 
 def timed(call, warmup: int, repeats: int) -> float:
@@ -45,7 +44,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    pm = get_plugin_manager()
     print(f"machine: {machine()}; onnxruntime {onnxruntime.__version__}\n")
     with tempfile.TemporaryDirectory() as tmp:
         folder = selfsup.export(args.run, format="onnx", out=Path(tmp) / "onnx")
@@ -56,7 +54,7 @@ def main() -> None:
         print("| batch | PyTorch eager (ms) | onnxruntime (ms) | speed-up | max abs diff |")
         print("| ---: | ---: | ---: | ---: | ---: |")
         for size in args.batches:
-            batch = example_batch(model, args.run, pm, size=size)
+            batch = example_batch(model, size=size)
             keys = list(batch)
             module = Traced(model, keys).eval()
             feeds = {k: v.numpy() for k, v in batch.items() if k in {i.name for i in session.get_inputs()}}

@@ -103,11 +103,15 @@ def embed_source(model: Any, source: Any, *, batch_size: int = 256, workers: int
 
 
 def _progress(total: int | None, enabled: bool) -> Any:
-    if not enabled:
+    """A transient bar on stderr, as the training loop's: only on a terminal."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
         return lambda n: None
+    from rich.console import Console
     from rich.progress import Progress
 
-    progress = Progress(transient=True)
+    progress = Progress(transient=True, console=Console(stderr=True))
     progress.start()
     job = progress.add_task("embedding", total=total)
 

@@ -5,9 +5,23 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 from selfsup.plugins import PluginManager
 from selfsup.recipe import apply_overrides, check_components, parse_recipe
+
+
+def saved_recipe(run_dir: Path, pm: PluginManager, overrides: list[str] | None = None) -> tuple[Any, dict, Path, str]:
+    """The recipe a run was trained with (``recipe.json``, with ``overrides``), validated against the
+    installed plugins: ``(recipe, parsed options, base directory, source label)`` for ``build_run``."""
+    saved_path = Path(run_dir) / "recipe.json"
+    if not saved_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a selfsup run directory (no recipe.json)")
+    saved = json.loads(saved_path.read_text())
+    source = str(saved_path)
+    recipe = parse_recipe(apply_overrides(saved["recipe"], list(overrides or [])), source)
+    base_dir = Path(saved["base_dir"])
+    return recipe, check_components(recipe, pm.registry, source, base_dir), base_dir, source
 
 
 def evaluate_run(
@@ -28,14 +42,7 @@ def evaluate_run(
     from selfsup.engine.evaluation import run_evaluators
     from selfsup.engine.run import resolve_device
 
-    saved_path = Path(run_dir) / "recipe.json"
-    if not saved_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a selfsup run directory (no recipe.json)")
-    saved = json.loads(saved_path.read_text())
-    source = f"{saved_path}"
-    recipe = parse_recipe(apply_overrides(saved["recipe"], list(overrides or [])), source)
-    base_dir = Path(saved["base_dir"])
-    options = check_components(recipe, pm.registry, source, base_dir)
+    recipe, options, base_dir, source = saved_recipe(run_dir, pm, overrides)
     names = list(names or recipe.evaluators)
     unknown = [n for n in names if n not in recipe.evaluators]
     if unknown:
@@ -44,7 +51,7 @@ def evaluate_run(
     if not names:
         raise ValueError(f"the recipe of {run_dir} has no [evaluators]; add some with --set or to the recipe")
     built = build_run(recipe, pm.registry, base_dir=base_dir, source=source, plugins=pm, options=options,
-                      initialise=random_init)
+                      initialise=random_init)  # init weights only for the baseline: a checkpoint is loaded next
     dev = resolve_device(device or recipe.train.device, source=source)
     if random_init:
         path, step, out = Path(run_dir), 0, Path(run_dir) / "eval-random-init.json"

@@ -18,7 +18,6 @@ card, ``README.md``: recipe, data, metrics beside the run's baseline, license.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -62,7 +61,7 @@ def export_run(run_dir: Path, out: Path, *, format: str, pm: Any, backbone: str 
         if format == "selfsup":
             details = write_selfsup(model, tmp, run_dir)
         elif format in ("onnx", "torchscript"):
-            details = write_traced(model, tmp, run_dir, pm, format, tolerance)
+            details = write_traced(model, tmp, format, tolerance)
         else:
             model.backbone.export_formats()[format](tmp)
             details = {"files": sorted(p.name for p in tmp.iterdir())}
@@ -83,11 +82,6 @@ def _key(model: Any) -> str:
     return primary(parse_recipe(model.recipe, "recipe"))[0]
 
 
-def _sha(file: Path) -> dict[str, Any]:
-    data = file.read_bytes()
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
 def write_selfsup(model: Any, folder: Path, run_dir: Path) -> dict[str, Any]:
     from safetensors.torch import save_file
 
@@ -98,12 +92,11 @@ def write_selfsup(model: Any, folder: Path, run_dir: Path) -> dict[str, Any]:
     recipe = parse_recipe(model.recipe, "recipe")
     key, task_name = primary(recipe)
     spec = recipe.backbones[key]
-    saved = json.loads((run_dir / "recipe.json").read_text())
     save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items()}, str(folder / "backbone.safetensors"))
     manifest: dict[str, Any] = {
         "format": "selfsup-export", "version": 1, "selfsup": selfsup.__version__, "time": time.time(),
         "key": key, "type": spec.type, "options": spec.options, "weights": "backbone.safetensors",
-        "source": str(run_dir), "step": _step(model), "base_dir": saved["base_dir"], "recipe": model.recipe,
+        "source": str(run_dir), "step": _step(model), "base_dir": str(model.base_dir), "recipe": model.recipe,
     }
     if task_name is not None:
         task_spec = recipe.tasks[task_name]
@@ -113,7 +106,9 @@ def write_selfsup(model: Any, folder: Path, run_dir: Path) -> dict[str, Any]:
     data_key = recipe.tasks[task_name or next(iter(recipe.tasks))].data
     if model.collate is not None:
         manifest["collate_data"] = {"type": recipe.data[data_key].type, "options": recipe.data[data_key].options}
-    manifest["files"] = {p.name: _sha(p) for p in sorted(folder.glob("*.safetensors"))}
+    from selfsup.engine.checkpoint import _hash_and_sync  # the checkpoints' record: size and SHA-256
+
+    manifest["files"] = {p.name: _hash_and_sync(p) for p in sorted(folder.glob("*.safetensors"))}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return {"files": sorted([MANIFEST, *manifest["files"]])}
 
@@ -139,23 +134,15 @@ class Traced(torch.nn.Module):
         return embedding, self.task.outputs(batch, self.backbone)
 
 
-def example_batch(model: Any, run_dir: Path, pm: Any, size: int = 2) -> dict[str, torch.Tensor]:
+def example_batch(model: Any, size: int = 2) -> dict[str, torch.Tensor]:
     """``size`` samples of the run's (fine-tuning, else first) task data, collated: the tracing input.
     Only the tensor keys the backbone reads are kept (labels and bookkeeping keys are dropped)."""
-    from selfsup.engine.build import build_run
     from selfsup.lib.data import ordered
-    from selfsup.model import primary
-    from selfsup.recipe import check_components, parse_recipe
 
-    saved = json.loads((run_dir / "recipe.json").read_text())
-    recipe = parse_recipe(saved["recipe"], str(run_dir))
-    options = check_components(recipe, pm.registry, str(run_dir), Path(saved["base_dir"]))
-    built = build_run(recipe, pm.registry, base_dir=Path(saved["base_dir"]), source=str(run_dir), plugins=pm,
-                      options=options, with_evaluators=False, initialise=False)
-    _, task_name = primary(recipe)
-    source = built.data[recipe.tasks[task_name or next(iter(recipe.tasks))].data]
+    if model.data is None:
+        raise ExportError(f"{model.source}: tracing needs the run's data (load the model from its run directory)")
     samples = []
-    for sample in ordered(source):
+    for sample in ordered(model.data):
         samples.append(sample)
         if len(samples) == size:
             break
@@ -164,8 +151,8 @@ def example_batch(model: Any, run_dir: Path, pm: Any, size: int = 2) -> dict[str
     return {k: v.cpu() for k, v in batch.items() if isinstance(v, torch.Tensor) and k not in skip}
 
 
-def write_traced(model: Any, folder: Path, run_dir: Path, pm: Any, format: str, tolerance: float) -> dict[str, Any]:
-    batch = example_batch(model, run_dir, pm)
+def write_traced(model: Any, folder: Path, format: str, tolerance: float) -> dict[str, Any]:
+    batch = example_batch(model)
     keys = list(batch)
     module = Traced(model.to("cpu"), keys).eval()
     args = tuple(batch[k] for k in keys)

@@ -8,7 +8,6 @@ from the options the export recorded, so the data need not be there.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,8 +29,9 @@ class Model:
 
     def __init__(self, backbone: torch.nn.Module, task: torch.nn.Module | None = None, *, collate: Any = None,
                  device: str | torch.device = "cpu", source: str = "", recipe: dict[str, Any] | None = None,
-                 batch_size: int = 256, base_dir: str | Path = "."):
+                 batch_size: int = 256, base_dir: str | Path = ".", data: Any = None):
         self.backbone, self.task, self.collate = backbone, task, collate
+        self.data = data  # the run's (fine-tuning, else first) task data, when loaded from a run directory
         self.source, self.recipe, self.batch_size = source, recipe or {}, batch_size
         self.base_dir = Path(base_dir)  # the recipe's directory: relative paths in its data tables
         self.device = torch.device("cpu")
@@ -109,14 +109,11 @@ def _from_run(run_dir: Path, pm: Any, device: str, checkpoint: Path | None) -> M
     from selfsup.api import open_run
     from selfsup.engine import checkpoint as ckpt
     from selfsup.engine.build import build_run
-    from selfsup.recipe import check_components, parse_recipe
+    from selfsup.evaluation import saved_recipe
 
-    saved = json.loads((run_dir / "recipe.json").read_text())
-    source = str(run_dir / "recipe.json")
-    recipe = parse_recipe(saved["recipe"], source)
-    options = check_components(recipe, pm.registry, source, Path(saved["base_dir"]))
-    built = build_run(recipe, pm.registry, base_dir=Path(saved["base_dir"]), source=source, plugins=pm,
-                      options=options, with_evaluators=False, initialise=False)
+    recipe, options, base_dir, source = saved_recipe(run_dir, pm)
+    built = build_run(recipe, pm.registry, base_dir=base_dir, source=source, plugins=pm, options=options,
+                      with_evaluators=False, initialise=False)
     path = checkpoint or open_run(run_dir).checkpoint
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no intact checkpoint")
@@ -125,7 +122,8 @@ def _from_run(run_dir: Path, pm: Any, device: str, checkpoint: Path | None) -> M
     task = built.model.tasks[task_name] if task_name else None
     data = built.data[recipe.tasks[task_name or next(iter(recipe.tasks))].data]
     return Model(built.model.backbones[key], task, collate=getattr(data, "collate", None), device=device,
-                 source=f"{run_dir} ({path.name})", recipe=saved["recipe"], base_dir=saved["base_dir"])
+                 source=f"{run_dir} ({path.name})", recipe=recipe.model_dump(mode="json"), base_dir=base_dir,
+                 data=data)
 
 
 def primary(recipe: Any) -> tuple[str, str | None]:

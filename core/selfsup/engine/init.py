@@ -36,6 +36,7 @@ class InitSource:
     type: str | None
     options: dict[str, Any] | None
     description: str
+    recorded: dict[str, Any] | None = None  # an export's {sha256, bytes} of its weights (checkpoints: meta.json)
 
 
 def locate(path: Path, key: str, wanted: str | None = None) -> InitSource:
@@ -47,9 +48,10 @@ def locate(path: Path, key: str, wanted: str | None = None) -> InitSource:
         manifest = read_manifest(path)
         if wanted and wanted != manifest.get("key"):
             raise ValueError(f"{path} holds backbone {manifest.get('key')!r}, not {wanted!r}")
-        return InitSource(weights=path / manifest.get("weights", ckpt.WEIGHTS), step=manifest.get("step"),
-                          key=manifest["key"], type=manifest.get("type"), options=manifest.get("options"),
-                          description=f"{path} (export of {manifest['key']!r})")
+        weights = path / manifest.get("weights", ckpt.WEIGHTS)
+        return InitSource(weights=weights, step=manifest.get("step"), key=manifest["key"], type=manifest.get("type"),
+                          options=manifest.get("options"), description=f"{path} (export of {manifest['key']!r})",
+                          recorded=manifest.get("files", {}).get(weights.name))
     if (path / ckpt.META).is_file():
         checkpoint, run_dir = path, path.parent.parent
     elif (path / "recipe.json").is_file() or ckpt.checkpoint_dir(path).is_dir():
@@ -93,22 +95,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 def find_source(path: Path, key: str, wanted: str | None = None) -> tuple[InitSource, dict[str, torch.Tensor]]:
     """:func:`locate`, and the backbone's tensors (names without the ``backbones.<key>.`` prefix), checked
     against the hashes recorded when they were written."""
+    from safetensors.torch import load_file
+
     source = locate(path, key, wanted)
-    if (Path(path) / MANIFEST).is_file():
-        return _from_export(Path(path), source)
+    if (Path(path) / MANIFEST).is_file():  # an export: one backbone's tensors
+        problem = ckpt._file_problem(source.weights, source.recorded)
+        if problem:
+            raise ckpt.CheckpointReadError(f"{source.weights}: {problem}")
+        return source, load_file(str(source.weights))
     tensors = ckpt.read_weights(source.weights.parent)
     prefix = f"backbones.{source.key}."
     return source, {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
-
-
-def _from_export(path: Path, source: InitSource) -> tuple[InitSource, dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    manifest = read_manifest(path)
-    problem = ckpt._file_problem(source.weights, manifest.get("files", {}).get(source.weights.name))
-    if problem:
-        raise ckpt.CheckpointReadError(f"{source.weights}: {problem}")
-    return source, load_file(str(source.weights))
 
 
 def _saved_spec(checkpoint: Path, run_dir: Path, key: str) -> dict[str, Any]:
