@@ -22,6 +22,7 @@ import click
 from selfsup import __version__
 from selfsup.plugins import PluginManager, PluginWarning, get_plugin_manager
 from selfsup.recipe import RecipeError
+from selfsup.serving.command import serve as serve_command
 
 EXIT_COMPONENT = 1
 EXIT_RECIPE = 2
@@ -412,6 +413,9 @@ def embed(model_path: Path, data: str, out: Path, batch_size: int, workers: int,
     except (RecipeError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {out}")
+
+
+cli.add_command(serve_command, name="serve")
 
 
 # ----------------------------------------------------------------------------- discovery

@@ -63,6 +63,36 @@ class Augmentation(Protocol):
     def __call__(self, sample: Sample, generator: torch.Generator) -> Sample: ...
 
 
+class BadInput(ValueError):
+    """A served input that cannot become a sample. ``field`` names where it is in the request
+    (``inputs[2].image``), ``status`` is the HTTP status the service answers with: 422 (cannot be
+    decoded or is out of range, the default), 413 (too large). The message says what is wrong."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """Turns one raw input of a request into a sample, with the preprocessing of the data source
+    it was built for (a data source's ``decoder=`` factory in its ``register`` call builds it from
+    the same options, without reading the data).
+
+    ``fields`` maps each request field it reads to its media: ``"text"`` (a JSON string), ``"image"``
+    or ``"audio"`` (bytes of a file, sent base64-encoded in JSON or as a multipart upload), or
+    ``"tensor"`` (nested JSON numbers). ``decoder(raw, truncate=...)`` gets one input (field ->
+    str or bytes) and returns ``(sample, stats)``: the sample dict the data source would yield, and
+    input statistics for monitoring (``{"chars": 120.0, "tokens": 33.0}``, ``{"width": 640.0,
+    "height": 480.0}``, ``{"seconds": 1.5}``). It raises :class:`BadInput` naming the field for an
+    input it cannot take; a text longer than the model's context is cut when ``truncate`` is true
+    and refused otherwise."""
+
+    fields: Mapping[str, str]
+
+    def __call__(self, raw: Mapping[str, Any], *, truncate: bool = True) -> tuple[Sample, dict[str, float]]: ...
+
+
 @dataclass
 class TaskOutput:
     """What a pretext task returns: a scalar loss (with gradients) and named metrics.
@@ -213,17 +243,40 @@ class BuildContext:
         return component.factory(parsed, replace(self, **context))
 
 
+    def decoder(self, type: str, options: Mapping[str, Any] | Any = None) -> Any:
+        """The :class:`Decoder` of the data source ``type`` with ``options`` (from its ``decoder=``
+        factory, given this context): how a served raw input becomes one of its samples. Raises
+        ``ValueError`` when the source is not registered or declares no decoder."""
+        registry = self._registry
+        if registry is None:
+            from selfsup.plugins import get_plugin_manager
+
+            registry = get_plugin_manager().registry
+        component = registry.get("data_source", type)
+        if component is None:
+            raise ValueError(f"{self.name}: no data source named {type!r} is registered")
+        if component.decoder is None:
+            raise ValueError(f"data source {type!r} ({component.plugin}) cannot decode served inputs: its "
+                             f"plugin registers no decoder= for it")
+        parsed = (options if isinstance(options, component.options)
+                  else _parse(component, options, self, "data source", type, data_optional=True))
+        return component.decoder(parsed, self)
+
+
 #: Recipe table name -> registry kind (the vocabulary of :meth:`BuildContext.build`).
 _KIND_OF_TABLE = {"data": "data_source", "augmentations": "augmentation", "backbones": "backbone",
                   "tasks": "pretext_task", "evaluators": "evaluator", "heads": "head"}
 
 
-def _parse(component: Any, options: Any, context: BuildContext, label: str, type: str) -> Any:
-    """``options`` validated by ``component``'s options model; errors in one line, naming the fields."""
+def _parse(component: Any, options: Any, context: BuildContext, label: str, type: str,
+           data_optional: bool = False) -> Any:
+    """``options`` validated by ``component``'s options model; errors in one line, naming the fields.
+    ``data_optional``: paths the data lives at need not exist (a decoder, which never reads them)."""
     from pydantic import ValidationError
 
+    validation = {"base_dir": context.base_dir, "data_optional": data_optional}
     try:
-        return component.options.model_validate(dict(options or {}), context={"base_dir": context.base_dir})
+        return component.options.model_validate(dict(options or {}), context=validation)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{context.name}: invalid options for the {label} {type!r}: {problems}") from None

@@ -107,8 +107,13 @@ def write_selfsup(model: Any, folder: Path, run_dir: Path) -> dict[str, Any]:
     if model.collate is not None:
         manifest["collate_data"] = {"type": recipe.data[data_key].type, "options": recipe.data[data_key].options}
     from selfsup.engine.checkpoint import _hash_and_sync  # the checkpoints' record: size and SHA-256
+    from selfsup.serving.reference import fit_reference
 
-    manifest["files"] = {p.name: _hash_and_sync(p) for p in sorted(folder.glob("*.safetensors"))}
+    reference = fit_reference(model)  # what `selfsup serve` compares live embeddings with (drift)
+    if reference is not None:
+        reference.save(folder / "drift.json")
+    kept = [*sorted(folder.glob("*.safetensors")), *([folder / "drift.json"] if reference is not None else [])]
+    manifest["files"] = {p.name: _hash_and_sync(p) for p in kept}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return {"files": sorted([MANIFEST, *manifest["files"]])}
 

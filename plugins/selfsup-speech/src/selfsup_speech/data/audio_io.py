@@ -32,16 +32,23 @@ def to_mono(frames: np.ndarray) -> np.ndarray:
     return frames[:, 0] if frames.shape[1] == 1 else frames.mean(axis=1, dtype=np.float32)
 
 
+def to_waveform(frames: np.ndarray, rate: int, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Decoded float32 ``frames`` ``[T, C]`` at ``rate`` -> mono float32 ``[T']``, resampled to
+    ``sample_rate`` if given; returns ``(audio, rate)``. The one path from decoded frames to a sample:
+    the sources (:func:`read_audio`) and the serving decoders (:mod:`.serving`) both take it."""
+    audio = torch.from_numpy(np.ascontiguousarray(to_mono(frames)))  # [T]
+    if sample_rate is not None and rate != sample_rate:
+        audio, rate = resample(audio, rate, sample_rate), sample_rate
+    return audio.contiguous(), int(rate)
+
+
 def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
     """Decode ``path`` to mono float32 ``[T]`` in [-1, 1]; resampled to ``sample_rate`` if given.
     Returns ``(audio, rate)``; raises ``ValueError`` for a file without samples."""
     frames, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [T, C]
     if frames.shape[0] == 0:
         raise ValueError(f"no audio samples in {path}")
-    audio = torch.from_numpy(np.ascontiguousarray(to_mono(frames)))  # [T]
-    if sample_rate is not None and rate != sample_rate:
-        audio, rate = resample(audio, rate, sample_rate), sample_rate
-    return audio.contiguous(), int(rate)
+    return to_waveform(frames, rate, sample_rate)
 
 
 def audio_frames(path: str | Path) -> tuple[int, int]:

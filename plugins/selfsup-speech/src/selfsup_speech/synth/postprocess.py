@@ -31,11 +31,17 @@ def peak_normalise(audio: torch.Tensor, peak: float) -> torch.Tensor:
     return audio if top <= 0 else audio * (peak / top)
 
 
+def trim_and_normalise(audio: torch.Tensor, sample_rate: int, trim_db: float, peak: float) -> torch.Tensor:
+    """float32 ``[T]`` at ``sample_rate`` -> ``[T']``: silence trimmed (:func:`trim_silence`), then
+    scaled so that its largest magnitude is ``peak``. Generation and the serving decoder share it."""
+    audio = trim_silence(audio, sample_rate, trim_db)
+    return peak_normalise(audio, peak).contiguous()
+
+
 def finish(samples: np.ndarray, engine_rate: int, sample_rate: int, trim_db: float, peak: float) -> torch.Tensor:
     """``samples``: int16 ``[N]`` at ``engine_rate`` -> float32 ``[T]`` at ``sample_rate``, trimmed
     and scaled so that its largest magnitude is ``peak``."""
     audio = torch.from_numpy(samples.astype(np.float32) / 32768.0)  # [N]
     if engine_rate != sample_rate:
         audio = resample(audio, engine_rate, sample_rate)  # [N * sample_rate / engine_rate]
-    audio = trim_silence(audio, sample_rate, trim_db)
-    return peak_normalise(audio, peak).contiguous()
+    return trim_and_normalise(audio, sample_rate, trim_db, peak)

@@ -1,13 +1,43 @@
-"""Decoding image bytes/files into ``[C, size, size]`` float tensors in [0, 1]."""
+"""Decoding image bytes/files into ``[C, size, size]`` float tensors in [0, 1].
+
+One code path for training and serving: :func:`loaded` opens and fully decodes an image (the
+folder and shard sources, and the serving decoders of :mod:`selfsup_vision.data.serving`, all go
+through it), :func:`to_tensor` is the folder and shard sources' preprocessing."""
 
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header gives more than ``limit`` pixels: refused before it is decoded."""
+
+    def __init__(self, width: int, height: int, limit: int):
+        super().__init__(f"image is {width}x{height} ({width * height / 1e6:.1f} megapixels), over the limit of "
+                         f"{limit / 1e6:g} megapixels")
+        self.width, self.height, self.limit = width, height, limit
+
+
+@contextmanager
+def loaded(fp: str | Path | IO[bytes], *, max_pixels: int | None = None,
+           formats: Sequence[str] | None = None) -> Iterator[Image.Image]:
+    """The image in ``fp``, fully decoded (a truncated or corrupt file raises here, not later).
+
+    ``max_pixels``: raise :class:`ImageTooLarge` when the header's width x height is over it, before
+    any pixel is decoded (decompression bombs; PIL's own check at open stops only images over twice
+    ``Image.MAX_IMAGE_PIXELS``). ``formats``: the PIL formats to try (default: all)."""
+    with Image.open(fp, formats=None if formats is None else list(formats)) as img:
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise ImageTooLarge(img.width, img.height, max_pixels)
+        img.load()
+        yield img
 
 
 def to_tensor(img: Image.Image, size: int, channels: int) -> torch.Tensor:
@@ -23,8 +53,7 @@ def to_tensor(img: Image.Image, size: int, channels: int) -> torch.Tensor:
 
 
 def decode_file(path: Path, size: int, channels: int) -> torch.Tensor:
-    with Image.open(path) as img:
-        img.load()
+    with loaded(path) as img:
         return to_tensor(img, size, channels)
 
 
@@ -43,6 +72,5 @@ def check_file(path: Path, size: int, decode: bool = True) -> None:
 
 
 def decode_bytes(data: bytes, size: int, channels: int) -> torch.Tensor:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
+    with loaded(io.BytesIO(data)) as img:
         return to_tensor(img, size, channels)

@@ -52,11 +52,17 @@ def _infonce(options, context):
     return InfoNCETask(options, context.backbone.output_dim)
 
 
+def _blobs_decoder(options, context):
+    from selfsup.lib import TensorDecoder
+
+    return TensorDecoder("input", shape=(options.dim,))
+
+
 @selfsup.hookimpl
 def register_data_sources(register):
     register("blobs", _blobs, options=BlobsOptions, modality="vector",
              summary="Labelled Gaussian blobs, generated from a seed.",
-             produces={"input": "float32[{dim}]", "label": "int64[]"})
+             produces={"input": "float32[{dim}]", "label": "int64[]"}, decoder=_blobs_decoder)
 
 
 @selfsup.hookimpl

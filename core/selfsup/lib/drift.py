@@ -1,0 +1,585 @@
+"""Drift detection for served embeddings: is the live traffic still embedded like the training data?
+
+Numpy only (no torch): a serving process keeps a :class:`DriftMonitor` next to its model and feeds it
+the embeddings it computes anyway; ``score()`` / ``alert`` / ``state()`` are what ``/metrics`` shows.
+
+Method
+------
+:meth:`DriftReference.fit` reduces each ``D``-dimensional embedding to ``S = K + 2`` one-dimensional
+statistics: ``K`` seeded random projections onto orthonormal directions (default 32; plain random
+unit directions when ``K > D``), the embedding's norm, and its distance to the reference mean (the
+norm is constant for L2-normalised embeddings, the distance never is; it grows for inputs off the
+training cloud). For each statistic it takes ``B`` (default 10) quantile bins from a *fitting* part
+of the reference and the reference's proportion in each bin. A window of live embeddings is scored
+by the Population Stability Index of every statistic against the reference,
+
+    PSI = sum_b (p_b - q_b) ln(p_b / q_b),
+
+(Karakoulas, *Empirical Validation of Retail Credit-Scoring Models*, RMA Journal 2004; Yurdakul,
+*Statistical Properties of Population Stability Index*, 2018) averaged over the statistics: that mean
+is the score (the maximum is kept as a diagnostic). By the Cramer-Wold theorem a change of the
+multivariate distribution changes the distribution of almost every 1-D projection, so random
+projections see any drift; this is the "sliced" two-sample test of Rabanser, Guennemann and Lipton
+(*Failing Loudly: An Empirical Study of Methods for Detecting Dataset Shift*, NeurIPS 2019), who
+found univariate tests on a low-dimensional reduction, combined over dimensions, as powerful as
+multivariate ones (MMD) at far lower cost.
+
+Choices, and why:
+
+* **Bin proportions are smoothed** with half a pseudo-count per bin (Jeffreys prior,
+  ``p_b = (n_b + 1/2) / (n + B/2)``) instead of only flooring empty bins at a small constant. With a
+  floor of 1e-4 one empty bin of a 64-row window adds ``0.1 * ln(1000) = 0.69`` to its statistic, ten
+  times the score of a typical in-distribution window: the null distribution gets a heavy tail, the
+  calibrated threshold rises and power drops. Smoothing keeps empty bins finite and the null tight.
+  :func:`psi` itself (the textbook formula, with a floor) is exposed for reports.
+* **PSI of projections rather than kernel MMD** as the score: on the digits benchmark
+  (``bench/drift_false_alarms.py``) both reach the target false-alarm rate and detect the four
+  shifts, but a monitor can keep each live row as its ``S`` bin indices (bytes) and score a window
+  with one ``bincount``: O(W * S) per score, after the O(D * S) projection of each added row. An
+  MMD score needs the raw window and a W x M kernel against M reference rows (O(W * M * D)) every
+  time, and a bandwidth choice; its unbiased estimate is also not defined under the bootstrap
+  windows the calibration uses (repeated rows).
+* **Mean over statistics, not max**: the mean averages the sampling noise of the correlated
+  statistics (a tighter null), while every shift worth alerting on moves many projections at once.
+* **The threshold is calibrated empirically**, not from the asymptotic chi-squared law of the PSI:
+  the mean over correlated statistics has no closed-form null. The rows :meth:`DriftReference.fit`
+  gets are split, seeded, into three parts: *fit* (bin edges and proportions), *calibration* and
+  *test*. ``n_windows`` windows are drawn with replacement from the calibration part and scored; the
+  threshold is their ``1 - false_alarm`` quantile times ``1 + margin``. Drawing *with* replacement
+  matters: windows drawn without replacement from a pool barely larger than the window are nearly
+  the same rows, their scores barely vary and the quantile lands in the middle of the real null
+  (about half the live windows alarm). With replacement each window has the sampling variance of a
+  live window, plus the pool's own offset from the population, which on average raises the scores:
+  the threshold errs on the side of fewer false alarms. The false-alarm rate is then *measured* on
+  windows from the test part, rows the threshold never saw, and recorded.
+* **Windows smaller than ``window``**: the null PSI shrinks roughly like ``(B - 1) / n`` with the
+  window size ``n``, so one threshold does not fit all. Thresholds are calibrated for ``min_window``,
+  its doublings and ``window``; a window of ``n`` rows is compared with the threshold of the largest
+  calibrated size ``<= n`` (a higher threshold than its own: fewer false alarms while the monitor
+  fills up, and for a monitor whose window is larger than the calibrated one).
+
+:class:`DriftReference` is plain data (``to_dict`` / ``from_dict``, JSON-safe; ``save`` / ``load``
+write atomically); :class:`DriftMonitor` is the thread-safe sliding window over live embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["FORMAT", "DriftMonitor", "DriftReference", "psi"]
+
+#: Identifies :meth:`DriftReference.to_dict`'s layout; bumped when it changes incompatibly.
+FORMAT = "selfsup.drift/1"
+
+#: Rows per bin the fitting part needs at least (``bins * MIN_ROWS_PER_BIN`` rows).
+MIN_ROWS_PER_BIN = 10
+
+#: Proportions below this count as this in :func:`psi` (and in scores when ``smoothing=0``).
+PSI_FLOOR = 1e-4
+
+
+def psi(expected: Any, actual: Any, floor: float = PSI_FLOOR) -> np.ndarray | float:
+    """Population Stability Index ``sum (a - e) ln(a / e)`` of bin proportions (last axis), with
+    proportions below ``floor`` (empty bins) raised to ``floor``; a float for 1-D inputs."""
+    e = np.maximum(np.asarray(expected, dtype=np.float64), floor)
+    a = np.maximum(np.asarray(actual, dtype=np.float64), floor)
+    if e.shape[-1] != a.shape[-1]:
+        raise ValueError(f"expected has {e.shape[-1]} bins, actual {a.shape[-1]}")
+    out = ((a - e) * np.log(a / e)).sum(-1)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _as_rows(embeddings: Any, dim: int | None, what: str) -> np.ndarray:
+    """``[n, D]`` float64 (a single ``[D]`` row becomes ``[1, D]``); checks the dimension."""
+    try:
+        x = np.asarray(embeddings, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: not an array of numbers ({exc})") from None
+    if x.ndim == 1 and dim is not None and x.shape[0] == dim:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array [n, D], got shape {list(x.shape)}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{what}: embeddings have {x.shape[1]} dimensions; the reference has {dim}")
+    return x
+
+
+def _window_sizes(min_window: int, window: int) -> list[int]:
+    """``min_window``, its doublings below ``window``, and ``window``."""
+    sizes, n = [], min_window
+    while n < window:
+        sizes.append(n)
+        n *= 2
+    return [*sizes, window]
+
+
+class DriftReference:
+    """The training data's embedding distribution (bins and proportions of its 1-D statistics and of
+    its k-means cells) and the calibrated thresholds of the drift score. Build with :meth:`fit`."""
+
+    def __init__(self, projections: Any, center: Any, centroids: Any, edges: Any, expected: Any, *,
+                 smoothing: float, calibration: dict[str, Any]):
+        self.projections = np.asarray(projections, dtype=np.float64)  # [D, K]
+        self.center = np.asarray(center, dtype=np.float64)  # [D]
+        self.centroids = np.asarray(centroids, dtype=np.float64)  # [B, D]
+        self.edges = np.asarray(edges, dtype=np.float64)  # [K + 2, B - 1]
+        self.expected = np.asarray(expected, dtype=np.float64)  # [S, B] smoothed proportions, S = K + 3
+        self.smoothing = float(smoothing)
+        self.calibration = json.loads(json.dumps(calibration))  # a plain (deep) copy
+        self.thresholds: dict[int, float] = {int(k): float(v) for k, v in self.calibration["thresholds"].items()}
+        if self.projections.ndim != 2 or self.expected.ndim != 2:
+            raise ValueError("inconsistent drift reference: projections and expected must be 2-D")
+        d, k = self.projections.shape
+        s, b = self.expected.shape
+        if (self.center.shape != (d,) or self.centroids.shape != (b, d) or s != k + 3 or b < 2
+                or self.edges.shape != (k + 2, b - 1)):
+            raise ValueError(f"inconsistent drift reference: projections {list(self.projections.shape)}, center "
+                             f"{list(self.center.shape)}, centroids {list(self.centroids.shape)}, edges "
+                             f"{list(self.edges.shape)}, expected {[s, b]}")
+        if not self.thresholds:
+            raise ValueError("drift reference without thresholds")
+        self._centroid_sq = (self.centroids ** 2).sum(1)
+
+    # ------------------------------------------------------------------ fitting
+
+    @classmethod
+    def fit(cls, reference: Any, *, calibration: Any = None, projections: int = 32, bins: int = 10,
+            window: int = 256, min_window: int = 64, false_alarm: float = 0.01, margin: float = 0.0,
+            n_windows: int = 1000, split: Sequence[float] = (0.4, 0.4, 0.2), smoothing: float = 5.0,
+            seed: int = 0) -> DriftReference:
+        """Fit from reference (training-data) embeddings ``[N, D]`` and calibrate the thresholds.
+
+        Without ``calibration`` the finite rows of ``reference`` are shuffled and split by ``split``
+        (fit / calibration / test shares); with it, all of ``reference`` fits the bins and cells, and
+        ``calibration`` (other held-out rows of the same distribution) is split into calibration and
+        test parts in the ratio ``split[1] : split[2]``. Non-finite rows are skipped and counted.
+        For ``min_window``, its doublings and ``window``, ``n_windows`` windows are drawn with
+        replacement from the calibration part; a size's threshold is the ``1 - false_alarm``
+        quantile of their scores times ``1 + margin``. The false-alarm rate is measured on
+        ``n_windows`` windows drawn without replacement from the test part (``None`` for sizes larger
+        than it). Seeded (``numpy.random.default_rng(seed)``): same inputs and seed, same reference.
+        """
+        if projections < 1 or not 2 <= bins <= 255:
+            raise ValueError(f"need projections >= 1 and 2 <= bins <= 255; got {projections} and {bins}")
+        if not 1 <= min_window <= window:
+            raise ValueError(f"need 1 <= min_window <= window; got min_window={min_window}, window={window}")
+        if not 0.0 < false_alarm < 1.0 or margin < 0 or n_windows < 1 or smoothing < 0:
+            raise ValueError(f"need 0 < false_alarm < 1, margin >= 0, n_windows >= 1 and smoothing >= 0; got "
+                             f"{false_alarm}, {margin}, {n_windows} and {smoothing}")
+        shares = [float(f) for f in split]
+        if len(shares) != 3 or not all(math.isfinite(f) and f > 0 for f in shares):
+            raise ValueError(f"split must be three positive shares (fit, calibration, test); got {list(split)}")
+        rng = np.random.default_rng(seed)
+        ref = _as_rows(reference, None, "reference")
+        dim = ref.shape[1]
+        if dim < 1:
+            raise ValueError("reference: embeddings have 0 dimensions")
+        ref, skipped = _finite_rows(ref)
+        note = f" ({skipped} non-finite rows skipped)" if skipped else ""
+        min_fit = bins * MIN_ROWS_PER_BIN
+        if calibration is None:
+            total = sum(shares)
+            need = max(math.ceil(min_fit * total / shares[0]), math.ceil(min_window * total / shares[1]),
+                       math.ceil(min_window * total / shares[2]))
+            if len(ref) < need:
+                raise ValueError(
+                    f"DriftReference.fit needs at least {need} finite reference rows: {min_fit} to fit {bins} bins "
+                    f"({MIN_ROWS_PER_BIN} per bin), {min_window} (min_window) to calibrate and {min_window} to "
+                    f"measure the false-alarm rate, split {shares}; got {len(ref)}{note}")
+            order = rng.permutation(len(ref))
+            n_fit = round(len(ref) * shares[0] / total)
+            n_cal = round(len(ref) * shares[1] / total)
+            fit_rows, cal_rows, test_rows = (ref[order[:n_fit]], ref[order[n_fit:n_fit + n_cal]],
+                                             ref[order[n_fit + n_cal:]])
+        else:
+            if len(ref) < min_fit:
+                raise ValueError(f"DriftReference.fit needs at least {min_fit} finite reference rows to fit {bins} "
+                                 f"bins ({MIN_ROWS_PER_BIN} per bin); got {len(ref)}{note}")
+            cal, cal_skipped = _finite_rows(_as_rows(calibration, dim, "calibration"))
+            skipped += cal_skipped
+            total = shares[1] + shares[2]
+            need = max(math.ceil(min_window * total / shares[1]), math.ceil(min_window * total / shares[2]))
+            if len(cal) < need:
+                raise ValueError(f"DriftReference.fit needs at least {need} finite calibration rows: {min_window} "
+                                 f"(min_window) to calibrate and {min_window} to measure the false-alarm rate, "
+                                 f"split {shares[1:]}; got {len(cal)}" + (f" ({cal_skipped} non-finite rows "
+                                                                           "skipped)" if cal_skipped else ""))
+            order = rng.permutation(len(cal))
+            n_cal = round(len(cal) * shares[1] / total)
+            fit_rows, cal_rows, test_rows = ref, cal[order[:n_cal]], cal[order[n_cal:]]
+
+        directions = rng.standard_normal((dim, projections))
+        if projections <= dim:
+            directions, _ = np.linalg.qr(directions)  # orthonormal: no two statistics alike
+        directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+        center = fit_rows.mean(0)
+        centroids = _kmeans(fit_rows, bins, rng)
+        stats = _statistics(fit_rows, directions, center)  # [n_fit, K + 2]
+        edges = np.quantile(stats, np.arange(1, bins) / bins, axis=0).T  # [K + 2, B - 1]
+        for s in range(len(edges)):  # a (nearly) constant statistic: bins below / at / above its value
+            lo, hi = float(stats[:, s].min()), float(stats[:, s].max())
+            tol = 1e-6 * max(1.0, abs(lo), abs(hi))
+            if hi - lo <= tol:
+                middle = (bins - 1) // 2
+                edges[s, :middle], edges[s, middle:] = lo - tol, hi + tol
+        calib: dict[str, Any] = {
+            "method": "psi: random projections, norm, distance to the mean, k-means cells",
+            "window": int(window), "min_window": int(min_window), "false_alarm": float(false_alarm),
+            "margin": float(margin), "n_windows": int(n_windows), "seed": int(seed), "n_fit": len(fit_rows),
+            "n_calibration": len(cal_rows), "n_test": len(test_rows), "skipped_rows": int(skipped),
+            "thresholds": {str(window): math.inf}}
+        out = cls(directions, center, centroids, edges, np.full((projections + 3, bins), 1.0 / bins),
+                  smoothing=smoothing, calibration=calib)
+        expected = np.maximum(_bin_counts(out._bins(fit_rows)[0], bins) / len(fit_rows), PSI_FLOOR)
+        out.expected = expected / expected.sum(1, keepdims=True)
+        cal_bins, test_bins = out._bins(cal_rows)[0], out._bins(test_rows)[0]
+        thresholds: dict[str, float] = {}
+        measured: dict[str, float | None] = {}
+        for n in _window_sizes(min_window, window):
+            picks = rng.integers(0, len(cal_bins), size=(n_windows, n))
+            scores = out._window_scores(cal_bins, picks)
+            thresholds[str(n)] = float(np.quantile(scores, 1.0 - false_alarm, method="higher") * (1.0 + margin))
+            if n <= len(test_bins):
+                picks = np.stack([rng.choice(len(test_bins), size=n, replace=False) for _ in range(n_windows)])
+                measured[str(n)] = float(np.mean(out._window_scores(test_bins, picks) > thresholds[str(n)]))
+            else:
+                measured[str(n)] = None
+        calib["thresholds"], calib["measured_false_alarm"] = thresholds, measured
+        return cls(directions, center, centroids, edges, out.expected, smoothing=smoothing, calibration=calib)
+
+    def _window_scores(self, pool_bins: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        """Scores of the windows ``pool_bins[picks[i]]`` (``picks`` ``[m, n]`` row indices into ``[M, S]``)."""
+        m, n = picks.shape
+        out = np.empty(m)
+        chunk = max(1, 4_000_000 // max(1, n * pool_bins.shape[1]))
+        for start in range(0, m, chunk):
+            counts = _bin_counts(pool_bins[picks[start:start + chunk]], self.bins)  # [c, S, B]
+            out[start:start + chunk] = self._aggregate(self._psi_from_counts(counts, n))
+        return out
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension ``D``."""
+        return int(self.projections.shape[0])
+
+    @property
+    def bins(self) -> int:
+        """Bins per statistic ``B`` (also the number of k-means cells)."""
+        return int(self.expected.shape[1])
+
+    @property
+    def n_statistics(self) -> int:
+        """``S = K + 3``: ``K`` projections, the norm, the distance to the mean, the k-means cell."""
+        return int(self.expected.shape[0])
+
+    @property
+    def statistic_names(self) -> list[str]:
+        """Names of the ``S`` statistics, in :meth:`psi_per_statistic` order."""
+        return [*(f"projection_{i}" for i in range(self.n_statistics - 3)), "norm", "distance", "cell"]
+
+    @property
+    def window(self) -> int:
+        """The window size the threshold was calibrated for."""
+        return int(self.calibration["window"])
+
+    @property
+    def min_window(self) -> int:
+        """The smallest window that gets a score."""
+        return int(self.calibration["min_window"])
+
+    @property
+    def threshold(self) -> float:
+        """The drift-score threshold for a full window (:attr:`window` rows)."""
+        return self.thresholds[self.window]
+
+    def threshold_for(self, n: int) -> float | None:
+        """Threshold for a window of ``n`` rows: the one calibrated for the largest size ``<= n``
+        (``None`` below :attr:`min_window`)."""
+        sizes = [size for size in self.thresholds if size <= n]
+        return self.thresholds[max(sizes)] if sizes else None
+
+    # ------------------------------------------------------------------ scoring
+
+    def statistics(self, embeddings: Any) -> np.ndarray:
+        """The ``[n, K + 2]`` 1-D statistics of embeddings ``[n, D]``: projections, norm, distance to the mean."""
+        return _statistics(_as_rows(embeddings, self.dim, "embeddings"), self.projections, self.center)
+
+    def cells(self, embeddings: Any) -> np.ndarray:
+        """The k-means cell (nearest reference centroid, ``0 .. B-1``) of each embedding ``[n, D]``."""
+        rows = _as_rows(embeddings, self.dim, "embeddings")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.argmin(self._centroid_sq[None, :] - 2.0 * rows @ self.centroids.T, axis=1)
+
+    def _bins(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
+        """Bin indices ``[n', S]`` (uint8) of finite rows ``[n, D]``, and how many rows were dropped because a
+        statistic overflowed (values beyond ~1e150)."""
+        stats = _statistics(rows, self.projections, self.center)
+        ok = np.isfinite(stats).all(1)
+        dropped = int((~ok).sum())
+        if dropped:
+            rows, stats = rows[ok], stats[ok]
+        bins = np.empty((len(rows), self.n_statistics), dtype=np.uint8)
+        bins[:, :-1] = (stats[:, :, None] >= self.edges).sum(-1)
+        bins[:, -1] = self.cells(rows) if len(rows) else 0
+        return bins, dropped
+
+    def _psi_from_counts(self, counts: np.ndarray, n: int) -> np.ndarray:
+        """PSI per statistic ``[..., S]`` of bin counts ``[..., S, B]`` of ``n`` rows."""
+        p = (counts + self.smoothing * self.expected) / (n + self.smoothing)
+        if self.smoothing == 0:
+            p = np.maximum(p, PSI_FLOOR)
+        return ((p - self.expected) * np.log(p / self.expected)).sum(-1)
+
+    @staticmethod
+    def _aggregate(per_statistic: np.ndarray) -> np.ndarray:
+        """The score: half the mean PSI of the 1-D statistics plus half the PSI of the cells."""
+        return 0.5 * per_statistic[..., :-1].mean(-1) + 0.5 * per_statistic[..., -1]
+
+    def psi_per_statistic(self, embeddings: Any) -> np.ndarray:
+        """PSI ``[S]`` of each statistic (:attr:`statistic_names`) of a window of embeddings ``[n, D]``
+        (its finite rows)."""
+        rows, _ = _finite_rows(_as_rows(embeddings, self.dim, "embeddings"))
+        bins, _ = self._bins(rows)
+        if len(bins) == 0:
+            raise ValueError("embeddings: no finite rows to score")
+        return self._psi_from_counts(_bin_counts(bins, self.bins), len(bins))
+
+    def score(self, embeddings: Any) -> float:
+        """Drift score of a window of embeddings ``[n, D]`` (its finite rows): the mean PSI of the
+        1-D statistics and the PSI of the k-means cells, averaged."""
+        return float(self._aggregate(self.psi_per_statistic(embeddings)))
+
+    def is_drift(self, embeddings: Any) -> bool | None:
+        """Whether the window's score crosses :meth:`threshold_for` its size (``None``: fewer finite rows
+        than :attr:`min_window`)."""
+        rows, _ = _finite_rows(_as_rows(embeddings, self.dim, "embeddings"))
+        threshold = self.threshold_for(len(rows))
+        return None if threshold is None else self.score(rows) > threshold
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists, floats and strings (``json.dumps``-safe; floats round-trip exactly)."""
+        return {"format": FORMAT, "dim": self.dim, "bins": self.bins, "smoothing": self.smoothing,
+                "projections": self.projections.tolist(), "center": self.center.tolist(),
+                "centroids": self.centroids.tolist(), "edges": self.edges.tolist(),
+                "expected": self.expected.tolist(), "calibration": json.loads(json.dumps(self.calibration))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReference:
+        """Inverse of :meth:`to_dict`; refuses other formats."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"not a drift reference of format {FORMAT!r} (found {found!r})")
+        try:
+            return cls(data["projections"], data["center"], data["centroids"], data["edges"], data["expected"],
+                       smoothing=data["smoothing"], calibration=data["calibration"])
+        except KeyError as exc:
+            raise ValueError(f"drift reference is missing {exc}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_dict` as JSON atomically (a temporary file in the same folder, then ``os.replace``)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, allow_nan=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DriftReference:
+        """Read a reference written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def __repr__(self) -> str:
+        return (f"DriftReference(dim={self.dim}, statistics={self.n_statistics}, bins={self.bins}, "
+                f"window={self.window}, threshold={self.threshold:.4g})")
+
+
+def _finite_rows(x: np.ndarray) -> tuple[np.ndarray, int]:
+    keep = np.isfinite(x).all(1)
+    return (x, 0) if keep.all() else (x[keep], int((~keep).sum()))
+
+
+def _statistics(rows: np.ndarray, directions: np.ndarray, center: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.concatenate([rows @ directions, np.linalg.norm(rows, axis=1)[:, None],
+                               np.linalg.norm(rows - center, axis=1)[:, None]], axis=1)
+
+
+def _bin_counts(bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """Counts ``[..., S, B]`` of bin indices ``[..., n, S]`` (over the rows axis)."""
+    *lead, n, s = bins.shape
+    groups = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    flat = bins.reshape(groups, n, s).astype(np.int64)
+    offsets = (np.arange(groups)[:, None, None] * s + np.arange(s)[None, None, :]) * n_bins
+    counts = np.bincount((flat + offsets).ravel(), minlength=groups * s * n_bins)
+    return counts.reshape(*lead, s, n_bins).astype(np.float64)
+
+
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, *, iterations: int = 50, restarts: int = 3,
+            max_rows: int = 10_000) -> np.ndarray:
+    """Centroids ``[k, D]`` of ``x``: k-means++ seeding, Lloyd iterations, the best of ``restarts``; on at
+    most ``max_rows`` rows (a seeded subset), which is plenty for ``k`` of about ten."""
+    if len(x) > max_rows:
+        x = x[np.sort(rng.choice(len(x), size=max_rows, replace=False))]
+    sq = (x ** 2).sum(1)
+    best, best_inertia = None, math.inf
+    for _ in range(restarts):
+        c = np.empty((k, x.shape[1]))
+        c[0] = x[rng.integers(len(x))]
+        d = ((x - c[0]) ** 2).sum(1)
+        for j in range(1, k):
+            total = d.sum()
+            c[j] = x[rng.choice(len(x), p=d / total) if total > 0 else rng.integers(len(x))]
+            d = np.minimum(d, ((x - c[j]) ** 2).sum(1))
+        for _ in range(iterations):
+            dist = np.maximum(sq[:, None] - 2.0 * x @ c.T + (c ** 2).sum(1)[None, :], 0.0)
+            assign = dist.argmin(1)
+            members = np.bincount(assign, minlength=k)
+            new = (np.eye(k)[assign].T @ x) / np.maximum(members, 1)[:, None]
+            empty = members == 0
+            if empty.any():  # re-seed an empty cell at the points farthest from their centroid
+                far = np.argsort(-dist[np.arange(len(x)), assign])[: int(empty.sum())]
+                new[empty] = x[far]
+            if np.array_equal(new, c):
+                break
+            c = new
+        dist = np.maximum(sq[:, None] - 2.0 * x @ c.T + (c ** 2).sum(1)[None, :], 0.0)
+        inertia = float(dist.min(1).sum())
+        if inertia < best_inertia:
+            best, best_inertia = c, inertia
+    assert best is not None
+    return best
+
+
+class DriftMonitor:
+    """Thread-safe sliding window over the last ``window`` live embeddings, scored against a
+    :class:`DriftReference` every ``every`` added rows (once ``min_window`` rows are in).
+
+    Each added row is kept as its bin indices only (``S`` bytes), so a score costs one ``bincount``.
+    Rows with a non-finite value are skipped and counted (:attr:`nonfinite`), never windowed.
+    """
+
+    def __init__(self, reference: DriftReference, window: int | None = None, *, min_window: int | None = None,
+                 every: int = 32, history: int = 1024):
+        self.reference = reference
+        self.window = int(window if window is not None else reference.window)
+        self.min_window = int(min_window if min_window is not None else reference.min_window)
+        if self.min_window < reference.min_window:
+            raise ValueError(f"min_window {self.min_window} is below the smallest calibrated window "
+                             f"{reference.min_window}")
+        if self.window < self.min_window or every < 1 or history < 1:
+            raise ValueError(f"need min_window <= window, every >= 1 and history >= 1; got window={self.window}, "
+                             f"min_window={self.min_window}, every={every}, history={history}")
+        self.every = int(every)
+        self.history: deque[tuple[float, float, int]] = deque(maxlen=history)
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the window, the history and the counters (e.g. after the model changed)."""
+        with self._lock:
+            self._buffer = np.zeros((self.window, self.reference.n_statistics), dtype=np.uint8)
+            self._next = 0  # ring position of the next row
+            self._filled = 0
+            self._seen = 0  # finite rows added
+            self._nonfinite = 0
+            self._since = 0  # rows added since the last score
+            self._score: float | None = None
+            self._max: float | None = None
+            self._threshold: float | None = None
+            self.history.clear()
+
+    def add(self, embeddings: Any) -> float | None:
+        """Add live embeddings ``[n, D]`` (or one ``[D]``); returns the current score (maybe unchanged)."""
+        rows = _as_rows(embeddings, self.reference.dim, "embeddings")
+        rows, bad = _finite_rows(rows)
+        bins, overflowed = self.reference._bins(rows)
+        with self._lock:
+            self._nonfinite += bad + overflowed
+            n = len(bins)
+            if n == 0:
+                return self._score
+            self._seen += n
+            self._since += n
+            if n >= self.window:
+                self._buffer[:] = bins[-self.window:]
+                self._next, self._filled = 0, self.window
+            else:
+                first = min(n, self.window - self._next)
+                self._buffer[self._next:self._next + first] = bins[:first]
+                self._buffer[:n - first] = bins[first:]
+                self._next = (self._next + n) % self.window
+                self._filled = min(self.window, self._filled + n)
+            if self._filled >= self.min_window and (self._score is None or self._since >= self.every):
+                self._rescore()
+            return self._score
+
+    def _rescore(self) -> None:
+        """Score the window (lock held)."""
+        n = self._filled
+        counts = _bin_counts(self._buffer[:n], self.reference.bins)
+        per_stat = self.reference._psi_from_counts(counts, n)
+        self._score, self._max = float(self.reference._aggregate(per_stat)), float(per_stat.max())
+        self._threshold = self.reference.threshold_for(n)
+        self._since = 0
+        self.history.append((time.time(), self._score, self._seen))
+
+    def score(self, fresh: bool = False) -> float | None:
+        """The latest drift score (``None`` until ``min_window`` rows); ``fresh`` rescores the window now."""
+        with self._lock:
+            if fresh and self._filled >= self.min_window:
+                self._rescore()
+            return self._score
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold the latest score is compared with (for its window size)."""
+        with self._lock:
+            return self._threshold
+
+    @property
+    def alert(self) -> bool:
+        """Whether the latest score crosses its threshold."""
+        with self._lock:
+            return self._score is not None and self._threshold is not None and self._score > self._threshold
+
+    @property
+    def nonfinite(self) -> int:
+        """Rows skipped because they held a NaN or an infinity."""
+        with self._lock:
+            return self._nonfinite
+
+    @property
+    def seen(self) -> int:
+        """Finite rows added since the start (or :meth:`reset`)."""
+        with self._lock:
+            return self._seen
+
+    def state(self) -> dict[str, Any]:
+        """A snapshot for metrics: ``score``, ``max_statistic_psi``, ``threshold``, ``alert``, ``window_rows``,
+        ``window``, ``seen``, ``nonfinite``."""
+        with self._lock:
+            alert = self._score is not None and self._threshold is not None and self._score > self._threshold
+            return {"score": self._score, "max_statistic_psi": self._max, "threshold": self._threshold,
+                    "alert": alert, "window_rows": self._filled, "window": self.window, "seen": self._seen,
+                    "nonfinite": self._nonfinite}
