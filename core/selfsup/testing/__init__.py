@@ -29,7 +29,8 @@ for a field that legitimately changes nothing for the suite's inputs.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import contextlib
+from typing import Any, ClassVar, Iterator
 
 import pytest
 
@@ -54,6 +55,7 @@ __all__ = [
     "EvaluatorConformance",
     "TaskConformance",
     "registry_with",
+    "serving_client",
     "train_against_random_init",
 ]
 
@@ -71,6 +73,29 @@ def registry_with(plugins: list[Any] | None) -> Registry:
     if pm.errors:
         raise RuntimeError(f"plugins failed to load: {[e.message for e in pm.errors]}")
     return pm.registry
+
+
+@contextlib.contextmanager
+def serving_client(path: Any, timeout: float = 120.0, **options: Any) -> Iterator[Any]:
+    """A ``selfsup serve`` application for the run or export at ``path`` (``options``: the fields
+    of :class:`selfsup.serving.ServeConfig`, e.g. ``max_batch=8``), in this process, behind a
+    ``fastapi.testclient.TestClient`` that is returned once ``/readyz`` says the model is loaded.
+    Needs the ``serve`` extra (fastapi, uvicorn, prometheus-client) and httpx."""
+    import time
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from selfsup.serving.app import create_app
+    from selfsup.serving.config import ServeConfig
+
+    with TestClient(create_app(ServeConfig(path=Path(path), **options))) as client:
+        deadline = time.time() + timeout
+        while client.get("/readyz").status_code != 200:
+            if time.time() > deadline:
+                raise AssertionError(f"selfsup serve {path} did not become ready: {client.get('/readyz').json()}")
+            time.sleep(0.05)
+        yield client
 
 
 def train_against_random_init(
