@@ -305,3 +305,23 @@ def test_decoder_is_for_data_sources_only():
         register("b", lambda o, c: None, decoder=lambda o, c: None)
     registry.make_register("data_source", "p", None)("d", lambda o, c: None, decoder=lambda o, c: "decoder")
     assert registry.get("data_source", "d").decoder(None, None) == "decoder"
+
+
+def test_onnx_runtime_answers_as_pytorch_does(pretrained, finetuned):
+    pytest.importorskip("onnxruntime")
+    inputs = blobs(n=6)
+    for run, endpoint, key in ((pretrained, "/v1/embed", "embeddings"), (finetuned, "/v1/predict", "outputs")):
+        answers = {}
+        for runtime in ("torch", "onnx"):
+            with client(run, runtime=runtime, drift=False) as c:
+                ready(c)
+                r = c.post(endpoint, json={"inputs": inputs})
+                assert r.status_code == 200, r.text
+                answers[runtime] = r.json()[key]
+                assert c.post(endpoint, json={"inputs": [[0.0] * 15]}).status_code == 422
+        if key == "embeddings":
+            torch.testing.assert_close(torch.tensor(answers["onnx"]), torch.tensor(answers["torch"]), atol=1e-4,
+                                       rtol=1e-4)
+        else:
+            assert [o["prediction"] for o in answers["onnx"]] == [o["prediction"] for o in answers["torch"]]
+    assert list((pretrained / "serve").glob("onnx-*/model.onnx"))

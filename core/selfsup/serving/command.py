@@ -24,6 +24,8 @@ KEY_ENV = "SELFSUP_API_KEY"
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes, each with its own copy of the model.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps.")
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="PyTorch eager, or ONNX Runtime (CPU; the run is exported to ONNX once, checked against PyTorch).")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="Most inputs run at once (1: no batching).")
 @click.option("--max-wait-ms", type=float, default=5.0, show_default=True, help="How long a batch waits to fill.")
 @click.option("--max-queue", type=int, default=1024, show_default=True,
@@ -45,7 +47,7 @@ KEY_ENV = "SELFSUP_API_KEY"
 @click.option("--log-max-mb", type=float, default=100.0, show_default=True, help="Size cap of the input log.")
 @click.option("--shutdown-seconds", type=float, default=30.0, show_default=True,
               help="On SIGTERM, how long in-flight requests may take to finish.")
-def serve(path: Path, host: str, port: int, workers: int, device: str, max_batch: int, max_wait_ms: float,
+def serve(path: Path, host: str, port: int, workers: int, device: str, runtime: str, max_batch: int, max_wait_ms: float,
           max_queue: int, max_inputs: int, max_body_mb: float, truncate: bool, api_key: str | None, protect: str,
           watch_seconds: float, drift_window: int, no_drift: bool, log_inputs: Path | None, log_max_mb: float,
           shutdown_seconds: float) -> None:
@@ -67,7 +69,8 @@ def serve(path: Path, host: str, port: int, workers: int, device: str, max_batch
         raise click.ClickException(f"selfsup serve needs {exc.name}: pip install 'selfsup[serve]'") from None
     try:
         config = ServeConfig(
-            path=path.resolve(), host=host, port=port, workers=workers, device=device, max_batch=max_batch,
+            path=path.resolve(), host=host, port=port, workers=workers, device=device, runtime=runtime,
+            max_batch=max_batch,
             max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs, max_body_mb=max_body_mb,
             truncate=truncate, api_key=api_key or os.environ.get(KEY_ENV) or None, protect=protect,
             watch_seconds=watch_seconds, drift_window=drift_window, drift=not no_drift, log_inputs=log_inputs,

@@ -18,6 +18,8 @@ class ServeConfig(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="Port (0: any free port).")
     workers: int = Field(1, ge=1, le=64, description="Server processes (each loads the model).")
     device: str = Field("cpu", description="Where the model runs: cpu, cuda, cuda:1, mps.")
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch", description="PyTorch eager, or ONNX Runtime on the CPU (a run directory: exported and checked once).")
     max_batch: int = Field(32, ge=1, le=4096, description="Most inputs the model runs at once.")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="How long a batch waits to fill up.")
     max_queue: int = Field(1024, ge=1, le=1_000_000,

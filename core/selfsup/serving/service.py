@@ -46,6 +46,7 @@ class Loaded:
     checkpoint: str  # the checkpoint or export folder the weights came from
     reference: Any = None  # selfsup.lib.drift.DriftReference, or None
     neighbours: Any = None  # selfsup.serving.reference.Neighbours, or None (no training data at hand)
+    session: Any = None  # an onnxruntime.InferenceSession (--runtime onnx), else None: PyTorch eager
     info: dict[str, Any] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
@@ -57,6 +58,8 @@ class Loaded:
             from torch.utils.data import default_collate as collate
         from selfsup.lib.data import to_device
 
+        if self.session is not None:
+            return self._infer_onnx(collate([dict(s) for s in samples]), heads)
         batch = to_device(collate([dict(s) for s in samples]), model.device)
         with torch.inference_mode():
             features = model.backbone.embed(batch).float()  # [N, D]
@@ -66,6 +69,13 @@ class Loaded:
                 outputs = (model.task.outputs(batch, model.backbone) if reads_own
                            else model.task.head(features)).float()
         return features.cpu(), None if outputs is None else outputs.cpu()
+
+    def _infer_onnx(self, batch: dict[str, Any], heads: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        wanted = {i.name for i in self.session.get_inputs()}
+        results = self.session.run(None, {k: v.numpy() for k, v in batch.items() if k in wanted})
+        features = torch.from_numpy(results[0]).float()
+        outputs = torch.from_numpy(results[1]).float() if heads and len(results) > 1 else None
+        return features, outputs
 
     def answer(self, embedding: torch.Tensor, outputs: torch.Tensor | None) -> dict[str, Any]:
         """The JSON of one input: its embedding, or its prediction (and probabilities)."""
@@ -117,11 +127,34 @@ def load(config: ServeConfig, pm: Any) -> Loaded:
     if names:
         info["label_names"] = [str(n) for n in names]
     loaded = Loaded(model=model, decoder=decoder, version=version, checkpoint=checkpoint, info=info)
+    if config.runtime == "onnx":
+        loaded.session = onnx_session(loaded, path, export)
+        info["runtime"] = "onnx"
     loaded.info["embedding_dim"] = warm_up(loaded)
     if config.drift:
         loaded.reference = drift_reference(loaded, path, export, config)
     loaded.neighbours = Neighbours.of(model)
     return loaded
+
+
+def onnx_session(loaded: Loaded, path: Path, export: bool) -> Any:
+    """An ONNX Runtime session of the model: exported once per version under ``<run>/serve/`` (traced
+    from the run's own batch and checked against PyTorch by ``selfsup export``'s code)."""
+    import onnxruntime
+
+    from selfsup.exporting import write_traced
+
+    if export:
+        raise ValueError("--runtime onnx serves a run directory (it exports the model to ONNX from the run's data); "
+                         "serve the run, or use --runtime torch for a selfsup export")
+    folder = path / "serve" / f"onnx-{loaded.version}"
+    if not (folder / "model.onnx").is_file():
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        write_traced(loaded.model, tmp, "onnx", tolerance=1e-4)
+        tmp.replace(folder)
+    loaded.model.to("cpu")
+    return onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
 
 
 def _version(path: Path, checkpoint: str, export: bool) -> str:
