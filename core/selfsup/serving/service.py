@@ -100,6 +100,8 @@ def data_spec(model: Any) -> tuple[str, dict[str, Any]]:
     from selfsup.model import primary
     from selfsup.recipe import parse_recipe
 
+    if not model.recipe:
+        raise ValueError(f"{model.source} records no recipe (an export from an older selfsup): export it again")
     recipe = parse_recipe(model.recipe, "recipe")
     _key, task = primary(recipe)
     spec = recipe.data[recipe.tasks[task or next(iter(recipe.tasks))].data]
@@ -158,9 +160,10 @@ def onnx_session(loaded: Loaded, path: Path, export: bool) -> Any:
 
 
 def _version(path: Path, checkpoint: str, export: bool) -> str:
-    """A short name of the weights: the checkpoint, with a hash of its weights file."""
-    weights = sorted(path.glob("*.safetensors")) if export else sorted((path / "checkpoints" / checkpoint).glob(
-        "*.safetensors")) if (path / "checkpoints" / checkpoint).is_dir() else []
+    """A short name of the weights: the checkpoint (or "export"), with a hash of the weights files'
+    names, sizes and modification times (a re-written checkpoint of the same step gets a new one)."""
+    folder = path if export else path / "checkpoints" / checkpoint
+    weights = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     digest = hashlib.sha256()
     for w in weights:
         stat = w.stat()
