@@ -73,8 +73,9 @@ def client(path, **options):
     import os
     if os.environ.get("NODRIFT"):
         options.setdefault("drift", False)
+    raise_errors = options.pop("raise_server_exceptions", True)
     app = create_app(ServeConfig(path=path, **options))
-    return TestClient(app)
+    return TestClient(app, raise_server_exceptions=raise_errors)
 
 
 def ready(c, timeout=60):
@@ -325,3 +326,15 @@ def test_onnx_runtime_answers_as_pytorch_does(pretrained, finetuned):
         else:
             assert [o["prediction"] for o in answers["onnx"]] == [o["prediction"] for o in answers["torch"]]
     assert list((pretrained / "serve").glob("onnx-*/model.onnx"))
+
+
+def test_a_bug_is_a_json_500_and_the_service_goes_on(pretrained, monkeypatch):
+    with client(pretrained, drift=False, raise_server_exceptions=False) as c:
+        ready(c)
+        loaded = c.app.state.service.current
+        monkeypatch.setattr(loaded, "answer", lambda *a: (_ for _ in ()).throw(RuntimeError("a bug")))
+        r = c.post("/v1/embed", json={"inputs": blobs(n=2)})
+        assert r.status_code == 500 and r.json()["error"]["message"] == "internal error: RuntimeError"
+        monkeypatch.undo()
+        assert c.post("/v1/embed", json={"inputs": blobs(n=2)}).status_code == 200
+        assert 'selfsup_serve_requests_total{endpoint="embed",status="500"} 1.0' in c.get("/metrics").text

@@ -31,37 +31,39 @@ low-dimensional reduction, combined over dimensions, are as powerful as multivar
 at a fraction of the cost (Rabanser, Guennemann and Lipton, *Failing Loudly: An Empirical Study of
 Methods for Detecting Dataset Shift*, NeurIPS 2019).
 
-Choices, and why. Figures: detection rates, ``bench/drift_false_alarms.py`` (digits, 3 seeds; its
-docstring describes the streams) and the same ablation on 16-D Gaussians (window 256); the weights
-were chosen on these, so they are a sensible default, not a universal optimum.
+Choices, and why. Digits figures: detection rates from ``bench/drift_false_alarms.py`` (scikit-learn's
+digits, 3 seeds; its docstring describes the streams; ``--weights`` / ``--smoothing`` give the
+ablations, at 300 windows per stream); Gaussian figures: 16-D standard normals, 3000 reference rows,
+window 256, 3 seeds. The weights were chosen on these, so they are a sensible default, not a
+universal optimum.
 
 * **Projections alone miss changes of the mix of modes**: a stream of only some classes (label shift)
   moves each random projection little, as a 1-D projection blurs the classes together, and a scale
   change is diluted among ``K`` projections. The k-means cells (a histogram over a Voronoi partition
-  of the reference) see the former, the radial pair the latter. Projections only vs the default:
-  "only digits 0-4", window 64: 13% vs 46%; 10% inverted images mixed in, window 64: 38% vs 59%;
-  1.1x scale of 16-D Gaussians: 16% vs 99%. The price: a 0.15 sd mean shift of all 16 dimensions,
-  79% vs 67%; 10% rotated images, window 256: 86% vs 80%. The plain mean over all ``K + 3``
-  statistics sits in between and loses most of the gains (19%, 45%, 86%); giving the cells or the
-  radial pair more weight lets the noise of those few statistics dominate the null (weights 0.5 /
-  0.25 / 0.25: mean shift 43%).
+  of the reference) see the former, the radial pair the latter. Projections only vs the default,
+  window 64: "only digits 0-4" 13% vs 47%, 10% of the images inverted 37% vs 56%, 10% rotated 29%
+  vs 36%; Gaussians scaled 1.1x: 16% vs 99%. The price: Gaussians shifted by 0.15 sd in every
+  dimension, 79% vs 67%. The plain mean over all ``K + 3`` statistics keeps little of the gain
+  (17%, 41%, 31%; scale 86%); more weight on the cells and the radial pair lets the noise of those
+  few statistics dominate the null (weights 0.5 / 0.25 / 0.25: mean shift 43%).
 * **PSI rather than kernel MMD** (RBF kernel, median bandwidth, 500 reference rows, calibrated on the
-  same rows the same way). In the bench both keep false alarms under 1% and catch the four large
-  shifts in every window; on the harder ones PSI is ahead on small shares of outliers (10% inverted,
-  window 64: 60% vs 18%; 10% rotated, window 256: 100% vs 48%) and on "only digits 0-4" (window 128:
-  94% vs 85%), MMD on the mildest label shift ("only digits 0-6", window 256: 43% vs 67%). What
-  decides is the cost in a server: a monitor keeps each live row as ``S`` bin indices (bytes) and
-  scores a window with one ``bincount``, O(n * S), after the O(D * S) reduction of each row (about
-  30 us per single-row :meth:`DriftMonitor.add` at D = 768); MMD keeps the raw window and computes an
-  ``n x M`` kernel against ``M`` reference rows, O(n * M * D), at every score, and needs a bandwidth.
+  same rows the same way, scored on the same windows; ``--mmd``). Both keep false alarms under 1% and
+  catch the four large shifts in every window; on the harder ones PSI is ahead on small shares of
+  outliers (10% inverted, window 64: 57% vs 18%; 10% rotated, window 256: 82% vs 19%) and on "only
+  digits 0-4" (window 128: 93% vs 83%), MMD on the mildest label shift ("only digits 0-6", window
+  256: 43% vs 68%). What decides is the cost in a server: a monitor keeps each live row as ``S`` bin
+  indices (bytes) and scores a window with one ``bincount``, O(n * S), after the O(D * S) reduction
+  of each row (30 to 40 us per single-row :meth:`DriftMonitor.add`, D = 32 to 768); MMD keeps the raw
+  window and computes an ``n x M`` kernel against ``M`` reference rows, O(n * M * D), at every
+  score, and needs a bandwidth.
 * **Live proportions are shrunk towards the reference's**: ``p_b = (n_b + a * q_b) / (n + a)`` with
   ``a = smoothing`` pseudo-rows (default 5), a Dirichlet prior centred on ``q``; ``q`` has empty bins
   floored at :data:`PSI_FLOOR` (1e-4). Empty live bins stay finite, and a window whose proportions
   equal the reference's scores exactly 0 at any size (uniform add-1/2 smoothing does not: it biases
   small windows by their size). With the textbook floor on ``p`` instead (``smoothing=0``), one empty
   bin of a 64-row window adds ``0.1 * ln(0.1 / 1e-4) = 0.69`` to its statistic, several times a
-  typical in-distribution score; the null gets a heavy tail and the threshold rises. Window 64:
-  10% inverted 42% vs 59%, 10% rotated 27% vs 40% (but "only digits 0-4" 56% vs 46%).
+  typical in-distribution score; the null gets a heavy tail. Window 64: 10% inverted 40% vs 56%,
+  10% rotated 24% vs 36% (but "only digits 0-4" 54% vs 47%), false alarms 0.8% vs 0.2%.
   :func:`psi` is the textbook formula, for reports.
 * **The threshold is calibrated empirically**: the weighted mean of correlated PSIs has no closed-form
   null. The rows :meth:`DriftReference.fit` gets are split (seeded) into *fit*, *calibration* and
@@ -69,13 +71,14 @@ were chosen on these, so they are a sensible default, not a universal optimum.
   into the other two. ``n_windows`` windows are drawn *with replacement* from the calibration part
   and scored; the threshold is their ``1 - false_alarm`` quantile (times ``1 + margin``, default no
   margin). With replacement matters: windows drawn without replacement from a pool not much larger
-  than the window are nearly the same rows, their scores vary too little and the quantile falls in
-  the middle of the real null (16-D skewed mixtures, pool 300, window 256: 26% false alarms on
-  average, up to 83%, for a 1% target). Bootstrap windows have the sampling variance of a live window
+  than the window are nearly the same rows, their scores vary too little and the quantile falls
+  inside the real null. In a simulation (32-D mixtures of four skewed clusters, 1000 fitting rows,
+  12 seeds, the real rate from 1500 fresh windows, target 1%), window 256 and a 300-row pool gave
+  18% false alarms on average, up to 46%. Bootstrap windows have the sampling variance of a live window
   plus the pool's own offset from the population, which on average raises the scores: the threshold
-  errs towards fewer false alarms, and approaches the target as the calibration part grows (same
-  setting, 12 seeds: 0.00% with 300 calibration rows, 0.21% with 2000, 0.90% with 10000; never above
-  2.1%). This is why no margin is added by default.
+  errs towards fewer false alarms, and nears the target as the calibration part grows (same
+  simulation, window 256: 0.00% with 300 calibration rows, 0.38% with 2000, 0.74% with 10000; at
+  most 2.1% in any seed, window 64 or 256, pool 300 to 10000). Hence no margin by default.
 * **The false-alarm rate is measured, not assumed**: windows drawn *without* replacement from the test
   part, rows the threshold never saw. A subset of an i.i.d. sample is an i.i.d. sample, so each such
   window is distributed exactly like a live in-distribution window and the rate is unbiased (if noisy
@@ -180,7 +183,7 @@ class DriftReference:
         self.center = np.asarray(center, dtype=np.float64)  # [D]
         self.centroids = np.asarray(centroids, dtype=np.float64)  # [B, D]
         self.edges = np.asarray(edges, dtype=np.float64)  # [K + 2, B - 1]
-        self.expected = np.asarray(expected, dtype=np.float64)  # [S, B] smoothed proportions, S = K + 3
+        self.expected = np.asarray(expected, dtype=np.float64)  # [S, B] proportions (floored), S = K + 3
         self.smoothing = float(smoothing)
         self.weights = tuple(float(w) for w in weights)  # of the projections, radial and cell PSIs
         self.calibration = json.loads(json.dumps(calibration))  # a plain (deep) copy
@@ -297,26 +300,41 @@ class DriftReference:
         thresholds: dict[str, float] = {}
         measured: dict[str, float | None] = {}
         for n in _window_sizes(min_window, window):
-            picks = rng.integers(0, len(cal_bins), size=(n_windows, n))
-            scores = out._window_scores(cal_bins, picks)
+            scores = out._window_scores(cal_bins, n, n_windows, rng, replace=True)
             thresholds[str(n)] = float(np.quantile(scores, 1.0 - false_alarm, method="higher") * (1.0 + margin))
             if n <= len(test_bins):
-                picks = np.stack([rng.choice(len(test_bins), size=n, replace=False) for _ in range(n_windows)])
-                measured[str(n)] = float(np.mean(out._window_scores(test_bins, picks) > thresholds[str(n)]))
+                scores = out._window_scores(test_bins, n, n_windows, rng, replace=False)
+                measured[str(n)] = float(np.mean(scores > thresholds[str(n)]))
             else:
                 measured[str(n)] = None
         calib["thresholds"], calib["measured_false_alarm"] = thresholds, measured
         return cls(directions, center, centroids, edges, out.expected, smoothing=smoothing, weights=shares_w,
                    calibration=calib)
 
-    def _window_scores(self, pool_bins: np.ndarray, picks: np.ndarray) -> np.ndarray:
-        """Scores of the windows ``pool_bins[picks[i]]`` (``picks`` ``[m, n]`` row indices into ``[M, S]``)."""
-        m, n = picks.shape
-        out = np.empty(m)
-        chunk = max(1, 4_000_000 // max(1, n * pool_bins.shape[1]))
-        for start in range(0, m, chunk):
-            counts = _bin_counts(pool_bins[picks[start:start + chunk]], self.bins)  # [c, S, B]
-            out[start:start + chunk] = self._aggregate(self._psi_from_counts(counts, n))
+    def _window_scores(self, pool_bins: np.ndarray, n: int, n_windows: int, rng: np.random.Generator, *,
+                       replace: bool) -> np.ndarray:
+        """Scores of ``n_windows`` windows of ``n`` rows of a pool's bin indices ``[M, S]``, drawn with or
+        without replacement. A window larger than the pool (with replacement) draws how often each pool row is
+        picked (multinomial) instead of the rows: the same distribution, O(M * S) rather than O(n * S)."""
+        m_rows, s = pool_bins.shape
+        out = np.empty(n_windows)
+        if replace and n > m_rows:
+            flat = (pool_bins.astype(np.int64) + np.arange(s) * self.bins).ravel()
+            uniform = np.full(m_rows, 1.0 / m_rows)
+            for i in range(n_windows):
+                times = rng.multinomial(n, uniform)
+                counts = np.bincount(flat, weights=np.repeat(times, s), minlength=s * self.bins)
+                out[i] = self._aggregate(self._psi_from_counts(counts.reshape(s, self.bins), n))
+            return out
+        chunk = max(1, 4_000_000 // (n * s))
+        for start in range(0, n_windows, chunk):
+            m = min(chunk, n_windows - start)
+            if replace:
+                picks = rng.integers(0, m_rows, size=(m, n))
+            else:
+                picks = np.stack([rng.choice(m_rows, size=n, replace=False) for _ in range(m)])
+            counts = _bin_counts(pool_bins[picks], self.bins)  # [m, S, B]
+            out[start:start + m] = self._aggregate(self._psi_from_counts(counts, n))
         return out
 
     # ------------------------------------------------------------------ properties
@@ -411,8 +429,8 @@ class DriftReference:
         return self._psi_from_counts(_bin_counts(bins, self.bins), len(bins))
 
     def score(self, embeddings: Any) -> float:
-        """Drift score of a window of embeddings ``[n, D]`` (its finite rows): the mean PSI of the
-        1-D statistics and the PSI of the k-means cells, averaged."""
+        """Drift score of a window of embeddings ``[n, D]`` (its finite rows): the weighted mean (:attr:`weights`)
+        of the mean PSI of the projections, the mean PSI of the norm and distance, and the PSI of the cells."""
         return float(self._aggregate(self.psi_per_statistic(embeddings)))
 
     def is_drift(self, embeddings: Any) -> bool | None:
@@ -531,7 +549,10 @@ class DriftMonitor:
     :class:`DriftReference` every ``every`` added rows (once ``min_window`` rows are in).
 
     Each added row is kept as its bin indices only (``S`` bytes), so a score costs one ``bincount``.
-    Rows with a non-finite value are skipped and counted (:attr:`nonfinite`), never windowed.
+    Rows with a non-finite value are skipped and counted (:attr:`nonfinite`), never windowed. A window
+    of ``n`` rows is compared with ``reference.threshold_for(n)``: while the window fills up, and for a
+    ``window`` larger than the calibrated one, that is the threshold of a smaller calibrated size
+    (higher: fewer false alarms). ``state()`` is a snapshot for metrics exporters.
     """
 
     def __init__(self, reference: DriftReference, window: int | None = None, *, min_window: int | None = None,
@@ -546,7 +567,7 @@ class DriftMonitor:
             raise ValueError(f"need min_window <= window, every >= 1 and history >= 1; got window={self.window}, "
                              f"min_window={self.min_window}, every={every}, history={history}")
         self.every = int(every)
-        self.history: deque[tuple[float, float, int]] = deque(maxlen=history)
+        self._history: deque[tuple[float, float, int]] = deque(maxlen=history)
         self._lock = threading.Lock()
         self.reset()
 
@@ -562,7 +583,7 @@ class DriftMonitor:
             self._score: float | None = None
             self._max: float | None = None
             self._threshold: float | None = None
-            self.history.clear()
+            self._history.clear()
 
     def add(self, embeddings: Any) -> float | None:
         """Add live embeddings ``[n, D]`` (or one ``[D]``); returns the current score (maybe unchanged)."""
@@ -597,7 +618,7 @@ class DriftMonitor:
         self._score, self._max = float(self.reference._aggregate(per_stat)), float(per_stat.max())
         self._threshold = self.reference.threshold_for(n)
         self._since = 0
-        self.history.append((time.time(), self._score, self._seen))
+        self._history.append((time.time(), self._score, self._seen))
 
     def score(self, fresh: bool = False) -> float | None:
         """The latest drift score (``None`` until ``min_window`` rows); ``fresh`` rescores the window now."""
@@ -605,6 +626,12 @@ class DriftMonitor:
             if fresh and self._filled >= self.min_window:
                 self._rescore()
             return self._score
+
+    @property
+    def history(self) -> deque[tuple[float, float, int]]:
+        """A copy of the bounded history of scores: ``(unix time, score, rows seen)``, oldest first."""
+        with self._lock:
+            return deque(self._history, maxlen=self._history.maxlen)
 
     @property
     def threshold(self) -> float | None:

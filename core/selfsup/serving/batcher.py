@@ -1,9 +1,12 @@
 """Dynamic batching: inputs of concurrent requests are run through the model together.
 
 Each request puts its inputs on one queue and awaits their results. A single batching task takes
-the first waiting input, then keeps taking until ``max_batch`` inputs are in hand or ``max_wait``
-seconds have passed since the first, and hands the batch to ``run`` in a worker thread (the model
-runs off the event loop, so the server keeps accepting and answering meanwhile). The queue is
+the first waiting input, then every input already queued (those that arrived while the model ran
+the previous batch), up to ``max_batch``; with ``max_wait > 0`` it also waits up to that long for
+more, and hands the batch to ``run`` in a worker thread (the model runs off the event loop, so the
+server keeps accepting and answering meanwhile). Waiting is off by default: under load the queue
+fills while the model is busy anyway, and a wait only adds latency when it is idle (measured in
+bench/serve_load.py); an accelerator that needs large batches may want a few milliseconds. The queue is
 bounded: a request whose inputs do not fit (``max_queue`` inputs waiting or running) is refused at
 once with :class:`QueueFull` (the service answers 503 with ``Retry-After``) instead of letting
 memory grow under overload.

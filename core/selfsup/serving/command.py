@@ -27,7 +27,8 @@ KEY_ENV = "SELFSUP_API_KEY"
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="PyTorch eager, or ONNX Runtime (CPU; the run is exported to ONNX once, checked against PyTorch).")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="Most inputs run at once (1: no batching).")
-@click.option("--max-wait-ms", type=float, default=5.0, show_default=True, help="How long a batch waits to fill.")
+@click.option("--max-wait-ms", type=float, default=0.0, show_default=True,
+              help="How long a batch waits to fill up (0: it takes what is queued while the model was busy).")
 @click.option("--max-queue", type=int, default=1024, show_default=True,
               help="Inputs waiting at most; beyond it: 503 with Retry-After.")
 @click.option("--max-inputs", type=int, default=256, show_default=True, help="Most inputs in one request.")

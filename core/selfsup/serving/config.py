@@ -21,7 +21,8 @@ class ServeConfig(BaseModel):
     runtime: Literal["torch", "onnx"] = Field(
         "torch", description="PyTorch eager, or ONNX Runtime on the CPU (a run directory: exported and checked once).")
     max_batch: int = Field(32, ge=1, le=4096, description="Most inputs the model runs at once.")
-    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="How long a batch waits to fill up.")
+    max_wait_ms: float = Field(0.0, ge=0, le=10_000,
+                               description="How long a batch waits to fill up (0: it takes what is queued).")
     max_queue: int = Field(1024, ge=1, le=1_000_000,
                            description="Inputs waiting at most; beyond it requests get 503 + Retry-After.")
     max_inputs: int = Field(256, ge=1, le=100_000, description="Most inputs in one request.")
@@ -30,7 +31,7 @@ class ServeConfig(BaseModel):
     api_key: str | None = Field(None, min_length=8, repr=False,
                                 description="Required as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.")
     protect: Literal["all", "reload"] = Field(
-        "all", description="With an api_key: every endpoint but the probes and /metrics, or only /v1/reload.")
+        "all", description="With an api_key: every endpoint but the probes (/healthz, /readyz), or only /v1/reload.")
     watch_seconds: float = Field(0.0, ge=0, le=86_400,
                                  description="Check the run directory for a newer checkpoint this often (0: never).")
     drift_window: int = Field(256, ge=16, le=100_000, description="Live embeddings the drift score compares.")

@@ -5,9 +5,12 @@ Imports no serving library, so exporting does not need them."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("selfsup.serve")
 
 DRIFT_SAMPLES = 2048  # training samples embedded for the drift reference (at most)
 
@@ -38,7 +41,11 @@ def fit_reference(model: Any, window: int = 256) -> Any:
     embeddings = training_embeddings(model)
     if embeddings is None:
         return None
-    return DriftReference.fit(embeddings, window=window, min_window=min(64, window), seed=0)
+    try:
+        return DriftReference.fit(embeddings, window=window, min_window=min(64, window), seed=0)
+    except ValueError as exc:  # too little training data to calibrate a threshold
+        log.warning("no drift reference: %s", exc)
+        return None
 
 
 class Neighbours:
@@ -54,18 +61,25 @@ class Neighbours:
         self.labels = [int(s["label"]) if "label" in s and np.ndim(s["label"]) == 0 else None for s in samples]
         names = getattr(data, "label_names", None)
         self.label_names = [str(x) for x in names] if names else None
-        texts = getattr(data, "texts", None)
-        self.captions = [str(texts[int(i)])[:120] for i in self.indices] if texts is not None else None
+        texts = getattr(data, "texts", None)  # one per sample only in document mode (not packed windows)
+        self.captions = ([str(texts[int(i)])[:120] for i in self.indices]
+                         if texts is not None and len(texts) == n else None)
         rows = [{k: v for k, v in s.items() if k not in ("label", "index")} for s in samples]
         embeddings = model.embed(rows).numpy().astype(np.float32)  # [M, D]
         self.unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
 
     @classmethod
     def of(cls, model: Any) -> Neighbours | None:
+        """The index for ``model``'s data; None without map-style data, or (logged) if it fails: the
+        dashboard's neighbours are never a reason not to serve."""
         data = model.data
         if data is None or not (hasattr(data, "__len__") and hasattr(data, "__getitem__")) or not len(data):
             return None
-        return cls(model)
+        try:
+            return cls(model)
+        except Exception as exc:  # noqa: BLE001 - best effort, see above
+            log.warning("no nearest training examples for the dashboard: %s: %s", type(exc).__name__, exc)
+            return None
 
     def nearest(self, embeddings: np.ndarray) -> list[dict[str, Any]]:
         """For each row of ``embeddings`` ``[N, D]``: the nearest training example."""

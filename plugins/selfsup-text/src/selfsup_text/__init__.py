@@ -54,6 +54,14 @@ AUGMENT_KEYS: dict[str, dict[str, str]] = {
 }
 
 
+#: Each data source's serving decoder (``data.serving``): a served text -> the sample the source yields for it.
+DECODERS = {
+    "text_files": "text_files_decoder", "jsonl": "jsonl_decoder", "hf_dataset": "hf_decoder",
+    "token_shards": "shards_decoder", "embedded_corpus": "corpus_decoder", "labelled_text": "labelled_decoder",
+    "similarity_pairs": "similarity_decoder", "texts": "texts_decoder",
+}
+
+
 @selfsup.hookimpl
 def register_data_sources(register):
     for name, path, options, summary in [
@@ -74,7 +82,8 @@ def register_data_sources(register):
         ("texts", "data.inline:build", do.TextsOptions,
          "Texts given inline (a few sentences, or captions another plugin's source tokenizes): one document each."),
     ]:
-        register(name, _lazy(path), options=options, modality=MODALITY, summary=summary, produces=DATA_KEYS.get(name))
+        register(name, _lazy(path), options=options, modality=MODALITY, summary=summary, produces=DATA_KEYS.get(name),
+                 decoder=_lazy(f"data.serving:{DECODERS[name]}"))
 
 
 @selfsup.hookimpl

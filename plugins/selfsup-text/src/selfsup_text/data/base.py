@@ -62,12 +62,86 @@ def encode(tokenizer, texts: Sequence[str], *, offsets: bool = False):
     return ids, ends
 
 
+class Tokenization:
+    """How one document's token ids become a sample's, shared by :class:`TextSource`, ``similarity_pairs``
+    and the serving decoders (:mod:`selfsup_text.data.serving`), so a served text is cut and wrapped
+    exactly as the source's documents are.
+
+    ``max_length`` counts the specials; ``content_max`` is what is left for the document's own tokens
+    (at least 1). ``sep_id`` defaults to the tokenizer's [SEP] (a shard folder's ``meta.json`` may name it)."""
+
+    def __init__(self, tokenizer: Any, *, add_special_tokens: bool = True, max_length: int | None = None,
+                 sep_id: int | None = None):
+        self.tokenizer = tokenizer
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.sep_id = int(tokenizer.sep_token_id if sep_id is None else sep_id)
+        self.cls_id = int(tokenizer.cls_token_id)
+        self.add_special_tokens = bool(add_special_tokens)
+        self.max_length = max_length
+        self.specials = 2 if self.add_special_tokens else 0
+        self.content_max = None if max_length is None else max(1, max_length - self.specials)
+
+    @classmethod
+    def of(cls, tokenizer: Any, options: Any, **overrides: Any) -> "Tokenization":
+        """From a source's options (``add_special_tokens``, ``max_length``), ``overrides`` replacing them."""
+        settings = {"add_special_tokens": bool(getattr(options, "add_special_tokens", True)),
+                    "max_length": getattr(options, "max_length", None), **overrides}
+        return cls(tokenizer, **settings)
+
+    def encode(self, texts: Sequence[str], *, offsets: bool = False):
+        """:func:`encode` with this tokenizer: ids without specials (and token end offsets when asked)."""
+        return encode(self.tokenizer, texts, offsets=offsets)
+
+    def wrap(self, ids: np.ndarray) -> torch.Tensor:
+        """A document's sample ids: cut to ``content_max`` and wrapped as ``[CLS] ... [SEP]`` when
+        ``add_special_tokens``. ``[L]``"""
+        if self.content_max is not None:
+            ids = ids[: self.content_max]
+        out = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
+        if self.add_special_tokens:
+            out = torch.cat([torch.tensor([self.cls_id]), out, torch.tensor([self.sep_id])])
+        return out  # [L]
+
+    def join(self, a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[CLS] a [SEP] b [SEP]`` and its token types ``[0 ... 0 1 ... 1]``; over ``max_length``,
+        tokens are cut from the end of the longer text first (BERT's longest-first truncation)."""
+        a, b = list(a), list(b)
+        if self.max_length is not None:
+            while len(a) + len(b) + 3 > self.max_length and (a or b):
+                (a if len(a) > len(b) else b).pop()  # a tie cuts the second text, as transformers does
+        ids = [self.cls_id, *a, self.sep_id, *b, self.sep_id]
+        types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        return torch.tensor(ids, dtype=torch.long), torch.tensor(types, dtype=torch.long)  # [L], [L]
+
+    def sentence_starts(self, text: str, token_ends: np.ndarray) -> torch.Tensor:
+        """Token offsets (in the wrapped, truncated sample) of the tokens holding each sentence start."""
+        chars = np.asarray(sentence_char_starts(text), dtype=np.int64)
+        tokens = np.searchsorted(token_ends, chars, side="right")  # first token ending after the char
+        tokens = np.unique(tokens[tokens < len(token_ends)])
+        if self.content_max is not None:
+            tokens = tokens[tokens < self.content_max]
+        return torch.from_numpy(tokens + (1 if self.add_special_tokens else 0))  # [S]
+
+    def pack(self, ids: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window mode's stream: the documents' ids one after another, each followed by the separator,
+        and each token's document (a separator belongs to the document it ends). ``[N]``, ``[N]``"""
+        lengths = np.array([len(x) + 1 for x in ids], dtype=np.int64)  # + the separator
+        stream = np.empty(int(lengths.sum()), dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for x, start, end in zip(ids, offsets[:-1], offsets[1:]):
+            stream[start : end - 1] = x
+            stream[end - 1] = self.sep_id
+        documents = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
+        return torch.from_numpy(stream), torch.from_numpy(documents)  # [N], [N]
+
+
 class TextSource:
     """Tokenized documents of one split, served whole or as packed windows (see the module docstring).
 
     Attributes: ``tokenizer``, ``texts`` (the split's documents), ``labels`` (LongTensor or None),
     ``label_names``, ``num_classes``, ``empty`` (documents dropped as empty or shorter than
-    ``min_tokens``), ``pad_id``, ``sep_id``, ``bad_files`` (the :class:`selfsup.lib.BadFiles` of
+    ``min_tokens``), ``pad_id``, ``sep_id``, ``tokenization`` (the :class:`Tokenization` of its
+    documents, which its serving decoder shares), ``bad_files`` (the :class:`selfsup.lib.BadFiles` of
     a file-reading source, set by its ``build``; None for the shipped sets)."""
 
     bad_files: Any = None
@@ -86,13 +160,12 @@ class TextSource:
         pairs: Sequence[str] | None = None,
     ):
         self.tokenizer = tokenizer
-        self.pad_id = int(tokenizer.pad_token_id)
-        self.sep_id = int(tokenizer.sep_token_id)
-        self.cls_id = int(tokenizer.cls_token_id)
+        self.tokenization = Tokenization.of(tokenizer, options)
+        self.pad_id, self.sep_id, self.cls_id = (self.tokenization.pad_id, self.tokenization.sep_id,
+                                                 self.tokenization.cls_id)
         self.window = getattr(options, "window", None)
-        self.add_special_tokens = bool(getattr(options, "add_special_tokens", True))
+        self.add_special_tokens = self.tokenization.add_special_tokens
         self.sentences = bool(getattr(options, "sentences", False))
-        max_length = getattr(options, "max_length", None)
         min_tokens = int(getattr(options, "min_tokens", 1))
 
         keep = [i for i, t in enumerate(texts) if t and t.strip()]
@@ -111,7 +184,7 @@ class TextSource:
         negatives = None if negatives is None else [negatives[i] for i in idx]
         pairs = None if pairs is None else [pairs[i] for i in idx]
 
-        ids, ends = encode(tokenizer, texts, offsets=self.sentences)
+        ids, ends = self.tokenization.encode(texts, offsets=self.sentences)
         long_enough = [i for i, x in enumerate(ids) if len(x) >= min_tokens]
         self.empty += len(ids) - len(long_enough)
         self.texts = [texts[i] for i in long_enough]
@@ -125,68 +198,33 @@ class TextSource:
         if not self.texts:
             raise ValueError("the text source has no documents left (after dropping empty ones, the split and limit)")
 
-        self._specials = 2 if self.add_special_tokens else 0
-        self._content_max = None if max_length is None else max(1, max_length - self._specials)
+        tok = self.tokenization
         if self.window is not None:
             self._pack(ids)
         else:
-            self._docs = [self._wrap(x) for x in ids]
-            self._starts = None if ends is None else [self._sentence_starts(t, e) for t, e in zip(self.texts, ends)]
+            self._docs = [tok.wrap(x) for x in ids]
+            self._starts = None if ends is None else [tok.sentence_starts(t, e) for t, e in zip(self.texts, ends)]
             self._positives = None if positives is None else self._encode_wrapped([positives[i] for i in long_enough])
             self._negatives = None if negatives is None else self._encode_wrapped([negatives[i] for i in long_enough])
             self._types = None
             if pairs is not None:  # sentence pairs: [CLS] a [SEP] b [SEP], token types 0 then 1
-                second, _ = encode(tokenizer, [pairs[i] or "" for i in long_enough])
-                self._docs, self._types = zip(*(self._join(a, b, max_length) for a, b in zip(ids, second)))
+                second, _ = tok.encode([pairs[i] or "" for i in long_enough])
+                self._docs, self._types = zip(*(tok.join(a, b) for a, b in zip(ids, second)))
 
     # ---------------------------------------------------------------- document mode
 
-    def _wrap(self, ids: np.ndarray) -> torch.Tensor:
-        if self._content_max is not None:
-            ids = ids[: self._content_max]
-        out = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
-        if self.add_special_tokens:
-            out = torch.cat([torch.tensor([self.cls_id]), out, torch.tensor([self.sep_id])])
-        return out  # [L]
-
-    def _join(self, a: np.ndarray, b: np.ndarray, max_length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[CLS] a [SEP] b [SEP]`` and its token types ``[0 ... 0 1 ... 1]``; over ``max_length``,
-        tokens are cut from the end of the longer text first (BERT's longest-first truncation)."""
-        a, b = list(a), list(b)
-        if max_length is not None:
-            while len(a) + len(b) + 3 > max_length and (a or b):
-                (a if len(a) > len(b) else b).pop()  # a tie cuts the second text, as transformers does
-        ids = [self.cls_id, *a, self.sep_id, *b, self.sep_id]
-        types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-        return torch.tensor(ids, dtype=torch.long), torch.tensor(types, dtype=torch.long)  # [L], [L]
-
     def _encode_wrapped(self, texts: Sequence[str | None]) -> list[torch.Tensor]:
-        ids, _ = encode(self.tokenizer, [t or "" for t in texts])
-        return [self._wrap(x) for x in ids]
-
-    def _sentence_starts(self, text: str, token_ends: np.ndarray) -> torch.Tensor:
-        """Token offsets (in the wrapped, truncated sample) of the tokens holding each sentence start."""
-        chars = np.asarray(sentence_char_starts(text), dtype=np.int64)
-        tokens = np.searchsorted(token_ends, chars, side="right")  # first token ending after the char
-        tokens = np.unique(tokens[tokens < len(token_ends)])
-        if self._content_max is not None:
-            tokens = tokens[tokens < self._content_max]
-        return torch.from_numpy(tokens + (1 if self.add_special_tokens else 0))  # [S]
+        ids, _ = self.tokenization.encode([t or "" for t in texts])
+        return [self.tokenization.wrap(x) for x in ids]
 
     # ---------------------------------------------------------------- window mode
 
     def _pack(self, ids: list[np.ndarray]) -> None:
-        lengths = np.array([len(x) + 1 for x in ids], dtype=np.int64)  # + the separator
-        stream = np.empty(int(lengths.sum()), dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        for x, start, end in zip(ids, offsets[:-1], offsets[1:]):
-            stream[start : end - 1] = x
-            stream[end - 1] = self.sep_id
-        self._stream = torch.from_numpy(stream)  # [N]
-        self._document_ids = torch.from_numpy(np.repeat(np.arange(len(ids), dtype=np.int64), lengths))  # [N]
-        self._n_windows = (len(stream) - 1) // self.window
+        self._stream, self._document_ids = self.tokenization.pack(ids)  # [N], [N]
+        stream_length = len(self._stream)
+        self._n_windows = (stream_length - 1) // self.window
         if self._n_windows < 1:
-            raise ValueError(f"the documents hold {len(stream)} tokens: too few for one window of {self.window} + 1")
+            raise ValueError(f"the documents hold {stream_length} tokens: too few for one window of {self.window} + 1")
 
     # ---------------------------------------------------------------- dataset protocol
 

@@ -19,10 +19,9 @@ from typing import Any
 import torch
 
 from selfsup.components import BuildContext
-from selfsup_text.data.base import tokenizer_for
+from selfsup_text.data.base import Tokenization, tokenizer_for
 from selfsup_text.data.collate import pad_collate
 from selfsup_text.data.gensim_data import lee_similarity, word_pairs
-from selfsup_text.tokenizers import plain_backend
 
 
 class SimilarityPairs:
@@ -35,15 +34,9 @@ class SimilarityPairs:
         self.texts = texts
         self.pairs = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)  # [P, 2]
         self.scores = torch.tensor(scores, dtype=torch.float32)  # [P]
-        content_max = None
-        if options.max_length is not None:
-            content_max = max(1, options.max_length - (2 if options.add_special_tokens else 0))
-        self._ids = []
-        for enc in plain_backend(tokenizer).encode_batch(texts, add_special_tokens=False):
-            ids = enc.ids[:content_max] if content_max is not None else enc.ids
-            if options.add_special_tokens:
-                ids = [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]
-            self._ids.append(torch.tensor(ids, dtype=torch.long))  # [L]
+        self.tokenization = Tokenization.of(tokenizer, options)
+        ids, _ = self.tokenization.encode(texts)
+        self._ids = [self.tokenization.wrap(x) for x in ids]  # [L] each
 
     def __len__(self) -> int:
         return len(self._ids)
