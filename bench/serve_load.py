@@ -11,7 +11,7 @@
    ``POST /v1/embed`` JSON ``{"inputs": [{FIELD: base64 of the file}]}`` (``{"text": "..."}``),
    bodies encoded before timing.
 3. Per model, ``selfsup serve RUN`` is started as a subprocess twice, batching on
-   (``--max-batch 32 --max-wait-ms 5``) and off (``--max-batch 1``), with ``OMP_NUM_THREADS`` =
+   (``--max-batch 32``, no wait: the default) and off (``--max-batch 1``), with ``OMP_NUM_THREADS`` =
    ``--threads``; the bench waits for ``/readyz``, sends 20 sequential warm-up requests, then for
    each concurrency of ``--clients``: ``--warmup`` seconds of untimed load at that concurrency
    (connections opened, batcher in its steady state), then ``--seconds`` of timed load. Each
@@ -79,7 +79,7 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "text": ("mlm-quickstart", ["train.warmup_steps=5", "train.tensorboard=false"]),
     "audio": ("apc-quickstart", ["train.warmup_steps=5", "train.tensorboard=false"]),
 }
-BATCHING = {"on": ["--max-batch", "32", "--max-wait-ms", "5"], "off": ["--max-batch", "1"]}
+BATCHING = {"on": ["--max-batch", "32"], "off": ["--max-batch", "1"]}
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Self-supervised learning trains a model on data without labels.",
