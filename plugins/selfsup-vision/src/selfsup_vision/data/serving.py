@@ -31,6 +31,7 @@ nothing). EPS is not opened (PIL runs Ghostscript on it); every other format PIL
 
 from __future__ import annotations
 
+import abc
 import io
 from typing import Any, Literal, Mapping
 
@@ -63,7 +64,7 @@ def _reason(exc: BaseException, limit: int = 160) -> str:
     return f"cannot decode the image: {text}"
 
 
-class _UploadDecoder:
+class _UploadDecoder(abc.ABC):
     """The shared part: checks the field, opens the bytes safely, reports width and height.
     Subclasses implement ``_preprocess(img) -> (tensor, extra stats)``."""
 
@@ -75,8 +76,9 @@ class _UploadDecoder:
         self.max_pixels = max_pixels
         self.formats = _formats()
 
+    @abc.abstractmethod
     def _preprocess(self, img: Image.Image) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+        """The decoded image -> (sample tensor, extra stats); each concrete decoder defines it."""
 
     def __call__(self, raw: Mapping[str, Any], *, truncate: bool = True) -> tuple[dict[str, Any], dict[str, float]]:
         # truncate is for texts; an image is never cut
