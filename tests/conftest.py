@@ -50,6 +50,9 @@ def _fresh_plugin_manager(monkeypatch):
 
     for var in ("SELFSUP_PLUGINS", "SELFSUP_PLUGINS_DIR", "SELFSUP_TRACE_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
+    # an installed run logger (selfsup-mlflow: a SQLite store beside every run) stays off: these tests
+    # measure the core's own files, disk use and timing; the plugin's own suite tests it with training
+    monkeypatch.setenv("SELFSUP_MLFLOW", "0")
     reset_plugin_manager()
     yield
     reset_plugin_manager()

@@ -200,6 +200,8 @@ def test_subset_keeps_a_stratified_share_and_its_keys_are_checked(tmp_path):
     assert [int(i) for i in again.indices] == [int(i) for i in part.indices]
     other = ctx.build("data", "subset", {"data": inner, "fraction": 0.1, "seed": 4})
     assert [int(i) for i in other.indices] != [int(i) for i in part.indices]
+    rest = ctx.build("data", "subset", {"data": inner, "fraction": 0.1, "seed": 3, "complement": True})
+    assert sorted([*map(int, rest.indices), *map(int, part.indices)]) == list(range(len(full)))  # disjoint, all
     recipe = tmp_path / "r.toml"
     recipe.write_text(f"""
 output_dir = "{tmp_path / 'run'}"

@@ -57,7 +57,9 @@ def test_the_layout_check_catches_a_misplaced_component():
 def test_every_component_lives_in_the_folder_of_its_kind(package):
     assert len(PACKAGES) >= 4, PACKAGES
     found = components(package)
-    assert found
+    if not found:  # a plugin of lifecycle hooks only (selfsup-mlflow): it must have no component folder either
+        assert not [f for f in FOLDER.values() if (ROOTS[package] / f).exists()], package
+        return
     problems = []
     for kind, name, c in found:
         problems += misplaced(package, kind, name, lazy_target(c.factory), c.options.__module__)
@@ -68,7 +70,7 @@ def test_every_component_lives_in_the_folder_of_its_kind(package):
 def test_the_package_its_folders_and_options_import_without_torch(package):
     root = ROOTS[package]
     folders = sorted(d.name for d in root.iterdir() if d.name in FOLDER.values())
-    assert "tasks" in folders or "data" in folders, folders
+    assert "tasks" in folders or "data" in folders or not components(package), folders
     for folder in folders:
         assert (root / folder / "__init__.py").is_file() and (root / folder / "options.py").is_file(), folder
     modules = [package] + [f"{package}.{f}" for f in folders] + [f"{package}.{f}.options" for f in folders]

@@ -157,12 +157,12 @@ def factory(options, context):
 
 def test_doc_declares_the_public_modules():
     assert public_modules() == ["selfsup", "selfsup.lib", "selfsup.components", "selfsup.options", "selfsup.registry",
-                                "selfsup.testing"]
+                                "selfsup.testing", "selfsup.report_api", "selfsup.events"]
     assert set(documented_names()) == set(public_modules())
 
 
 @pytest.mark.parametrize("module", ["selfsup", "selfsup.lib", "selfsup.components", "selfsup.options",
-                                    "selfsup.registry", "selfsup.testing"])
+                                    "selfsup.registry", "selfsup.testing", "selfsup.report_api", "selfsup.events"])
 def test_doc_lists_every_public_name_and_nothing_else(module):
     listed = documented_names()[module]
     imported = importlib.import_module(module)
@@ -186,7 +186,8 @@ def test_every_lib_name_has_a_docstring_and_the_version_is_documented():
 
 
 def test_importing_the_public_modules_does_not_import_torch():
-    code = ("import sys, selfsup, selfsup.lib, selfsup.components, selfsup.options, selfsup.registry\n"
+    code = ("import sys, selfsup, selfsup.lib, selfsup.components, selfsup.options, selfsup.registry, "
+            "selfsup.report_api, selfsup.events\n"
             "from selfsup.lib import BadFiles, split_indices, ordered, frozen, batch_seed\n"
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

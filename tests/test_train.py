@@ -171,3 +171,49 @@ def test_group_by_length_needs_a_source_with_lengths(tmp_path):
               cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert "tasks.infonce.group_by_length" in res.stderr and "lengths()" in res.stderr, res.stderr
+
+
+def test_environment_is_recorded_beside_the_recipe(tmp_path):
+    run = _train(write_toy_recipe(tmp_path, max_steps=6)).run_dir
+    env = json.loads((run / "environment.json").read_text())
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["world_size"] == 1
+    assert env["plugins"]["core"]["distribution"] == "selfsup"
+
+
+def _stopper():
+    import selfsup
+
+    class Stopper:
+        ended: list = []
+
+        @selfsup.hookimpl
+        def on_evaluation_end(self, run, step, metrics):
+            run.request_stop(f"pruned at step {step} (knn/accuracy {metrics['knn/accuracy']:.2f})")
+
+        @selfsup.hookimpl
+        def on_train_end(self, run, status, metrics):
+            self.ended.append((status, run.stop_reason))
+
+    return Stopper()
+
+
+def test_a_plugin_can_stop_a_run_after_an_evaluation(tmp_path):
+    path = write_toy_recipe(tmp_path, max_steps=40)
+    text = path.read_text().replace("[evaluators.knn]", "[evaluators.knn]\nevery = 10")
+    path.write_text(text)
+    pm = get_plugin_manager()
+    stopper = _stopper()
+    pm.register(stopper, "stopper")
+    result = train(load_recipe(str(path), pm.registry), pm, progress=False)
+    assert result.status == "stopped" and result.step == 10
+    assert len(stopper.ended) == 1 and stopper.ended[0][0] == "stopped"
+    assert stopper.ended[0][1].startswith("pruned at step 10 (knn/accuracy ")
+    assert [p.name for p in ckpt.list_checkpoints(result.run_dir)] == ["step-00000010"]
+    evals = [r["step"] for r in read_metrics(result.run_dir) if r["kind"] == "eval"]
+    assert evals == [10]  # no final evaluation after a stop
+    from selfsup.plugins import reset_plugin_manager
+
+    reset_plugin_manager()  # without the stopper
+    resumed = train(load_recipe(str(path), get_plugin_manager().registry), get_plugin_manager(), resume=True,
+                    progress=False)
+    assert resumed.status == "completed" and resumed.step == 40  # a stopped run can be resumed

@@ -151,19 +151,20 @@ def evaluate(run: str | Path | Run, *, checkpoint: str | Path | None = None, eva
              plugins_dir: str | Path | None = None) -> dict[str, Any]:
     """The run's evaluators on its best (else newest intact) checkpoint, as ``selfsup eval`` does:
     ``{metric: value}``. With ``baseline`` also the model before training: ``{"trained": ...,
-    "random_init" | "starting_weights": ...}`` (named as :func:`selfsup.evaluation.baseline_label` says)."""
-    from selfsup.evaluation import baseline_label, evaluate_run
+    "random_init" | "starting_weights": ...}`` (named as :func:`selfsup.evaluation.baseline_label` says),
+    also saved to ``<run>/baseline.json``."""
+    from selfsup.evaluation import baseline_key, evaluate_run, save_baseline
 
     run = open_run(run)
     pm = _plugins(plugins_dir)
     kwargs = dict(checkpoint=Path(checkpoint) if checkpoint else None, names=list(evaluators or []),
                   overrides=list(overrides or []), device=device)
-    trained, _ = evaluate_run(run.path, pm, **kwargs)
+    trained, used = evaluate_run(run.path, pm, **kwargs)
     if not baseline:
         return trained
     untrained, _ = evaluate_run(run.path, pm, random_init=True, **kwargs)
-    key = "random_init" if baseline_label(run.path) == "random init" else "starting_weights"
-    return {"trained": trained, key: untrained}
+    save_baseline(run.path, trained, untrained, used, evaluators=kwargs["names"], overrides=kwargs["overrides"])
+    return {"trained": trained, baseline_key(run.path): untrained}
 
 
 def load(path: str | Path | Run, *, device: str = "cpu", checkpoint: str | Path | None = None,

@@ -22,7 +22,9 @@ import click
 from selfsup import __version__
 from selfsup.plugins import PluginManager, PluginWarning, get_plugin_manager
 from selfsup.recipe import RecipeError
+from selfsup.report.command import report as report_command
 from selfsup.serving.command import serve as serve_command
+from selfsup.sweep.command import sweep as sweep_command
 
 EXIT_COMPONENT = 1
 EXIT_RECIPE = 2
@@ -325,7 +327,7 @@ def eval_(
 
     The baseline (--random-init, --baseline) is the model before training: "random init" when every
     backbone starts from its seed, "starting weights" when one is loaded from trained weights."""
-    from selfsup.evaluation import baseline_label, evaluate_run
+    from selfsup.evaluation import baseline_label, evaluate_run, save_baseline
 
     if baseline and random_init:
         _fail("--baseline already evaluates the random init; pass one of --baseline and --random-init")
@@ -342,6 +344,7 @@ def eval_(
     label = baseline_label(run_dir)
     if baseline:
         (trained, used), (untrained, _) = results[False], results[True]
+        save_baseline(run_dir, trained, untrained, used, evaluators=list(names), overrides=list(overrides))
         if as_json:
             key = "random_init" if label == "random init" else "starting_weights"
             click.echo(json.dumps({"trained": trained, key: untrained}, indent=2))
@@ -416,6 +419,8 @@ def embed(model_path: Path, data: str, out: Path, batch_size: int, workers: int,
 
 
 cli.add_command(serve_command, name="serve")
+cli.add_command(sweep_command, name="sweep")
+cli.add_command(report_command, name="report")
 
 
 # ----------------------------------------------------------------------------- discovery

@@ -135,6 +135,9 @@ class PretextTask(Protocol):
       freezing, temperature decay, mask seeds) count these, never forward calls: with
       ``grad_accum = 4`` a step has four forward calls. Also called after a resume, with the
       restored step, so a schedule needs no state of its own.
+    * ``health(batch, backbone) -> dict[str, float]``: the task's own training-health metrics
+      (``health/<task>/<name>``, docs/health.md), called on rank 0 in eval mode without gradients
+      with each batch of the task's fixed probe; no collectives, no state changes.
 
     Samples from map-style sources carry their position as ``"index"`` (unless the source
     already sets it), for tasks that keep per-sample state.

@@ -87,3 +87,51 @@ def baseline_label(run_dir: Path) -> str:
     loaded = [key for key, spec in specs.items()
               if spec.get("init") or (spec.get("options") or {}).get("pretrained")]
     return f"starting weights ({', '.join(loaded)} pretrained)" if loaded else "random init"
+
+
+BASELINE_FILE = "baseline.json"
+
+
+def baseline_key(run_dir: Path) -> str:
+    """The JSON key of the baseline's metrics: ``"random_init"``, or ``"starting_weights"`` when a
+    backbone starts from trained weights (see :func:`baseline_label`)."""
+    return "random_init" if baseline_label(run_dir) == "random init" else "starting_weights"
+
+
+def save_baseline(run_dir: Path, trained: dict[str, Any], untrained: dict[str, Any], checkpoint: Path, *,
+                  evaluators: list[str] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Write ``run_dir/baseline.json`` atomically (a temporary file renamed over it): the trained
+    checkpoint's metrics beside the baseline's, as ``selfsup eval --baseline`` printed them, with the
+    checkpoint, its step, the baseline's label and the evaluators and overrides used. Returns the record."""
+    import time
+
+    from selfsup.engine.checkpoint import write_text_atomic
+
+    checkpoint = Path(checkpoint)
+    try:
+        step = json.loads((checkpoint / "meta.json").read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        step = None
+    record = {"checkpoint": checkpoint.name, "step": step, "label": baseline_label(run_dir),
+              "trained": trained, baseline_key(run_dir): untrained, "evaluators": list(evaluators or []),
+              "overrides": list(overrides or []), "time": round(time.time(), 3)}
+    write_text_atomic(Path(run_dir) / BASELINE_FILE, json.dumps(record, indent=2))
+    return record
+
+
+def read_baseline(run_dir: Path) -> dict[str, Any] | None:
+    """``run_dir/baseline.json`` (see :func:`save_baseline`), or ``None`` when absent or unreadable."""
+    try:
+        record = json.loads((Path(run_dir) / BASELINE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("trained"), dict) else None
+
+
+def evaluate_with_baseline(run_dir: Path, pm: PluginManager, **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate_run` on the checkpoint and on the baseline (``kwargs``: its options but
+    ``random_init``), saved to ``baseline.json`` (:func:`save_baseline`); returns the record."""
+    trained, used = evaluate_run(run_dir, pm, **kwargs)
+    untrained, _ = evaluate_run(run_dir, pm, random_init=True, **kwargs)
+    return save_baseline(run_dir, trained, untrained, used, evaluators=kwargs.get("names"),
+                         overrides=kwargs.get("overrides"))

@@ -20,3 +20,12 @@ class RunInfo:
     step: int = 0
     parameters: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None  # set through :meth:`request_stop`
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop this run after the current step (e.g. a sweep pruning a trial from
+        ``on_evaluation_end``). The loop saves a checkpoint, skips the final evaluation and export,
+        and ends with status ``"stopped"``; ``reason`` is printed and passed on as ``stop_reason``.
+        The first request wins."""
+        if self.stop_reason is None:
+            self.stop_reason = str(reason) or "a plugin asked to stop"

@@ -4,7 +4,7 @@ Every way a plugin can extend selfsup is one hook below. A plugin is a module (o
 functions carry the ``@selfsup.hookimpl`` marker and are named like these specifications; it is
 found through the ``selfsup`` entry-point group, a ``--plugins-dir`` file, or direct registration.
 
-Two kinds of hooks:
+Three kinds of hooks:
 
 * **Registration hooks** (``register_*``) are called once, when the plugin manager is first asked
   for components. Each receives a ``register`` callback (see :class:`selfsup.registry.Register`)::
@@ -21,6 +21,9 @@ Two kinds of hooks:
   ``on_train_start``, (``on_step_end`` | ``on_evaluation_end`` | ``on_checkpoint_saved``)*,
   ``on_train_end``. They are for loggers and callbacks, return nothing, and must not change the
   model. An exception raised by one plugin is reported as a warning and does not stop training.
+
+* **Report sections** (``report_sections``) are called by ``selfsup report RUN``; each returns
+  sections (:class:`selfsup.report_api.ReportSection`) for the run's HTML report, or ``None``.
 
 Each plugin's implementation is called on its own, in load order (entry points sorted by name,
 then plugins-directory files), so one plugin failing never hides the others. Because selfsup does
@@ -42,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps plugin loading free o
 
     from selfsup.events import RunInfo
     from selfsup.registry import Register
+    from selfsup.report_api import ReportRun, ReportSection
 
 hookspec = pluggy.HookspecMarker("selfsup")
 
@@ -156,7 +160,10 @@ def on_step_end(run: RunInfo, step: int, metrics: Mapping[str, float]) -> None:
 
 @hookspec
 def on_evaluation_end(run: RunInfo, step: int, metrics: Mapping[str, float]) -> None:
-    """The evaluators due at ``step`` ran; ``metrics`` maps ``<evaluator>/<metric>`` to floats."""
+    """The evaluators due at ``step`` ran; ``metrics`` maps ``<evaluator>/<metric>`` to floats.
+
+    A plugin may call ``run.request_stop(reason)`` here (or in ``on_step_end``): the run stops after
+    this step, as a sweep's pruner stops a bad trial within one evaluation interval."""
 
 
 @hookspec
@@ -167,5 +174,24 @@ def on_checkpoint_saved(run: RunInfo, step: int, path: str) -> None:
 @hookspec
 def on_train_end(run: RunInfo, status: str, metrics: Mapping[str, Any]) -> None:
     """Training stopped. ``status`` is ``"completed"``, ``"diverged"`` (non-finite loss or
-    weights), ``"preempted"`` (SIGTERM/SIGINT; a checkpoint was written) or ``"failed"``; ``metrics`` holds the last
-    logged and evaluation metrics."""
+    weights), ``"preempted"`` (SIGTERM/SIGINT; a checkpoint was written), ``"stopped"`` (a plugin called
+    ``run.request_stop(reason)``; a checkpoint was written, ``run.stop_reason`` says why) or ``"failed"``;
+    ``metrics`` holds the last logged and evaluation metrics."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reports: called by ``selfsup report RUN``.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def report_sections(run: ReportRun) -> list[ReportSection] | None:
+    """Sections this plugin adds to a run's HTML report (``selfsup report RUN``): a list of
+    :class:`selfsup.report_api.ReportSection` (title, figures, captions, table rows, note), or
+    ``None`` when nothing of the plugin's applies to the run (``run.tasks_of_type("mae")`` says).
+
+    ``run`` is a :class:`selfsup.report_api.ReportRun`: the run directory, its recipe and metric
+    records; ``run.model`` / ``run.components`` load the trained model once, only if asked.
+    Each plugin's implementation is called on its own: one that raises is reported as a warning
+    and as a "section failed" note in the report, and the report is still written.
+    """

@@ -105,7 +105,9 @@ def load_model(path: Path, pm: Any, *, device: str = "cpu", checkpoint: str | Pa
     return _from_run(path, pm, device, Path(checkpoint) if checkpoint else None)
 
 
-def _from_run(run_dir: Path, pm: Any, device: str, checkpoint: Path | None) -> Model:
+def load_trained(run_dir: Path, pm: Any, checkpoint: Path | None = None) -> tuple[Any, Any, Path, Path]:
+    """The run rebuilt from its recipe (data sources included) with a checkpoint's weights (default:
+    the best, else newest intact one): ``(built run, recipe, base directory, checkpoint path)``."""
     from selfsup.api import open_run
     from selfsup.engine import checkpoint as ckpt
     from selfsup.engine.build import build_run
@@ -118,6 +120,16 @@ def _from_run(run_dir: Path, pm: Any, device: str, checkpoint: Path | None) -> M
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no intact checkpoint")
     ckpt.load_weights(path, built.model)
+    return built, recipe, base_dir, Path(path)
+
+
+def _from_run(run_dir: Path, pm: Any, device: str, checkpoint: Path | None) -> Model:
+    built, recipe, base_dir, path = load_trained(run_dir, pm, checkpoint)
+    return model_of(built, recipe, base_dir, path, run_dir, device)
+
+
+def model_of(built: Any, recipe: Any, base_dir: Path, path: Path, run_dir: Path, device: str) -> Model:
+    """The :class:`Model` a user means in a rebuilt run (see :func:`primary`)."""
     key, task_name = primary(recipe)
     task = built.model.tasks[task_name] if task_name else None
     data = built.data[recipe.tasks[task_name or next(iter(recipe.tasks))].data]

@@ -72,6 +72,16 @@ class PluginError:
 
 
 @dataclass
+class HookResult:
+    """What one plugin's implementation returned (:meth:`PluginManager.collect`): its ``value``, or the
+    ``error`` (``"ExcType: message"``) it raised."""
+
+    plugin: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass
 class PluginInfo:
     name: str
     distribution: str | None
@@ -341,7 +351,7 @@ class PluginManager:
             if caller.spec is None:  # a misspelled hook would otherwise never be called
                 import difflib
 
-                known = [n for n in dir(hookspecs) if n.startswith(("register_", "on_"))]
+                known = [n for n in dir(hookspecs) if n.startswith(("register_", "on_", "report_"))]
                 near = difflib.get_close_matches(caller.name, known, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 self._error(name, "import", f"implements unknown hook {caller.name!r}{hint}")
@@ -366,16 +376,30 @@ class PluginManager:
         for impl in caller.get_hookimpls():  # registration order
             self._call_impl(hook_name, impl, kwargs)
 
-    def _call_impl(self, hook_name: str, impl: Any, kwargs: dict[str, Any]) -> None:
+    def collect(self, hook_name: str, **kwargs: Any) -> list[HookResult]:
+        """Call every implementation of ``hook_name`` on its own, in load order, and collect what each
+        returned: one :class:`HookResult` per plugin. One that raises is reported as a warning (as
+        :meth:`call_each` does) and its result carries the error instead of a value."""
+        caller = getattr(self.pm.hook, hook_name)
+        results = []
+        for impl in caller.get_hookimpls():
+            value, error = self._call_impl(hook_name, impl, kwargs)
+            results.append(HookResult(impl.plugin_name, value, error))
+        return results
+
+    def _call_impl(self, hook_name: str, impl: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None]:
+        """``(returned value, None)``, or ``(None, "ExcType: message")`` when the implementation raised."""
         args = {k: v for k, v in kwargs.items() if k in impl.argnames}
         _trace(f"{hook_name} -> {impl.plugin_name}")
         start = time.perf_counter()
         try:
-            impl.function(**args)
+            value = impl.function(**args)
         except Exception as exc:  # noqa: BLE001
-            self._error(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-        else:
-            _trace(f"{hook_name} <- {impl.plugin_name} ({(time.perf_counter() - start) * 1e3:.1f} ms)")
+            message = f"{type(exc).__name__}: {exc}"
+            self._error(impl.plugin_name, hook_name, message, traceback.format_exc())
+            return None, message
+        _trace(f"{hook_name} <- {impl.plugin_name} ({(time.perf_counter() - start) * 1e3:.1f} ms)")
+        return value, None
 
     @property
     def registry(self) -> Registry:

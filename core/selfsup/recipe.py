@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from selfsup import limits
 from selfsup.catalog import load_catalog
+from selfsup.lib.health import HealthThresholds
 from selfsup.registry import HOOK_OF_KIND, LABEL_OF_KIND, Kind, Registry, lazy_target
 
 if sys.version_info >= (3, 11):
@@ -182,6 +183,37 @@ class BestSpec(_Strict):
         return value
 
 
+_HEALTH = HealthThresholds()
+
+
+class HealthThresholdsSpec(_Strict):
+    """``[train.health.thresholds]``: below these a task counts as collapsed (``selfsup.lib.HealthThresholds``)."""
+
+    std: float = Field(_HEALTH.std, ge=0, description="embedding_std (1.0: isotropic, 0.0: one point).")
+    rankme: float = Field(_HEALTH.rankme, ge=0, description="Effective rank (RankMe); the threshold is "
+                                                            "max(rankme, rankme_fraction * min(samples, dimension)).")
+    rankme_fraction: float = Field(_HEALTH.rankme_fraction, ge=0, le=1, description="See rankme.")
+    code_perplexity: float = Field(_HEALTH.code_perplexity, ge=0, description="Codes in use per codebook group.")
+    cluster_entropy: float = Field(_HEALTH.cluster_entropy, ge=0, le=1,
+                                   description="Normalised entropy of the cluster sizes (1.0: equal sizes).")
+
+    def thresholds(self) -> HealthThresholds:
+        """These values as the :class:`selfsup.lib.HealthThresholds` the checks compare with."""
+        return HealthThresholds(**self.model_dump())
+
+
+class HealthSpec(_Strict):
+    """``[train.health]``: training-health diagnostics of every task's embeddings (docs/health.md)."""
+
+    enabled: bool = True
+    every: int = Field(0, ge=0, description="Check every N steps (a multiple of train.log_every), in the train "
+                                            "record; 0 = only at evaluations and at the end of training.")
+    samples: int = Field(256, ge=2, le=8192, description="Probe samples per task (evenly spaced over its data).")
+    grace_steps: int = Field(20, ge=0, description="No collapse is reported before this step: embeddings at random "
+                                                   "initialisation can look degenerate (docs/health.md).")
+    thresholds: HealthThresholdsSpec = Field(default_factory=HealthThresholdsSpec)
+
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -212,6 +244,7 @@ class TrainSpec(_Strict):
     tensorboard: bool = True
     find_unused_parameters: bool | None = None
     best: BestSpec | None = Field(None, description="Best-checkpoint selection and early stopping.")
+    health: HealthSpec = Field(default_factory=HealthSpec, description="Training-health diagnostics.")
 
     @field_validator("device")
     @classmethod
@@ -639,6 +672,11 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
         elif not recipe.evaluators[evaluator].every:
             problems.append(("train.best.metric", f"evaluator {evaluator!r} runs only at the end: set "
                                                   f"evaluators.{evaluator}.every (steps between evaluations)"))
+
+    health, log_every = recipe.train.health, recipe.train.log_every
+    if health.enabled and health.every % log_every:
+        problems.append(("train.health.every", f"{health.every} is not a multiple of train.log_every ({log_every}): "
+                                               f"checks are merged into the train records"))
 
     opt_model = OPTIMIZER_OPTIONS[recipe.train.optimizer]
     try:

@@ -197,3 +197,11 @@ def register_heads(register):
     register("regression", _head("RegressionHead"), options=RegressionHeadOptions,
              consumes={"{target}": "float32[*]"},
              summary="Real values: MSE or Huber loss on standardised targets.")
+
+
+@selfsup.hookimpl
+def report_sections(run):
+    """Confusion matrices of fine-tuned classifiers (``selfsup report``; builtins/report.py)."""
+    from selfsup.builtins.report import sections
+
+    return sections(run)

@@ -132,27 +132,6 @@ def write_report(folder: Path, report: Any, names: list[str], metrics: dict[str,
 
 
 def plot_confusion(path: Path, confusion: list[list[int]], names: list[str]) -> None:
-    import matplotlib
+    from selfsup.builtins.confusion import confusion_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.45 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    try:
-        image = ax.imshow(confusion, cmap="Blues")
-        ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 10 else 0)
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        if len(names) <= 30:
-            top = max(max(row) for row in confusion) or 1
-            for i, row in enumerate(confusion):
-                for j, value in enumerate(row):
-                    ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                            color="white" if value > top / 2 else "black")
-        fig.colorbar(image, ax=ax, fraction=0.046)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    confusion_figure(confusion, names).savefig(path, dpi=100)

@@ -129,6 +129,9 @@ class SubsetOptions(Options):
     seed: int = Field(0, ge=0, description="Seed of the draw (independent of the run seed).")
     stratify: bool = Field(True, description="Keep the fraction of every class (at least one sample each), by "
                                              "the samples' 'label'.")
+    complement: bool = Field(False, description="Keep the samples the same draw leaves out instead: two tables "
+                                                "with the same seed and fraction, one with complement, split a "
+                                                "set in two disjoint parts (a sweep's validation and test halves).")
 
     @model_validator(mode="after")
     def _table(self) -> "SubsetOptions":

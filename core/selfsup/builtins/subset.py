@@ -27,6 +27,10 @@ class Subset:
             groups = [np.arange(n)]
         keep = [rng.permutation(g)[: max(1, math.ceil(len(g) * options.fraction))] for g in groups]
         self.indices = np.sort(np.concatenate(keep)) if keep else np.array([], dtype=np.int64)
+        if options.complement:
+            self.indices = np.setdiff1d(np.arange(n), self.indices)
+            if not len(self.indices):
+                raise ValueError(f"the complement of a {options.fraction:g} subset of {n} samples is empty")
         self.collate = getattr(self.source, "collate", None)
         if self.collate is None:
             del self.collate  # sources without a collate: torch's default_collate

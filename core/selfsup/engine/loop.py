@@ -7,7 +7,8 @@ One optimizer step =
        whole model under autocast, weighted loss, non-finite check, backward (DDP syncs on the last)
     -> gradient clipping -> optimizer and scheduler step
     -> logging, evaluation and checkpoints when due (rank 0 writes; a checkpoint is only written for
-       finite weights) -> a SIGTERM/SIGINT received during the step saves and stops here.
+       finite weights) -> a SIGTERM/SIGINT received during the step saves and stops here; so does a
+       plugin's ``run.request_stop(reason)`` (a sweep's pruner), without the final evaluation.
 """
 
 from __future__ import annotations
@@ -103,8 +104,11 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
                 if due and run.step < run.total_steps:
                     stop = run.track_best(run.evaluate(due))  # [train.best]: keep the best, stop early
                     model.train()
-                if any_rank([signals.requested], run.dist)[0]:
+                signalled, asked = any_rank([signals.requested, run.info.stop_reason is not None], run.dist)
+                if signalled:
                     raise Preempted(signals.signum or 15, run.step, run.save())
+                if asked:  # a plugin called run.request_stop (a sweep pruning this trial)
+                    break
                 if stop:
                     break
                 if (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < run.total_steps
@@ -113,15 +117,18 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
 
             if run.saved_step != run.step:
                 run.save()
-            final = [n for n, e in recipe.evaluators.items() if e.at_end]
-            if recipe.train.best is not None:  # the final weights may be the best; else evaluate the best
-                run.track_best(run.evaluate([n for n in final if run.evaluated.get(n) != run.step]))
-                if run.restore_best():
-                    run.evaluate(final, weights_from=run.best["step"])
-            run.export()
-            if recipe.train.best is None:
-                run.evaluate(final)
-            status = "completed"
+            if stop_requested(run):  # a plugin asked: no final evaluation, no export
+                status = "stopped"
+            else:
+                final = [n for n, e in recipe.evaluators.items() if e.at_end]
+                if recipe.train.best is not None:  # the final weights may be the best; else evaluate the best
+                    run.track_best(run.evaluate([n for n in final if run.evaluated.get(n) != run.step]))
+                    if run.restore_best():
+                        run.evaluate(final, weights_from=run.best["step"])
+                run.export()
+                if recipe.train.best is None:
+                    run.evaluate(final)
+                status = "completed"
     except TrainingDiverged:
         status = "diverged"
         raise
@@ -135,6 +142,16 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def stop_requested(run: Any) -> bool:
+    """Whether a plugin asked this run to stop (on any rank); says so once, on rank 0."""
+    if not any_rank([run.info.stop_reason is not None], run.dist)[0]:
+        return False
+    if run.dist.is_main:
+        print(f"stopped at step {run.step}: {run.info.stop_reason or 'asked on another rank'} "
+              f"(checkpoint kept; no final evaluation)", flush=True)
+    return True
 
 
 def tasks_for_step(recipe: Recipe, step: int, sizes: dict[str, int] | None = None) -> list[str]:

@@ -2,7 +2,7 @@
 
 Safe changes take effect on resume: the learning rate and its schedule (lr, schedule, warmup_steps,
 min_lr), weight_decay (written into the optimizer's param groups), grad_clip, the run's length
-(max_steps, epochs), evaluation, logging and checkpoint settings, task loss weights, and run
+(max_steps, epochs), evaluation, logging, health-check and checkpoint settings, task loss weights, and run
 settings that do not touch the state (device, workers, compile, deterministic, tensorboard).
 
 Everything else is refused, each changed field listed in one message: model shapes and components
@@ -26,7 +26,7 @@ SAFE = (
     "train.lr", "train.schedule", "train.warmup_steps", "train.min_lr", "train.weight_decay", "train.grad_clip",
     "train.max_steps", "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.tensorboard", "train.workers", "train.compile", "train.device", "train.deterministic",
-    "train.find_unused_parameters", "evaluators", "evaluators.*", "tasks.*.weight",
+    "train.find_unused_parameters", "train.health", "train.health.*", "evaluators", "evaluators.*", "tasks.*.weight",
 )
 
 #: Why a change is refused, by pattern (first match).

@@ -28,7 +28,9 @@ from selfsup.engine import checkpoint as ckpt
 from selfsup.engine.build import Built, build_run
 from selfsup.engine.data import TaskStream, is_iterable_source
 from selfsup.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from selfsup.engine.environment import write_environment
 from selfsup.engine.evaluation import run_evaluators
+from selfsup.engine.health import HealthCheck
 from selfsup.engine.metrics import MetricsWriter, ProgressBar
 from selfsup.engine.optim import apply_hyperparameters, build_optimizer, build_scheduler
 from selfsup.engine.resume import recipe_changes, refuse_unsafe
@@ -103,6 +105,7 @@ class Run:
     saved_step: int | None = None  # the step of the newest checkpoint this process wrote
     evaluated: dict[str, int] = field(default_factory=dict)  # evaluator -> the step it last ran at
     best: dict[str, Any] = field(default_factory=lambda: {"value": None, "step": None, "stale": 0})  # train.best
+    health: HealthCheck | None = None  # [train.health] diagnostics (rank 0)
 
     @property
     def recipe(self) -> Recipe:
@@ -236,17 +239,21 @@ class Run:
         return True
 
     def log(self, metrics: dict[str, float]) -> None:
-        """Write a train record (rank 0) with the data sources' bad-sample counts beside it."""
+        """Write a train record (rank 0) with the data sources' bad-sample counts beside it, and the
+        training-health metrics when a check is due ([train.health])."""
         if not self.dist.is_main:
             return
         metrics = {**metrics, **bad_data_counts(self.built.data)}
+        if self.health is not None and self.health.due(self.step, self.total_steps):
+            metrics.update(self.health.check(self.step))
         self.writer.write("train", self.step, metrics)
         self.bar.update(self.step, loss=metrics.get("loss"), samples_per_s=metrics.get("samples_per_s"))
         self.pm.fire("on_step_end", run=self.info, step=self.step, metrics=metrics)
 
     def evaluate(self, names: list[str], *, weights_from: int | None = None) -> dict[str, float]:
         """Run the named evaluators (rank 0) and record them; ``weights_from``: the step whose weights
-        were loaded (the best checkpoint), recorded as ``weights_step`` beside the metrics."""
+        were loaded (the best checkpoint), recorded as ``weights_step`` beside the metrics. The record
+        and ``on_evaluation_end`` also carry the training-health metrics of these weights."""
         results: dict[str, float] = {}
         if not names:
             return results
@@ -254,8 +261,9 @@ class Run:
             results = run_evaluators(self.recipe, self.built, names=names, step=self.step, device=self.device,
                                      run_dir=self.run_dir, labels=self.built.labels)
             extra = {} if weights_from is None else {"weights_step": float(weights_from)}
-            self.writer.write("eval", self.step, {**results, **extra})
-            self.pm.fire("on_evaluation_end", run=self.info, step=self.step, metrics=results)
+            health = self.health.check(self.step, weights_from) if self.health is not None else {}
+            self.writer.write("eval", self.step, {**results, **health, **extra})
+            self.pm.fire("on_evaluation_end", run=self.info, step=self.step, metrics={**results, **health})
         barrier()
         self.evaluation.update(results)
         self.evaluated.update(dict.fromkeys(names, self.step))
@@ -306,7 +314,7 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
                     f"tasks.{name}.batch_size" if spec.batch_size else "train.batch_size", source)
 
     try:  # every file the run writes stays inside its run directory (no symlink leads out)
-        for part in ("checkpoints", "metrics.jsonl", "recipe.json", "tensorboard", "export",
+        for part in ("checkpoints", "metrics.jsonl", "recipe.json", "environment.json", "tensorboard", "export",
                      *(f"export/{name}" for name in recipe.backbones)):
             inside(run_dir, *part.split("/"))
     except UnsafePath as err:
@@ -380,9 +388,12 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.clean_temporaries(run_dir)
         _write_recipe(run_dir, loaded)
+        write_environment(run_dir, device, info.world_size, pm)
         had_metrics = (run_dir / "metrics.jsonl").is_file()
         run.writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, resume_step=run.step if had_metrics else None)
         run.bar = ProgressBar(total_steps, run.step, enabled=progress, description=run.info.name)
+        if cfg.health.enabled:
+            run.health = HealthCheck(built.model, streams, device, recipe.seed, cfg.health)
         pm.fire("on_train_start", run=run.info)
     return run
 

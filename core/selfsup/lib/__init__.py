@@ -22,6 +22,8 @@ Submodules, which may also be imported directly:
 * :mod:`selfsup.lib.runs`: ``latest_checkpoint``;
 * :mod:`selfsup.lib.serving`: ``TensorDecoder``;
 * :mod:`selfsup.lib.drift`: ``DriftReference``, ``DriftMonitor``;
+* :mod:`selfsup.lib.health`: ``embedding_std``, ``rankme``, ``alignment``, ``uniformity``, ``code_perplexity``,
+  ``cluster_entropy``, ``collapse_warnings``, ``HealthThresholds``, ``CollapseWarning``;
 * ``BadFiles`` (from :mod:`selfsup.badfiles`) and ``split_indices`` (from :mod:`selfsup.splits`).
 """
 
@@ -33,7 +35,7 @@ from typing import Any
 #: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
 #: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
 #: removal or an incompatible change of signature or behaviour bumps the major version.
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",
@@ -51,6 +53,8 @@ _HOME: dict[str, str] = {
     "latest_checkpoint": "selfsup.lib.runs",
     "TensorDecoder": "selfsup.lib.serving",
     **dict.fromkeys(["DriftMonitor", "DriftReference"], "selfsup.lib.drift"),
+    **dict.fromkeys(["CollapseWarning", "HealthThresholds", "alignment", "cluster_entropy", "code_perplexity",
+                     "collapse_warnings", "embedding_std", "rankme", "uniformity"], "selfsup.lib.health"),
     "BadFiles": "selfsup.badfiles",
     "split_indices": "selfsup.splits",
 }

@@ -37,6 +37,7 @@ import pytest
 from selfsup.components import BuildContext
 from selfsup.plugins import CORE_PLUGIN, PluginManager, get_plugin_manager
 from selfsup.registry import Component, Kind, Registry
+from selfsup.testing.chromium import RenderedPage, render_in_chromium
 from selfsup.testing.effects import (
     AugmentationEffects,
     BackboneEffects,
@@ -54,7 +55,9 @@ __all__ = [
     "DataSourceConformance",
     "EvaluatorConformance",
     "TaskConformance",
+    "RenderedPage",
     "registry_with",
+    "render_in_chromium",
     "serving_client",
     "train_against_random_init",
 ]

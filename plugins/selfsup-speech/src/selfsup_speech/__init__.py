@@ -119,3 +119,11 @@ RECIPES: dict[str, str] = {
 @selfsup.hookimpl
 def register_recipes(register):
     package_recipes(register, "selfsup_speech", RECIPES, modality=MODALITY)
+
+
+@selfsup.hookimpl
+def report_sections(run):
+    """``selfsup report``: codebook usage of wav2vec2 and HuBERT tasks (report.py)."""
+    from selfsup_speech.report import sections
+
+    return sections(run)

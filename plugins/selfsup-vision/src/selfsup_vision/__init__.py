@@ -124,3 +124,11 @@ RECIPES = {
 @selfsup.hookimpl
 def register_recipes(register):
     package_recipes(register, "selfsup_vision", RECIPES, modality=MODALITY)
+
+
+@selfsup.hookimpl
+def report_sections(run):
+    """``selfsup report``: a t-SNE of the trained features; MAE reconstructions (report.py)."""
+    from selfsup_vision.report import sections
+
+    return sections(run)

@@ -31,7 +31,7 @@ from torch import nn
 from torchaudio.models.wav2vec2.components import GradMultiply
 
 from selfsup.components import BuildContext, EpochContext, TaskOutput
-from selfsup.lib import frozen, kmeans
+from selfsup.lib import cluster_entropy, frozen, kmeans
 from selfsup_speech.data.collate import pad_audio
 from selfsup_speech.features import MFCCFrames, align_frames
 from selfsup_speech.tasks.masking import batch_generator, compute_span_mask
@@ -223,6 +223,22 @@ class HuBERTTask(nn.Module):
             metrics["loss_unmasked"] = loss_u.detach()
             metrics["accuracy_unmasked"] = (logits_u.argmax(-1) == targets[unmasked]).float().mean().detach()
         return TaskOutput(loss=loss, metrics=metrics)
+
+    def health(self, batch: dict[str, Any], backbone: Any) -> dict[str, float]:
+        """Training-health extra (called by the core in eval mode without gradients), once the targets
+        exist: ``cluster_entropy`` and ``cluster_perplexity`` of the k-means targets of every frame of
+        the data set (1.0: equal clusters, 0.0: one cluster; fixed for the run, they say whether the
+        targets are worth predicting), and ``prediction_entropy``: the same of the clusters the model
+        predicts for the probe's unpadded, unmasked frames (towards 0: it predicts one unit everywhere)."""
+        if int(self.clustered) == 0:
+            return {}
+        k = self.options.clusters
+        entropy, perplexity = cluster_entropy(self.targets, k)
+        z, padding = backbone.latents(batch)  # [B, F, C], [B, F]
+        states = backbone.contextualize(z, padding, torch.zeros_like(padding))  # [B, F, D]
+        predicted = self.logits(states[~padding]).argmax(-1)  # [N]
+        return {"cluster_entropy": float(entropy), "cluster_perplexity": float(perplexity),
+                "prediction_entropy": float(cluster_entropy(predicted, k)[0])}
 
 
 def build(options: HuBERTOptions, context: BuildContext) -> HuBERTTask:

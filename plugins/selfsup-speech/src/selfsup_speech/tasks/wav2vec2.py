@@ -44,6 +44,7 @@ from torch import nn
 from torchaudio.models.wav2vec2.components import GradMultiply
 
 from selfsup.components import BuildContext, TaskOutput
+from selfsup.lib import code_perplexity
 from selfsup_speech.data.collate import pad_audio
 from selfsup_speech.tasks.masking import batch_generator, compute_span_mask
 from selfsup_speech.tasks.options import Wav2Vec2Options
@@ -219,6 +220,18 @@ class Wav2Vec2Task(nn.Module):
             "masked_fraction": (mask.sum() / (~padding).sum().clamp_min(1)).detach().float(),
         }
         return TaskOutput(loss=loss, metrics=metrics)
+
+    def health(self, batch: dict[str, Any], backbone: Any) -> dict[str, float]:
+        """Training-health extra (called by the core in eval mode without gradients): the codebook use of
+        every unpadded frame of the probe, per group (``selfsup.lib.code_perplexity``; the training metric
+        ``code_perplexity`` is the sum over groups): ``code_perplexity`` of the argmax codes (1: one code of
+        each codebook takes every frame) and ``prob_perplexity`` of the softmax probabilities."""
+        z, padding = backbone.latents(batch)  # [B, F, C], [B, F]
+        x = self.normalize_latents(z[~padding])  # [N, C]
+        q = self.quantizer
+        logits = q.logits(x).float().view(x.shape[0], q.groups, q.entries)  # [N, G, V]
+        return {"code_perplexity": float(code_perplexity(logits.argmax(-1), q.entries)),
+                "prob_perplexity": float(code_perplexity(logits.softmax(-1), q.entries))}
 
 
 def build(options: Wav2Vec2Options, context: BuildContext) -> Wav2Vec2Task:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, EpochContext, TaskOutput
-from selfsup.lib import kmeans
+from selfsup.lib import cluster_entropy, kmeans
 
 PCA_EPS = 1e-5  # added to the eigenvalues before whitening
 
@@ -162,6 +162,16 @@ class DeepClusterTask(nn.Module):
             return None
         sizes = self.cluster_sizes.double().cpu()  # [K]
         return 1.0 / sizes[self.pseudo_labels.cpu()]  # [N]
+
+    def health(self, batch: dict[str, Any], backbone: nn.Module) -> dict[str, float]:
+        """Training-health extra (called by the core): the balance of the current clustering of the
+        whole data set (not of the probe batch): ``cluster_entropy`` of the pseudo-label counts (1.0:
+        equal clusters, 0.0: one cluster holds every sample) and ``cluster_perplexity``; nothing
+        before the first clustering."""
+        if int(self.clusterings) == 0:
+            return {}
+        entropy, perplexity = cluster_entropy(self.pseudo_labels, self.options.clusters)
+        return {"cluster_entropy": float(entropy), "cluster_perplexity": float(perplexity)}
 
     # -------------------------------------------------------------------------- training
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
-from selfsup.lib import gather_with_grad, info_nce, local_offset, world_size
+from selfsup.lib import alignment, gather_with_grad, info_nce, local_offset, world_size
 
 
 class GlobalBatchNorm1d(nn.BatchNorm1d):
@@ -97,6 +97,15 @@ class SimCLR(nn.Module):
         z = self.head(backbone(x))  # [2B, P]
         loss, accuracy = nt_xent(z[:b], z[b:], self.temperature, gather=self.gather_distributed)
         return TaskOutput(loss=loss, metrics={"accuracy": accuracy.detach()})
+
+    def health(self, batch: dict[str, Any], backbone: nn.Module) -> dict[str, float]:
+        """Training-health extra (called by the core in eval mode without gradients): the alignment
+        (Wang and Isola 2020) of the backbone features of the two views, which the core cannot measure
+        because ``embed`` reads the unaugmented ``image``."""
+        views = batch["views"]  # [B, 2, C, H, W]
+        b = views.shape[0]
+        h = backbone(torch.cat([views[:, 0], views[:, 1]]))  # [2B, D]
+        return {"alignment": float(alignment(h[:b], h[b:]))}
 
 
 def build(options: Any, context: BuildContext) -> SimCLR:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
-from selfsup.lib import gather_with_grad, world_size
+from selfsup.lib import cluster_entropy, gather_with_grad, world_size
 from selfsup_vision.tasks.simclr import ProjectionHead
 
 
@@ -165,6 +165,17 @@ class SwAV(nn.Module):
             if len(codes) > 1:
                 metrics["assignment_agreement"] = (assignment[0] == assignment[1]).float().mean()
         return TaskOutput(loss=loss, metrics=metrics)
+
+    def health(self, batch: dict[str, Any], backbone: nn.Module) -> dict[str, float]:
+        """Training-health extra (called by the core in eval mode without gradients): how evenly the
+        probe's first global views spread over the prototypes they score highest (argmax of the scores,
+        not of Sinkhorn's codes, which are equipartitioned by construction): ``cluster_entropy`` (1.0:
+        every prototype equally often; below 1 anyway when there are fewer samples than prototypes)
+        and ``cluster_perplexity`` (prototypes in use)."""
+        z = self.project(backbone, [batch["global_views"][:, :1]])[0]  # [B, P]
+        weight = F.normalize(self.prototypes.weight.float(), dim=1)  # [K, P]
+        entropy, perplexity = cluster_entropy((z.float() @ weight.T).argmax(dim=1), self.o.prototypes)
+        return {"cluster_entropy": float(entropy), "cluster_perplexity": float(perplexity)}
 
     @torch.no_grad()
     def _enqueue(self, z: list[torch.Tensor]) -> None:
