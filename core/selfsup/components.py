@@ -138,6 +138,8 @@ class PretextTask(Protocol):
     * ``health(batch, backbone) -> dict[str, float]``: the task's own training-health metrics
       (``health/<task>/<name>``, docs/health.md), called on rank 0 in eval mode without gradients
       with each batch of the task's fixed probe; no collectives, no state changes.
+    * ``health_inputs(batch) -> batch``: the probe batch as the backbone's ``embed`` reads it, when the
+      task's batches hold more (``clm``: T + 1 tokens for a context of T).
 
     Samples from map-style sources carry their position as ``"index"`` (unless the source
     already sets it), for tasks that keep per-sample state.

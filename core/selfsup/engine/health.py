@@ -88,6 +88,9 @@ class HealthCheck:
         try:
             probe = self._probe(name)
             with frozen(task, *roles.values()):
+                inputs = getattr(task, "health_inputs", None)  # the batch as embed reads it (CLM: T + 1 -> T)
+                if callable(inputs):
+                    probe = [(inputs(a), None if b is None else inputs(b)) for a, b in probe]
                 metrics, problems = self._measure(name, probe, embedders)
                 if callable(own):
                     extra = _weighted_mean([(own(to_device(a, self.device), backbone), _size(a)) for a, _b in probe])

@@ -21,6 +21,11 @@ def test_clm_quickstart_shortened_beats_random_init_and_learns(tmp_path):
     assert random_init["perplexity/perplexity"] > 4000, random_init
     assert trained["perplexity/perplexity"] < random_init["perplexity/perplexity"] / 4, (trained, random_init)
     assert math.isfinite(trained["perplexity/unigram_perplexity"])
+    import json  # training health reads the T + 1 token windows as the backbone's T (clm.health_inputs)
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "health/clm/rankme" in r][-1]
+    assert last["step"] == 80 and last["health/clm/std"] > 0.01 and last["health/clm/rankme"] > 1.5, last
 
 
 def test_mlm_quickstart_shortened_beats_random_init(tmp_path):

@@ -129,6 +129,12 @@ class CLM(nn.Module):
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         return self._collate(samples)
 
+    @staticmethod
+    def health_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch as the backbone's ``embed`` reads it (training health): windows are T + 1 tokens
+        long (inputs and shifted targets), the backbone's context T."""
+        return {k: v[:, :-1] if k in ("input_ids", "attention_mask", "document_ids") else v for k, v in batch.items()}
+
     def forward(self, batch: dict[str, Any], backbone: Any) -> TaskOutput:
         # [B, T, D]
         hidden, targets = clm_hidden(backbone, batch, cross_document_attention=self.cross_document_attention)
