@@ -287,3 +287,12 @@ def test_sigterm_saves_the_running_trial_and_queues_it_again(tmp_path):
     assert first.state.name == "FAIL" and first.user_attrs["retried"] and "SIGTERM" in first.user_attrs["error"]
     assert queued.state.name == "WAITING" and queued.user_attrs["run_dir"] == "trials/trial-0000"
     assert list((tmp_path / "sweep" / "trials" / "trial-0000" / "checkpoints").glob("step-*"))  # saved
+
+
+def test_a_resumed_sweep_does_not_replay_the_first_parameters(tmp_path):
+    recipe_path, space = _setup(tmp_path, sampler="random", pruner="none")
+    _, _, first = _sweep(tmp_path, recipe_path, space, trials=3)
+    _, study, more = _sweep(tmp_path, recipe_path, space, trials=6)  # the same folder, reopened
+    assert [o.number for o in more] == [3, 4, 5]
+    lrs = [t.params["train.lr"] for t in study.trials]
+    assert len(set(lrs)) == 6, lrs

@@ -90,4 +90,7 @@ def prepare_sweep(recipe: str, space_path: str | Path, *, pm: Any, out: Path | N
             pruner=make_pruner(space, loaded.recipe.evaluators[space.objective.evaluator].every))
     except ValueError as err:  # e.g. the stored study's direction differs
         raise SweepError(f"the study {meta['study']!r} in {meta['storage']} cannot be used: {err}") from None
+    done = len(study.get_trials(deepcopy=False))
+    if done:  # a resumed study: fresh random draws, not a replay of the first trials' parameters
+        study.sampler = make_sampler(space, worker, workers, done)
     return sweep_dir, study, space, meta

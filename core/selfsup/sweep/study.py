@@ -57,13 +57,15 @@ def open_storage(url: str) -> Any:
         raise SweepError(f"cannot open the storage {url!r}: {type(err).__name__}: {err}".splitlines()[0]) from None
 
 
-def make_sampler(space: Space, worker: int = 0, workers: int = 1) -> Any:
-    """The space's sampler; parallel workers get different seeds (seed + worker index) and TPE
-    assumes a poor value for running trials (constant liar) so workers do not propose the same."""
+def make_sampler(space: Space, worker: int = 0, workers: int = 1, done: int = 0) -> Any:
+    """The space's sampler. Its seed is the space's, moved by the worker index (parallel workers) and
+    by the number of trials the study already holds (``done``: a resumed sweep), so no two workers
+    and no resumed process replay the same random draws; a fresh single-worker sweep is reproducible.
+    With several workers TPE assumes a poor value for running trials (constant liar)."""
     import optuna
 
     spec = space.sampler
-    seed = spec.seed + worker
+    seed = spec.seed + 1_000_003 * worker + done
     if spec.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.type == "grid":
