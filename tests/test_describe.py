@@ -64,7 +64,7 @@ def test_describe_lists_a_kind_and_warns_about_undeclared_components(tmp_path):
 def test_describe_errors_name_the_kinds_and_the_nearest_name():
     res = cli("describe", "widgets")
     assert res.returncode == 2
-    kinds = "data, augmentations, tasks, backbones, evaluators, heads, recipes"
+    kinds = "data, augmentations, tasks, backbones, evaluators, heads, feedback, recipes"
     assert f"unknown kind 'widgets'; use one of: {kinds}" in res.stderr
     res = cli("describe", "backbones", "small_cnm")
     assert res.returncode == 2 and "no backbone named 'small_cnm' is installed; did you mean 'small_cnn'?" in res.stderr

@@ -1,7 +1,8 @@
 """Every first-party plugin keeps one folder layout (docs/writing-plugins.md, "One folder per
 component kind"): each component's factory lives in the folder of its kind (``data/``, ``augment/``,
-``backbones/``, ``tasks/``, ``evaluators/``, ``heads/``), its options model in that folder's ``options.py``, and
-the package, the folders' ``__init__.py`` and every ``options.py`` import without torch."""
+``backbones/``, ``tasks/``, ``evaluators/``, ``heads/``, ``feedback/``), its options model in that
+folder's ``options.py``, and the package, the folders' ``__init__.py`` and every ``options.py`` import
+without torch."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ ROOTS = {p.name: p for p in REPO.glob("plugins/selfsup-*/src/selfsup_*") if (p /
 PACKAGES = sorted(ROOTS)
 #: The folder of each registry kind.
 FOLDER = {"data_source": "data", "augmentation": "augment", "backbone": "backbones", "pretext_task": "tasks",
-          "evaluator": "evaluators", "head": "heads"}
+          "evaluator": "evaluators", "head": "heads", "feedback": "feedback"}
 
 
 def components(package: str) -> list[tuple[str, str, object]]:

@@ -58,7 +58,7 @@ class Run:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        """Every record of ``metrics.jsonl`` (``kind`` ``train`` or ``eval``), in order."""
+        """Every record of ``metrics.jsonl`` (``kind`` ``train``, ``eval``; ``round`` with ``[rounds]``) in order."""
         from selfsup.engine.metrics import read_metrics
 
         return read_metrics(self.path)

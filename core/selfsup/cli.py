@@ -443,7 +443,8 @@ def plugins(as_json: bool, verbose: bool) -> None:
         if row["hooks"]:
             click.echo(f"  hooks: {', '.join(row['hooks'])}")
         for kind, names in row["components"].items():
-            click.echo(f"  {kind.replace('_', ' ')}s: {', '.join(names)}")
+            plural = "feedback components" if kind == "feedback" else f"{kind.replace('_', ' ')}s"
+            click.echo(f"  {plural}: {', '.join(names)}")
         for err in row["errors"]:
             where = "not loaded" if err["stage"] == "compatibility" else f"error in {err['stage']}"
             click.secho(f"  {where}: {err['message']}", fg="red")

@@ -1,4 +1,4 @@
-"""Typed contracts for the five component kinds, and the contexts their factories receive.
+"""Typed contracts for the component kinds, and the contexts their factories receive.
 
 Samples flow like this::
 
@@ -181,6 +181,43 @@ class Evaluator(Protocol):
     def evaluate(self, context: EvalContext) -> dict[str, float]: ...
 
 
+@dataclass
+class FeedbackResult:
+    """What a :class:`Feedback` returns after a round: how the next round's data looks.
+
+    With ``N = len(context.data) + len(samples)`` (the feedback's data as built, then the appended
+    samples):
+
+    * ``weights``: a ``[N]`` tensor of non-negative sampling weights (not all zero), or ``None`` for
+      uniform sampling. Every task that trains on the feedback's data draws its next round's samples
+      with replacement in proportion to them (the ``sample_weights`` path; multiplied by the task's
+      own ``sample_weights`` when it has some): the curriculum.
+    * ``fields``: ``{key: tensor [N, ...]}``: ``sample[key] = fields[key][i]`` is added to sample ``i``
+      as the tasks see it (pseudo-labels, confidences). ``index`` cannot be a field.
+    * ``samples``: sample dicts appended after the data's own (new training signal); they replace
+      the samples an earlier round appended (return ``context.previous.samples`` to keep them).
+    * ``metrics``: named floats, logged as ``feedback/<name>`` in the run's ``round`` record.
+
+    The state after round ``r`` is this result alone (saved to ``<run>/rounds/<r>/``), so a resumed
+    run needs only the last round's files."""
+
+    weights: Any = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Feedback(Protocol):
+    """A round's self-evaluation step (``register_feedback``, ``[rounds.feedback]``): after each round
+    but the last, ``run(context)`` looks at the trained backbone and tasks and the training data (a
+    :class:`FeedbackContext`) and returns a :class:`FeedbackResult` for the next round. It must not
+    change the model (the core checks), and its randomness must come from ``context.generator``
+    (seeded by the run seed and the round), so that a resumed run computes the same result."""
+
+    def run(self, context: FeedbackContext) -> FeedbackResult: ...
+
+
 # --------------------------------------------------------------------------------------------
 # Contexts handed to factories and hooks
 # --------------------------------------------------------------------------------------------
@@ -215,10 +252,11 @@ class BuildContext:
         """Build another registered component by its registry name: a composite component's parts.
 
         ``kind`` is a recipe table name (``"data"``, ``"augmentations"``, ``"backbones"``, ``"tasks"``,
-        ``"evaluators"``) or a registry kind (``"data_source"``, ...); ``type`` the registered name
-        (``"digits"``); ``options`` a dict validated by that component's options model (relative
-        paths against the same ``base_dir``). The part gets this context (same ``seed``, ``base_dir``
-        and registry), with ``name``, ``backbone``, ``data`` or ``backbones`` replaced when given.
+        ``"evaluators"``, ``"heads"``, ``"feedback"``) or a registry kind (``"data_source"``, ...);
+        ``type`` the registered name (``"digits"``); ``options`` a dict validated by that component's
+        options model (relative paths against the same ``base_dir``). The part gets this context
+        (same ``seed``, ``base_dir`` and registry), with ``name``, ``backbone``, ``data`` or
+        ``backbones`` replaced when given.
         A plugin uses it to build a sibling plugin's component without importing its modules, e.g.
         ``context.build("data", "synth_speech", {"split": "train", "transcripts": True})``.
 
@@ -270,7 +308,7 @@ class BuildContext:
 
 #: Recipe table name -> registry kind (the vocabulary of :meth:`BuildContext.build`).
 _KIND_OF_TABLE = {"data": "data_source", "augmentations": "augmentation", "backbones": "backbone",
-                  "tasks": "pretext_task", "evaluators": "evaluator", "heads": "head"}
+                  "tasks": "pretext_task", "evaluators": "evaluator", "heads": "head", "feedback": "feedback"}
 
 
 def _parse(component: Any, options: Any, context: BuildContext, label: str, type: str,
@@ -331,3 +369,36 @@ class EvalContext:
     extras: dict[str, Any] = field(default_factory=dict)
     batches: Any = None  # Callable[[source], Iterator[batch]]: collated batches in order, on the CPU
 
+
+@dataclass
+class FeedbackContext:
+    """Given to ``Feedback.run`` after round ``round`` (0-based) of ``rounds`` trained.
+
+    ``backbone`` is the backbone named by ``[rounds.feedback] backbone`` in eval mode (the feedback
+    runs on rank 0, without gradients); ``tasks`` the run's ``{name: task module}``. ``data`` is the
+    feedback's data source as built (no fields, no appended samples); ``previous`` the result of the
+    round before (``None`` after round 0): its ``fields`` are what this round trained on.
+    ``features(source=None)`` gives ``(features [N, D] float32 on the CPU, labels [N] int64 or None)``:
+    ``backbone.embed`` over ``source`` (default ``data``) in order, through the feedback's ``augment``
+    pipeline; ``batches(source=None)`` the collated batches in order. ``generator`` is a CPU generator
+    seeded by (run seed, round); ``seed`` the derived integer seed. ``out_dir`` is the folder that
+    becomes ``<run>/rounds/<round>/`` when the feedback returns (files written there are kept with
+    its result); ``run_dir`` the run's folder."""
+
+    name: str
+    round: int
+    rounds: int
+    step: int
+    seed: int
+    device: torch.device
+    backbone: Any
+    tasks: Any
+    data: Any
+    batch_size: int
+    generator: torch.Generator
+    run_dir: Path
+    out_dir: Path
+    features: Any  # Callable[[source | None], tuple[Tensor [N, D], Tensor | None]]
+    batches: Any  # Callable[[source | None], Iterator[batch]]
+    previous: FeedbackResult | None = None
+    extras: dict[str, Any] = field(default_factory=dict)

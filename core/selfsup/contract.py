@@ -63,6 +63,9 @@ A declaration is a dict ``{key: type}``.
   reads the task's samples, so its ``consumes`` are checked against them.
 * backbones: ``consumes``: what ``embed`` (and ``forward`` on a batch) reads.
 * evaluators: ``consumes``; their backbones' ``consumes`` are checked against the evaluator's data.
+* feedback components (``[rounds.feedback]``): ``consumes`` (checked, with their backbone's, against
+  their data) and ``produces``: the fields they add to the samples of their data, which the tasks on
+  that data see as optional keys (round 0 trains before the first feedback).
 
 A component that declares nothing is *undeclared*: nothing is checked across it (the flow after
 an undeclared data source or augmentation is unknown), and ``selfsup describe`` warns. This module
@@ -598,9 +601,24 @@ class _Checker:
         except Exception:  # noqa: BLE001 - not validated here (paths need the recipe's directory)
             return comp, _fallback_options(comp.options, spec.options)
 
-    def flow(self, data_key: str | None, augment: list[str], path: str, role: str = "data") -> _Flow | None:
+    def fields(self, data_key: str) -> dict[str, Item]:
+        """The keys ``[rounds.feedback]`` adds to the samples of ``data_key`` (its ``produces``), as
+        optional keys: round 0 trains before the first feedback."""
+        rounds = getattr(self.recipe, "rounds", None)
+        if rounds is None or rounds.feedback.data != data_key:
+            return {}
+        found = self.component("feedback", "rounds.feedback", rounds.feedback)
+        if found is None or found[0].produces is None:
+            return {}
+        scope = self.scope()
+        return {e.key: _item(e.type, scope, optional=True) for e in found[0].produces.resolve(found[1])
+                if e.type is not None}
+
+    def flow(self, data_key: str | None, augment: list[str], path: str, role: str = "data",
+             with_fields: bool = False) -> _Flow | None:
         """The keys after ``data_key`` and ``augment``; augmentation problems reported at ``path``.
-        ``None`` when the flow is unknown (an undeclared or unresolved component)."""
+        ``None`` when the flow is unknown (an undeclared or unresolved component). ``with_fields``:
+        with the keys a ``[rounds.feedback]`` adds to that data (what tasks see)."""
         r = self.recipe
         if data_key is None or data_key not in r.data:
             return None
@@ -630,6 +648,8 @@ class _Checker:
         if INDEX_KEY not in items:
             items[INDEX_KEY] = Item("int64", (), optional=True)
             implicit.add(INDEX_KEY)
+        if with_fields:
+            items.update(self.fields(data_key))
         done: list[str] = []
 
         def source() -> str:
@@ -695,7 +715,7 @@ class _Checker:
 
     def task(self, name: str, spec: Any) -> None:
         path = f"tasks.{name}"
-        flow = self.flow(spec.data, list(spec.augment), path)
+        flow = self.flow(spec.data, list(spec.augment), path, with_fields=True)
         if flow is None:
             return
         found = self.component("pretext_task", path, spec)
@@ -727,6 +747,20 @@ class _Checker:
                 self.consume(path, f"backbone {key!r} ({comp.name})", comp.consumes, b_opts, self.scope(), flow)
 
 
+    def feedback(self, spec: Any) -> None:
+        """``[rounds.feedback]``: its data through its augmentations must give what it and its backbone read."""
+        path = "rounds.feedback"
+        flow = self.flow(spec.data, list(spec.augment), path)
+        if flow is None:
+            return
+        found = self.component("feedback", path, spec)
+        if found is not None:
+            comp, opts = found
+            self.consume(path, f"feedback {comp.name!r}", comp.consumes, opts, self.scope(), flow)
+        for key, comp, b_opts in self.backbones(spec.backbone):
+            self.consume(path, f"backbone {key!r} ({comp.name})", comp.consumes, b_opts, self.scope(), flow)
+
+
 def check_contract(recipe: Any, registry: Any, options: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     """``(recipe field path, message)`` for every place where keys do not flow as declared: for each
     task, its data through its augmentations must give what each augmentation, the task and its
@@ -741,5 +775,7 @@ def check_contract(recipe: Any, registry: Any, options: Mapping[str, Any] | None
         checker.task(name, spec)
     for name, spec in recipe.evaluators.items():
         checker.evaluator(name, spec)
+    if getattr(recipe, "rounds", None) is not None:
+        checker.feedback(recipe.rounds.feedback)
     seen: set[tuple[str, str]] = set()
     return [p for p in checker.problems if not (p in seen or seen.add(p))]

@@ -33,6 +33,7 @@ COMMAND = "python -m selfsup.docgen --out docs/components"
 #: How each declaration reads on the page.
 _VERBS = {"produces": "Yields", "consumes": "Reads", "feeds": "Feeds its backbone(s)"}
 _AUGMENTATION_VERBS = {"produces": "Writes", "consumes": "Reads"}
+_FEEDBACK_VERBS = {"produces": "Adds to the samples", "consumes": "Reads"}
 
 
 def _cell(text: str) -> str:
@@ -43,7 +44,7 @@ def _component(info: dict[str, Any], kind: str) -> list[str]:
     lines = [f"### `{info['name']}`", ""]
     if info["summary"]:
         lines += [info["summary"], ""]
-    verbs = _AUGMENTATION_VERBS if kind == "augmentation" else _VERBS
+    verbs = {"augmentation": _AUGMENTATION_VERBS, "feedback": _FEEDBACK_VERBS}.get(kind, _VERBS)
     for what, keys in info["keys"].items():
         if keys is None:
             lines.append(f"- {verbs[what]}: undeclared (not checked)")
@@ -80,7 +81,8 @@ def render_page(page: str, registry: Registry, plugins: dict[str, Any] | None = 
         comps = [c for c in (registry.get(kind, n) for n in registry.names(kind)) if c.distribution == distribution]
         if not comps:
             continue
-        where = "`head` of a `finetune` task" if kind == "head" else f"`[{TABLE_OF_KIND[kind]}.*]`"
+        where = {"head": "`head` of a `finetune` task", "feedback": "`[rounds.feedback]`"}.get(
+            kind, f"`[{TABLE_OF_KIND[kind]}.*]`")
         lines += [f"## {LABEL_OF_KIND[kind].capitalize()}s ({where})", ""]
         if kind == "recipe":
             lines += ["| recipe | summary |", "|---|---|"]

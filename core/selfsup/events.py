@@ -20,6 +20,8 @@ class RunInfo:
     step: int = 0
     parameters: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    round: int = 0  # the round being trained (0-based; [rounds]), 0 for a run without rounds
+    rounds: int = 1  # rounds.count, 1 for a run without rounds
     stop_reason: str | None = None  # set through :meth:`request_stop`
 
     def request_stop(self, reason: str) -> None:

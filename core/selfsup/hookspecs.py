@@ -18,8 +18,8 @@ Three kinds of hooks:
   validation checks. These hooks return nothing.
 
 * **Lifecycle events** (``on_*``) are called by the training loop on rank 0 in the order
-  ``on_train_start``, (``on_step_end`` | ``on_evaluation_end`` | ``on_checkpoint_saved``)*,
-  ``on_train_end``. They are for loggers and callbacks, return nothing, and must not change the
+  ``on_train_start``, (``on_step_end`` | ``on_evaluation_end`` | ``on_checkpoint_saved`` |
+  ``on_round_end``)*, ``on_train_end``. They are for loggers and callbacks, return nothing, and must not change the
   model. An exception raised by one plugin is reported as a warning and does not stop training.
 
 * **Report sections** (``report_sections``) are called by ``selfsup report RUN``; each returns
@@ -114,6 +114,20 @@ def register_heads(register: Register) -> None:
 
 
 @hookspec
+def register_feedback(register: Register) -> None:
+    """Register feedback components for training in rounds (``[rounds]``, docs/autonomous.md):
+    factories returning a :class:`selfsup.components.Feedback`, whose ``run(context)`` looks at the
+    model trained so far and its training data (a :class:`selfsup.components.FeedbackContext`) and
+    returns a :class:`selfsup.components.FeedbackResult`: per-sample sampling weights for the next
+    round (a curriculum), fields added to every sample (pseudo-labels), samples appended to the data,
+    and metrics. ``produces`` declares the fields it adds (``{"pseudo_label": "int64[]"}``),
+    ``consumes`` what it reads of its data.
+
+    Called once, the first time feedback components are listed or a recipe is validated.
+    """
+
+
+@hookspec
 def register_recipes(register: Register) -> None:
     """Register recipes the plugin ships, by name. Here ``factory`` is a zero-argument callable
     returning the recipe's TOML text (e.g. read with ``importlib.resources``); ``options`` is unused.
@@ -169,6 +183,15 @@ def on_evaluation_end(run: RunInfo, step: int, metrics: Mapping[str, float]) -> 
 @hookspec
 def on_checkpoint_saved(run: RunInfo, step: int, path: str) -> None:
     """A checkpoint was written completely (atomically) to the directory ``path``."""
+
+
+@hookspec
+def on_round_end(run: RunInfo, round: int, step: int, metrics: Mapping[str, float]) -> None:
+    """A recipe with ``[rounds]`` finished round ``round`` (0-based) at optimizer step ``step``: its
+    feedback ran, was saved to ``<run>/rounds/<round>/`` and now shapes the next round's data.
+    ``metrics`` holds the feedback's own metrics (``feedback/<name>``) and the core's figures of the
+    new sampling weights (``round/<name>``). Not called after the last round (it has no feedback), nor
+    again when a resumed run reloads a round's saved feedback."""
 
 
 @hookspec

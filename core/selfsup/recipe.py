@@ -32,6 +32,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+#: The most rounds a recipe may train in (``[rounds] count``).
+MAX_ROUNDS = 1000
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,6 +119,9 @@ class TaskSpec(ComponentSpec):
     group_by_length: bool = Field(
         False, description="Batch samples of similar length together (the data source must define lengths())."
     )
+    from_round: int = Field(0, ge=0, le=MAX_ROUNDS - 1,
+                            description="[rounds]: the first round (0-based) the task trains in; a task that "
+                                        "reads a field the feedback adds starts at 1.")
 
 
 class EvaluatorSpec(ComponentSpec):
@@ -214,6 +221,27 @@ class HealthSpec(_Strict):
     thresholds: HealthThresholdsSpec = Field(default_factory=HealthThresholdsSpec)
 
 
+class FeedbackSpec(ComponentSpec):
+    """``[rounds.feedback]``: the self-evaluation step run after every round but the last."""
+
+    data: str = Field(description="The [data] key the feedback looks at and reshapes: every task on this data "
+                                  "draws its samples by the feedback's weights and sees its fields.")
+    backbone: str | None = Field(None, description="The [backbones] key it reads; required when there are several.")
+    augment: list[str] = Field(default_factory=list, description="Augmentations applied before the backbone embeds "
+                                                                 "the data (e.g. only normalisation).")
+    batch_size: int = Field(256, gt=0, description="Batch size of the feedback's passes over the data.")
+
+
+class RoundsSpec(_Strict):
+    """``[rounds]``: train in rounds; after each round but the last a feedback component reshapes the data."""
+
+    count: int = Field(ge=2, le=MAX_ROUNDS, description="Number of rounds.")
+    steps_per_round: int | None = Field(
+        None, gt=0, description="Optimizer steps of each round but the last, which runs to the end of training; "
+                                "unset: the run's steps split evenly.")
+    feedback: FeedbackSpec = Field(description="The feedback component and its data.")
+
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -282,6 +310,8 @@ class Recipe(_Strict):
     tasks: dict[ComponentKey, TaskSpec] = Field(min_length=1)
     evaluators: dict[ComponentKey, EvaluatorSpec] = Field(default_factory=dict)
     train: TrainSpec
+    rounds: RoundsSpec | None = Field(None, description="Train in rounds with a feedback step between them "
+                                                        "(docs/autonomous.md).")
 
     @field_validator("name")
     @classmethod
@@ -664,6 +694,8 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
         for i, aug in enumerate(spec.augment):
             ref(f"evaluators.{name}.augment[{i}]", "augmentations", recipe.augmentations, aug)
 
+    problems.extend(_rounds_problems(recipe, registry, check, ref))
+
     best = recipe.train.best
     if best is not None:
         evaluator = best.metric.split("/", 1)[0]
@@ -692,6 +724,42 @@ def check_components(recipe: Recipe, registry: Registry, source: str, base_dir: 
     if problems:
         raise RecipeError(source, problems)
     return parsed
+
+
+def _rounds_problems(recipe: Recipe, registry: Registry, check: Any, ref: Any) -> list[tuple[str, str]]:
+    """``[rounds]`` against the rest of the recipe: the feedback's name, options and references, and
+    each task's ``from_round``. ``check``/``ref`` are :func:`check_components`'s own (they add to its list)."""
+    problems: list[tuple[str, str]] = []
+    rounds = recipe.rounds
+    late = {name: spec.from_round for name, spec in recipe.tasks.items() if spec.from_round}
+    if rounds is None:
+        problems += [(f"tasks.{name}.from_round", "needs a [rounds] table (the recipe trains in one round)")
+                     for name in late]
+        return problems
+    feedback = rounds.feedback
+    check("feedback", "rounds.feedback", feedback)
+    ref("rounds.feedback.data", "data", recipe.data, feedback.data)
+    if feedback.backbone is None and len(recipe.backbones) > 1:
+        problems.append(("rounds.feedback.backbone", "required when the recipe has several backbones"))
+    ref("rounds.feedback.backbone", "backbones", recipe.backbones, feedback.backbone)
+    for i, aug in enumerate(feedback.augment):
+        ref(f"rounds.feedback.augment[{i}]", "augmentations", recipe.augmentations, aug)
+    for name, first in late.items():
+        if first >= rounds.count:
+            problems.append((f"tasks.{name}.from_round", f"{first} is not a round of rounds.count = {rounds.count} "
+                                                         f"(rounds 0 to {rounds.count - 1})"))
+    if len(late) == len(recipe.tasks):
+        problems.append(("tasks", "every task has from_round > 0: round 0 would train nothing"))
+    train = recipe.train
+    if rounds.steps_per_round is not None and train.max_steps is not None:
+        if (rounds.count - 1) * rounds.steps_per_round >= train.max_steps:
+            problems.append(("rounds.steps_per_round", f"{rounds.count - 1} rounds of {rounds.steps_per_round} steps "
+                                                       f"leave no step of train.max_steps = {train.max_steps} for "
+                                                       f"the last round"))
+    elif train.max_steps is not None and train.max_steps < rounds.count:
+        problems.append(("rounds.count", f"{rounds.count} rounds need at least as many steps; train.max_steps is "
+                                         f"{train.max_steps}"))
+    return problems
 
 
 def _factory_problem(component: Any) -> str | None:

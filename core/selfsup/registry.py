@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from selfsup.contract import ContractError, Keys
 
-Kind = Literal["data_source", "augmentation", "pretext_task", "backbone", "evaluator", "head", "recipe"]
+Kind = Literal["data_source", "augmentation", "pretext_task", "backbone", "evaluator", "head", "feedback", "recipe"]
 
 KINDS: tuple[Kind, ...] = (
     "data_source",
@@ -20,6 +20,7 @@ KINDS: tuple[Kind, ...] = (
     "backbone",
     "evaluator",
     "head",
+    "feedback",
     "recipe",
 )
 
@@ -31,6 +32,7 @@ HOOK_OF_KIND: dict[Kind, str] = {
     "backbone": "register_backbones",
     "evaluator": "register_evaluators",
     "head": "register_heads",
+    "feedback": "register_feedback",
     "recipe": "register_recipes",
 }
 
@@ -42,6 +44,7 @@ LABEL_OF_KIND: dict[Kind, str] = {
     "backbone": "backbone",
     "evaluator": "evaluator",
     "head": "head",
+    "feedback": "feedback component",
     "recipe": "recipe",
 }
 
@@ -54,6 +57,7 @@ TABLE_OF_KIND: dict[Kind, str] = {
     "backbone": "backbones",
     "evaluator": "evaluators",
     "head": "heads",
+    "feedback": "feedback",  # [rounds.feedback]
     "recipe": "recipes",
 }
 
@@ -65,6 +69,7 @@ DECLARATIONS_OF_KIND: dict[Kind, tuple[str, ...]] = {
     "backbone": ("consumes",),
     "evaluator": ("consumes",),
     "head": ("consumes",),
+    "feedback": ("consumes", "produces"),  # what it reads of its data; the fields it adds to the samples
     "recipe": (),
 }
 

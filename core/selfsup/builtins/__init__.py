@@ -3,7 +3,7 @@
 They are modality-agnostic: a data source for arrays saved to disk, an MLP backbone for vector
 data, feature-based evaluators (weighted kNN, linear probe) that work with any backbone, and
 fine-tuning: the ``finetune`` task, its heads (classification, multi-label, regression) and the
-evaluators of their task metrics.
+evaluators of their task metrics; and the ``pseudo_labels`` feedback of training in rounds.
 Implementations live in sibling modules and are imported inside the factories.
 """
 
@@ -21,6 +21,7 @@ from selfsup.builtins.options import (
     MLPOptions,
     MultiLabelHeadOptions,
     NoiseOptions,
+    PseudoLabelOptions,
     RegressionHeadOptions,
     SubsetOptions,
     TensorFileOptions,
@@ -84,6 +85,12 @@ def _finetune(options: FineTuneOptions, context: BuildContext) -> Any:
     from selfsup.builtins.finetune import FineTune
 
     return FineTune(options, context)
+
+
+def _pseudo_labels(options: PseudoLabelOptions, context: BuildContext) -> Any:
+    from selfsup.builtins.pseudo_labels import PseudoLabels
+
+    return PseudoLabels(options)
 
 
 def _head(name: str) -> Any:
@@ -197,6 +204,15 @@ def register_heads(register):
     register("regression", _head("RegressionHead"), options=RegressionHeadOptions,
              consumes={"{target}": "float32[*]"},
              summary="Real values: MSE or Huber loss on standardised targets.")
+
+
+@selfsup.hookimpl
+def register_feedback(register):
+    register("pseudo_labels", _pseudo_labels, options=PseudoLabelOptions,
+             consumes={"{measure_labels}?": "int64[]"},
+             produces={"{field}": "int64[]", "{confidence_field}": "float32[]"},
+             summary="k-means pseudo-labels of the embeddings, refined each round, with confidence-weighted, "
+                     "class-balanced sampling (DeepCluster / noisy-student self-training; any modality).")
 
 
 @selfsup.hookimpl

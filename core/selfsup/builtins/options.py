@@ -138,3 +138,40 @@ class SubsetOptions(Options):
         if not isinstance(self.data.get("type"), str) or set(self.data) - {"type", "options"}:
             raise ValueError("data must be a table { type = \"...\", options = { ... } }")
         return self
+
+
+# ------------------------------------------------------------------------------------ rounds
+
+
+class PseudoLabelOptions(Options):
+    clusters: int = Field(gt=1, le=100_000, description="k of k-means: the number of pseudo-classes.")
+    kmeans_iters: int = Field(30, gt=0, le=1000, description="Lloyd iterations per round.")
+    spherical: bool = Field(True, description="Cluster L2-normalised embeddings by cosine similarity.")
+    temperature: float = Field(0.1, gt=0, description="Softmax temperature over a sample's similarities to the "
+                                                      "centroids; the probability of its own cluster is its "
+                                                      "confidence.")
+    confidence_power: float = Field(1.0, ge=0, description="Sampling weight proportional to confidence^power "
+                                                           "(0: confidence ignored).")
+    min_confidence: float = Field(0.0, ge=0, lt=1, description="Samples less confident than this get weight 0: "
+                                                               "the next round never draws them.")
+    unstable_weight: float = Field(0.5, ge=0, le=1, description="Weight factor of a sample whose pseudo-label "
+                                                                "changed since the previous round (1: none).")
+    balanced: bool = Field(True, description="Divide each weight by its cluster's size, so every pseudo-class is "
+                                             "drawn as often (DeepCluster's sampling): a large cluster cannot take "
+                                             "over.")
+    field: str = Field("pseudo_label", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                       description="The sample key the pseudo-label is written to.")
+    confidence_field: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                         description="Also write each pseudo-label's confidence under this sample "
+                                                     "key (float32); unset: not written.")
+    measure_labels: str | None = Field(None, description="A key of true labels, read only to measure the "
+                                                         "pseudo-labels (NMI, purity in the round record), never "
+                                                         "for training; unset: not measured.")
+
+    @model_validator(mode="after")
+    def _fields(self) -> "PseudoLabelOptions":
+        if self.field == self.confidence_field:
+            raise ValueError("field and confidence_field must differ")
+        if "index" in (self.field, self.confidence_field):
+            raise ValueError("'index' is the core's sample position, not a field")
+        return self

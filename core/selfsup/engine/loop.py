@@ -8,7 +8,9 @@ One optimizer step =
     -> gradient clipping -> optimizer and scheduler step
     -> logging, evaluation and checkpoints when due (rank 0 writes; a checkpoint is only written for
        finite weights) -> a SIGTERM/SIGINT received during the step saves and stops here; so does a
-       plugin's ``run.request_stop(reason)`` (a sweep's pruner), without the final evaluation.
+       plugin's ``run.request_stop(reason)`` (a sweep's pruner), without the final evaluation
+    -> at the end of a round (``[rounds]``, engine/rounds.py): a checkpoint, then the feedback, which
+       reshapes the data of the next round.
 """
 
 from __future__ import annotations
@@ -59,12 +61,14 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
     meter, status = Meter(), "failed"
     try:
         with PreemptionGuard() as signals:
+            if run.rounds is not None:  # resumed: the data follows the last round that ended (feedback rerun if lost)
+                run.rounds.resume(run)
             if run.stopped_early() and run.dist.is_main:
                 print(f"this run stopped early at step {run.step} ({recipe.train.best.metric} did not improve for "
                       f"{run.best['stale']} evaluations): no more steps", flush=True)
             model.train()
             while run.step < run.total_steps and not run.stopped_early():
-                picked = tasks_for_step(recipe, run.step, run.sizes)
+                picked = tasks_for_step(recipe, run.step, run.sizes, round=run.info.round)
                 run.model.step_started(run.step)
                 optimizer.zero_grad(set_to_none=True)
 
@@ -111,6 +115,12 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
                     break
                 if stop:
                     break
+                ended = run.rounds.ending(run.step) if run.rounds is not None else None
+                if ended is not None:  # [rounds]: keep the round's training, then its feedback reshapes the data
+                    if run.saved_step != run.step:
+                        run.save()
+                    run.rounds.finish(run, ended)
+                    model.train()
                 if (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0 and run.step < run.total_steps
                         and run.saved_step != run.step):  # train.best may have saved this step already
                     run.save()
@@ -154,12 +164,13 @@ def stop_requested(run: Any) -> bool:
     return True
 
 
-def tasks_for_step(recipe: Recipe, step: int, sizes: dict[str, int] | None = None) -> list[str]:
+def tasks_for_step(recipe: Recipe, step: int, sizes: dict[str, int] | None = None, *, round: int = 0) -> list[str]:
     """The tasks that run at ``step``: all of them (``sum``), one in turn (``round_robin``), or one
     drawn with probability proportional to its ``weight`` (``sample``) or to the number of samples
     of its data (``proportional``, ``sizes``: task -> samples). Draws are seeded by (seed, step): the
-    same on every rank and after a resume."""
-    names = list(recipe.tasks)
+    same on every rank and after a resume. With ``[rounds]`` only the tasks whose ``from_round`` has
+    come (``round``: the round being trained) take part."""
+    names = [n for n, spec in recipe.tasks.items() if spec.from_round <= round]
     policy = recipe.train.task_policy
     if policy == "sum" or len(names) == 1:
         return names

@@ -7,8 +7,9 @@ settings that do not touch the state (device, workers, compile, deterministic, t
 
 Everything else is refused, each changed field listed in one message: model shapes and components
 (backbones, tasks, data, augmentations), the optimizer and its options (their state would not
-fit), the batch layout and data order (batch_size, grad_accum, seed, task_policy), and a precision
-change to or from fp16 (the grad scaler's state). ``--resume-weights-only`` starts a fresh optimizer
+fit), the batch layout and data order (batch_size, grad_accum, seed, task_policy), a precision
+change to or from fp16 (the grad scaler's state), ``[rounds]``, and the run's length when ``[rounds]``
+splits it evenly into rounds (the boundaries would move). ``--resume-weights-only`` starts a fresh optimizer
 from the checkpoint's weights instead, and then allows every change the weights still fit.
 """
 
@@ -42,7 +43,11 @@ WHY = (
     ("train.grad_accum", "the batch layout and data positions"),
     ("train.task_policy", "which task runs at each step"),
     ("seed", "the data order and augmentations"),
+    ("rounds*", "the rounds, their boundaries and their feedback"),
 )
+
+#: Run lengths that move the round boundaries when ``[rounds]`` splits the run's steps evenly.
+_ROUND_LENGTHS = ("train.max_steps", "train.epochs")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Change:
 
 
 def reason(path: str) -> str:
+    if path in _ROUND_LENGTHS:
+        return "the round boundaries ([rounds] splits the run's steps; set rounds.steps_per_round to fix them)"
     return next((why for pattern, why in WHY if fnmatch.fnmatchcase(path, pattern)), "the run's state")
 
 
@@ -89,11 +96,14 @@ def recipe_changes(saved: dict[str, Any] | None, current: dict[str, Any]) -> lis
     if saved is None:
         return []
     before, after = _flatten(saved), _flatten(current)
+    rounds = current.get("rounds") or saved.get("rounds")
+    split = isinstance(rounds, dict) and not rounds.get("steps_per_round")  # the boundaries follow the length
     changes = []
     for path in sorted(set(before) | set(after)):
         old, new = before.get(path, _MISSING), after.get(path, _MISSING)
         if old != new:
-            changes.append(Change(path, old, new, _is_safe(path, old, new)))
+            safe = _is_safe(path, old, new) and not (split and path in _ROUND_LENGTHS)
+            changes.append(Change(path, old, new, safe))
     return changes
 
 

@@ -23,9 +23,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from selfsup.components import EpochContext
+from selfsup.components import BuildContext, EpochContext
 from selfsup.engine import checkpoint as ckpt
-from selfsup.engine.build import Built, build_run
+from selfsup.engine.build import Built, _build, build_run, component_label
 from selfsup.engine.data import TaskStream, is_iterable_source
 from selfsup.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from selfsup.engine.environment import write_environment
@@ -34,6 +34,7 @@ from selfsup.engine.health import HealthCheck
 from selfsup.engine.metrics import MetricsWriter, ProgressBar
 from selfsup.engine.optim import apply_hyperparameters, build_optimizer, build_scheduler
 from selfsup.engine.resume import recipe_changes, refuse_unsafe
+from selfsup.engine.rounds import RoundData, Rounds, clean_temporaries, warn_stale
 from selfsup.events import RunInfo
 from selfsup.lib.distributed import DeviceUnavailable
 from selfsup.lib.distributed import resolve_device as lib_resolve_device
@@ -106,6 +107,7 @@ class Run:
     evaluated: dict[str, int] = field(default_factory=dict)  # evaluator -> the step it last ran at
     best: dict[str, Any] = field(default_factory=lambda: {"value": None, "step": None, "stale": 0})  # train.best
     health: HealthCheck | None = None  # [train.health] diagnostics (rank 0)
+    rounds: Rounds | None = None  # [rounds]: round ends, the feedback and the round applied
 
     @property
     def recipe(self) -> Recipe:
@@ -134,6 +136,7 @@ class Run:
             "streams": {n: s.state_dict() for n, s in self.streams.items()},
             "rng": rngs,
             "best": dict(self.best),
+            **({"rounds": self.rounds.state_dict()} if self.rounds is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:
@@ -150,6 +153,8 @@ class Run:
         ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
         self.step = self.info.step = int(state["step"])
         self.best = dict(state.get("best") or self.best)
+        if self.rounds is not None:
+            self.rounds.load_state_dict(state.get("rounds"))
         apply_hyperparameters(self.optimizer, self.recipe.train)
         self.scheduler = build_scheduler(self.optimizer, self.recipe.train, self.total_steps, start=self.step)
 
@@ -315,7 +320,7 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
 
     try:  # every file the run writes stays inside its run directory (no symlink leads out)
         for part in ("checkpoints", "metrics.jsonl", "recipe.json", "environment.json", "tensorboard", "export",
-                     *(f"export/{name}" for name in recipe.backbones)):
+                     "rounds", *(f"export/{name}" for name in recipe.backbones)):
             inside(run_dir, *part.split("/"))
     except UnsafePath as err:
         raise RecipeError(source, [("output_dir", str(err))]) from None
@@ -350,9 +355,17 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
         for key, where in built.initialised.items():
             print(f"backbones.{key}: weights from {where}", flush=True)
     model = built.model.to(device)
+    view, feedback = _feedback(loaded, built, pm) if recipe.rounds is not None else (None, None)
     torch.manual_seed(recipe.seed + 1 + info.rank)  # training-time randomness (dropout...) per rank
-    streams = _streams(loaded, built, info, device)
+    streams = _streams(loaded, built, info, device, view)
     total_steps, sizes = _length(loaded, built, streams)
+    rounds = None
+    if recipe.rounds is not None:
+        rounds = Rounds(recipe.rounds, feedback=feedback, view=view, total_steps=total_steps,
+                        label=built.labels["rounds.feedback"], source=source)
+        for stream in streams.values():  # the feedback's weights, times the task's own
+            if stream.source is view:
+                stream.sample_weights = rounds.sample_weights(stream.sample_weights)
     optimizer = build_optimizer(model, cfg)
     run = Run(
         loaded=loaded, pm=pm, dist=info, device=device, built=built, streams=streams, optimizer=optimizer,
@@ -361,7 +374,9 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
         total_steps=total_steps, sizes=sizes,
         info=RunInfo(name=recipe.name or "run", run_dir=run_dir, recipe=recipe.model_dump(mode="json"),
                      device=str(device), world_size=info.world_size, total_steps=total_steps,
-                     parameters=sum(p.numel() for p in model.parameters())),
+                     parameters=sum(p.numel() for p in model.parameters()),
+                     rounds=recipe.rounds.count if recipe.rounds is not None else 1),
+        rounds=rounds,
     )
 
     # --- resume: weights, then optimizer, schedule, RNG and data positions ---------------------
@@ -387,6 +402,10 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.clean_temporaries(run_dir)
+        if rounds is not None:
+            clean_temporaries(run_dir)
+            if start_from is None:
+                warn_stale(run_dir)
         _write_recipe(run_dir, loaded)
         write_environment(run_dir, device, info.world_size, pm)
         had_metrics = (run_dir / "metrics.jsonl").is_file()
@@ -398,13 +417,38 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
     return run
 
 
-def _streams(loaded: LoadedRecipe, built: Built, info: DistInfo, device: torch.device) -> dict[str, TaskStream]:
+def _feedback(loaded: LoadedRecipe, built: Built, pm: PluginManager) -> tuple[RoundData, Any]:
+    """``[rounds.feedback]``: the view of its data the tasks train on, and the built feedback component."""
+    recipe, source = loaded.recipe, loaded.source
+    spec = recipe.rounds.feedback
+    data = built.data[spec.data]
+    if is_iterable_source(data) or not hasattr(data, "__len__"):
+        raise RecipeError(source, [("rounds.feedback.data", f"data {spec.data!r} streams its samples; a feedback "
+                                                            f"weights and labels each sample, so it needs a map-style "
+                                                            f"source (a known length)")])
+    backbones = built.model.backbones
+    context = BuildContext(name="feedback", seed=recipe.seed, base_dir=loaded.base_dir, _registry=pm.registry,
+                           backbone=backbones[spec.backbone or next(iter(backbones.keys()))], data=data)
+    built.labels["rounds.feedback"] = component_label(pm.registry, "feedback", "rounds.feedback", spec, pm)
+    feedback = _build(pm.registry, "feedback", "rounds.feedback", spec, context, source,
+                      loaded.options.get("rounds.feedback"))
+    if not callable(getattr(feedback, "run", None)):
+        raise RecipeError(source, [("rounds.feedback.type", f"{spec.type!r} did not return a feedback component "
+                                                            f"(an object with run(context))")])
+    return RoundData(data), feedback
+
+
+def _streams(loaded: LoadedRecipe, built: Built, info: DistInfo, device: torch.device,
+             view: RoundData | None = None) -> dict[str, TaskStream]:
+    """One batch stream per task; tasks on the data of ``[rounds.feedback]`` read it through ``view``."""
     recipe, cfg = loaded.recipe, loaded.recipe.train
+    fed = recipe.rounds.feedback.data if recipe.rounds is not None else None
     streams = {}
     for name, spec in recipe.tasks.items():
         path = f"tasks.{name}.batch_size" if spec.batch_size else "train.batch_size"
         per_rank = micro_batch(spec.batch_size or cfg.batch_size, info.world_size, cfg.grad_accum, path, loaded.source)
-        task, source = built.model.tasks[name], built.data[spec.data]
+        task = built.model.tasks[name]
+        source = view if view is not None and spec.data == fed else built.data[spec.data]
         streams[name] = TaskStream(
             name, source, built.pipeline(spec.augment), batch_size=per_rank, seed=recipe.seed,
             rank=info.rank, world_size=info.world_size, workers=cfg.workers,
@@ -445,7 +489,8 @@ def _find_unused(recipe: Recipe, built: Built) -> bool:
     if recipe.train.find_unused_parameters is not None:
         return recipe.train.find_unused_parameters
     model = built.model
-    return (len(recipe.tasks) > 1 and recipe.train.task_policy != "sum") or any(
+    late = any(spec.from_round for spec in recipe.tasks.values())  # a task that waits for a round trains nothing before
+    return (len(recipe.tasks) > 1 and (recipe.train.task_policy != "sum" or late)) or any(
         getattr(m, "find_unused_parameters", False) for m in [*model.tasks.values(), *model.backbones.values()]
     )
 

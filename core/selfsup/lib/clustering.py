@@ -33,29 +33,9 @@ def _assign(x: torch.Tensor, c: torch.Tensor, chunk: int = 65536) -> tuple[torch
     return torch.cat(ids), torch.cat(dists)
 
 
-def kmeans(
-    x: torch.Tensor,  # [N, D]
-    k: int,
-    *,
-    iters: int = 30,
-    seed: int = 0,
-    spherical: bool = False,
-    tol: float = 1e-6,
-) -> KMeansResult:
-    """Lloyd's algorithm with k-means++ initialisation.
-
-    ``spherical`` clusters L2-normalised points by cosine similarity (centroids renormalised).
-    An empty cluster takes the point farthest from its centroid in the largest cluster (as in
-    DeepCluster's and faiss' handling), so every cluster keeps at least one point.
-    """
-    if k < 1 or k > x.shape[0]:
-        raise ValueError(f"k-means needs 1 <= k <= N, got k={k} for N={x.shape[0]}")
-    x = x.float()
-    if spherical:
-        x = torch.nn.functional.normalize(x, dim=1)
-    g = torch.Generator(device="cpu").manual_seed(seed)
+def _plus_plus(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur and Vassilvitskii 2007): ``[k, D]`` centroids drawn from ``x``."""
     n = x.shape[0]
-    # k-means++ initialisation
     first = int(torch.randint(n, (1,), generator=g))
     centroids = [x[first]]
     closest = _sq_distances(x, x[first : first + 1]).squeeze(1)
@@ -64,7 +44,40 @@ def kmeans(
         nxt = int(torch.multinomial(probs.cpu(), 1, generator=g))
         centroids.append(x[nxt])
         closest = torch.minimum(closest, _sq_distances(x, x[nxt : nxt + 1]).squeeze(1))
-    c = torch.stack(centroids)
+    return torch.stack(centroids)
+
+
+def kmeans(
+    x: torch.Tensor,  # [N, D]
+    k: int,
+    *,
+    iters: int = 30,
+    seed: int = 0,
+    spherical: bool = False,
+    tol: float = 1e-6,
+    init: torch.Tensor | None = None,
+) -> KMeansResult:
+    """Lloyd's algorithm with k-means++ initialisation.
+
+    ``spherical`` clusters L2-normalised points by cosine similarity (centroids renormalised).
+    An empty cluster takes the point farthest from its centroid in the largest cluster (as in
+    DeepCluster's and faiss' handling), so every cluster keeps at least one point. ``init``
+    (``[k, D]``) starts Lloyd's iterations from these centroids instead of k-means++ (a previous
+    clustering refined: cluster ``j`` keeps its id); ``seed`` is then unused.
+    """
+    if k < 1 or k > x.shape[0]:
+        raise ValueError(f"k-means needs 1 <= k <= N, got k={k} for N={x.shape[0]}")
+    x = x.float()
+    if spherical:
+        x = torch.nn.functional.normalize(x, dim=1)
+    if init is not None:
+        if tuple(init.shape) != (k, x.shape[1]):
+            raise ValueError(f"init must be [k, D] = [{k}, {x.shape[1]}], got {list(init.shape)}")
+        c = init.to(device=x.device, dtype=x.dtype)
+        if spherical:
+            c = torch.nn.functional.normalize(c, dim=1)
+    else:
+        c = _plus_plus(x, k, torch.Generator(device="cpu").manual_seed(seed))
     reassigned = 0
     prev = float("inf")
     for _ in range(iters):

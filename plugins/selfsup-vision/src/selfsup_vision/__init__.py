@@ -118,6 +118,8 @@ RECIPES = {
     "deepcluster-digits": "DeepCluster with a small CNN on 8x8 digits.",
     "swav-digits": "SwAV with multi-crop and a small CNN on 8x8 digits.",
     "simclr-mnist5k": "SimCLR on 5,000 MNIST digits (extra 'mnist'); kNN against raw pixels.",
+    "simclr-digits-rounds": "simclr-digits in 3 rounds with k-means pseudo-label self-training and a confidence "
+                            "curriculum between them (docs/autonomous.md).",
 }
 
 
