@@ -118,6 +118,9 @@ def test_prepare_command_counts_and_shards(planted):
     assert manifest["exact_duplicates"] == 3
     assert manifest["near_duplicates"] == 1
     assert manifest["documents_kept"] == 12
+    # the optional steps are off by default: nothing filtered, scrubbed or added
+    assert manifest["pii"] == manifest["language"] == manifest["quality"] == manifest["counterfactual"] == {}
+    assert manifest["quality_removed"] == 0 and manifest["settings"]["quality"] is None
     splits = manifest["splits"]
     assert [splits[k]["documents"] for k in ("train", "val", "test")] == [8, 2, 2]
 
@@ -156,3 +159,58 @@ def test_prepare_trains_a_bpe_on_the_train_split(planted):
 def test_prepare_usage_errors(tmp_path):
     result = run_prepare("--out", "x", cwd=tmp_path)
     assert result.returncode != 0 and "INPUTS or --corpus" in result.stderr
+
+
+# ----------------------------------------------------------------------------- counterfactual augmentation
+
+
+def test_counterfactual_runs_on_the_train_split_only(tmp_path, monkeypatch):
+    """``counterfactual=`` calls ``augment.counterfactual.counterfactual_corpus`` after the split, on the
+    train documents only, with the run's seed; its counts go to the manifest (wiring checked with a stand-in)."""
+    import types
+
+    from selfsup_text.prepare.pipeline import run_pipeline
+
+    calls = []
+
+    def fake(texts, *, mode, seed):
+        calls.append((list(texts), mode, seed))
+        swapped = [t.replace("he ", "she ") for t in texts if "he " in t]
+        return list(texts) + swapped, {"documents_in": len(texts), "documents_added": len(swapped)}
+
+    module = types.ModuleType("selfsup_text.augment.counterfactual")
+    module.counterfactual_corpus = fake
+    monkeypatch.setitem(sys.modules, "selfsup_text.augment.counterfactual", module)
+    rng = random.Random(5)
+    (tmp_path / "in").mkdir()
+    for i in range(10):
+        (tmp_path / "in" / f"{i}.txt").write_text(("he said " if i % 2 else "") + random_doc(rng, 30))
+    manifest = run_pipeline(["in"], tmp_path / "out", tokenizer="bytes", split="0.6,0.2,0.2", seed=3,
+                            base_dir=tmp_path, counterfactual="add")
+    (train, mode, seed), = calls
+    assert mode == "add" and seed == 3 and len(train) == 6  # the train split, after the split
+    added = sum("he " in t for t in train)
+    assert manifest.counterfactual == {"documents_in": 6, "documents_added": added}
+    assert manifest.splits["train"]["documents"] == 6 + added
+    assert manifest.splits["val"]["documents"] == manifest.splits["test"]["documents"] == 2
+    assert "counterfactual (train): documents_in 6" in manifest.summary()
+    with pytest.raises(ValueError, match="'add' or 'substitute'"):
+        run_pipeline(["in"], tmp_path / "x", tokenizer="bytes", base_dir=tmp_path, counterfactual="swap")
+
+
+@pytest.mark.slow
+def test_prepare_counterfactual_command(tmp_path):
+    (tmp_path / "in").mkdir()
+    rng = random.Random(6)
+    for i in range(12):
+        pronoun = "He said his work was done and she agreed with him. " if i % 3 else ""
+        (tmp_path / "in" / f"{i}.txt").write_text(pronoun + random_doc(rng, 40))
+    result = run_prepare("in", "--out", "out", "--tokenizer", "bytes", "--split", "0.5,0.25,0.25",
+                         "--counterfactual", "add", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    counts, splits = manifest["counterfactual"], manifest["splits"]
+    assert manifest["settings"]["counterfactual"] == "add" and counts["documents_added"] > 0
+    assert splits["train"]["documents"] == 6 + counts["documents_added"]  # 12 kept: 6 train + 3 + 3
+    assert splits["val"]["documents"] == splits["test"]["documents"] == 3
+    assert "counterfactual (train):" in result.stdout

@@ -300,6 +300,22 @@ def test_token_shards_from_prepare_apply_its_cleaning(tmp_path):
     assert info.value.status == 422 and info.value.field == "text"
 
 
+def test_token_shards_from_prepare_with_pii_serve_the_placeholders_training_saw(tmp_path):
+    from selfsup_text.prepare.pipeline import run_pipeline
+
+    (tmp_path / "in").mkdir()
+    doc = "Write to jane.doe@example.org or call +1 415 555 0134 from 192.168.10.20 today."
+    (tmp_path / "in" / "0.txt").write_text(doc, encoding="utf-8")
+    run_pipeline(["in"], tmp_path / "out", tokenizer="bytes", split="1,0", near_dup_threshold=None, pii=True,
+                 base_dir=tmp_path)
+    tokens = np.fromfile(tmp_path / "out" / "train.bin", dtype="<u2").astype(np.int64).tolist()
+    trained = bytes(t - 5 for t in tokens[:-1]).decode()
+    assert "<EMAIL>" in trained and "<IP>" in trained and "jane.doe" not in trained
+    decoder = _context(tmp_path).decoder("token_shards", {"root": "out", "window": 64})
+    served = bytes(t - 5 for t in decoder({"text": doc})[0]["input_ids"].tolist()[:-1]).decode()
+    assert served == trained
+
+
 # ------------------------------------------------------------------ limits: cut or refused
 
 

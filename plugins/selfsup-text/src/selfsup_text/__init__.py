@@ -1,11 +1,14 @@
 """selfsup-text: self-supervised learning on text.
 
 Registers text data sources (text files, JSONL, Hugging Face datasets, memory-mapped token shards,
-the embedded corpus, labelled and similarity-rated evaluation sets), token-level augmentations,
-a transformers backbone (GPT-2/Llama-style decoders, BERT-style encoders, from a config or a local
-pretrained directory), the CLM, MLM, NSP and SimCSE pretext tasks, text evaluators, the
-``selfsup prepare`` command and a quickstart recipe per task. Implementations are imported inside
-the factories, so loading this plugin imports no torch and no transformers.
+WARC/WET files, the embedded corpus, labelled and similarity-rated evaluation sets), token-level and
+text-level augmentations (EDA with WordNet, back-translation, model paraphrase, counterfactual
+swaps), a transformers backbone (GPT-2/Llama-style decoders, BERT-style encoders, from a config or a
+local pretrained directory), the CLM, MLM, NSP and SimCSE pretext tasks, text evaluators, the
+``selfsup collect`` (web crawl), ``selfsup prepare`` (clean, filter, de-duplicate, tokenize),
+``selfsup augment`` and ``selfsup audit`` (bias) commands and a quickstart recipe per task.
+Implementations are imported inside the factories and commands, so loading this plugin imports no
+torch, no transformers and no HTTP client.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ DATA_KEYS: dict[str, dict[str, str]] = {
     "labelled_text": {"input_ids": "int64[T]", "label": "int64[]"},
     "similarity_pairs": {"input_ids": "int64[T]"},
     "texts": {**_DOCUMENTS, "label? if labels": "int64[]"},
+    "warc": _DOCUMENTS,
 }
 # Crops and deletions shorten the ids (edited in place, the aligned fields follow where present).
 _SHORTER = {"{out_key|key}": "int64[_]", "document_ids?": "int64[_]", "token_type_ids?": "int64[_]",
@@ -58,7 +62,7 @@ AUGMENT_KEYS: dict[str, dict[str, str]] = {
 DECODERS = {
     "text_files": "text_files_decoder", "jsonl": "jsonl_decoder", "hf_dataset": "hf_decoder",
     "token_shards": "shards_decoder", "embedded_corpus": "corpus_decoder", "labelled_text": "labelled_decoder",
-    "similarity_pairs": "similarity_decoder", "texts": "texts_decoder",
+    "similarity_pairs": "similarity_decoder", "texts": "texts_decoder", "warc": "warc_decoder",
 }
 
 
@@ -81,6 +85,8 @@ def register_data_sources(register):
          "Human similarity ratings: Lee news-document pairs, SimLex-999, WordSim-353."),
         ("texts", "data.inline:build", do.TextsOptions,
          "Texts given inline (a few sentences, or captions another plugin's source tokenizes): one document each."),
+        ("warc", "data.warc:build", do.WarcOptions,
+         "WARC/WET files (a `selfsup collect` crawl, Common Crawl segments): main text of each page, by language."),
     ]:
         register(name, _lazy(path), options=options, modality=MODALITY, summary=summary, produces=DATA_KEYS.get(name),
                  decoder=_lazy(f"data.serving:{DECODERS[name]}"))
@@ -97,6 +103,18 @@ def register_augmentations(register):
     ]:
         register(name, _lazy(f"augment.tokens:build_{name}"), options=options, modality=MODALITY, summary=summary,
                  consumes={"{key}": "int64[T]"}, produces=AUGMENT_KEYS.get(name))
+    for name, path, options, summary in [
+        ("eda", "augment.eda:build", ao.EDAOptions,
+         "EDA (Wei & Zou 2019): WordNet synonym replacement, random insertion, swap and deletion of words."),
+        ("back_translation", "augment.seq2seq:build_back_translation", ao.BackTranslationOptions,
+         "Text -> pivot language -> text with local seq2seq models (e.g. a MarianMT pair), cached."),
+        ("paraphrase", "augment.seq2seq:build_paraphrase", ao.ParaphraseOptions,
+         "Model paraphrase with a local seq2seq model folder (e.g. a T5 paraphraser), cached."),
+        ("counterfactual", "augment.counterfactual:build", ao.CounterfactualOptions,
+         "Counterfactual data augmentation: swap attribute words (he/she, his/her, names, ...)."),
+    ]:
+        register(name, _lazy(path), options=options, modality=MODALITY, summary=summary,
+                 consumes={"{key}": "int64[T]"}, produces={"{out_key|key}": "int64[_]"})
 
 
 @selfsup.hookimpl
@@ -146,9 +164,15 @@ def register_heads(register):
 
 @selfsup.hookimpl
 def register_commands(cli):
+    from selfsup_text.audit.command import add_command as add_audit
+    from selfsup_text.augment.command import add_command as add_augment
+    from selfsup_text.collect.command import add_command as add_collect
     from selfsup_text.prepare.command import add_command
 
     add_command(cli)
+    add_collect(cli)
+    add_augment(cli)
+    add_audit(cli)
 
 
 # name -> summary; the TOML text is recipes/<name>.toml in this package.

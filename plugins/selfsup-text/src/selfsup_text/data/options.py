@@ -189,3 +189,43 @@ class TextsOptions(_TextOptions):
         if self.labels is not None and len(self.labels) != len(self.texts):
             raise ValueError(f"labels has {len(self.labels)} entries for {len(self.texts)} texts")
         return self
+
+
+class WarcOptions(_TextOptions):
+    """WARC and WET files (a ``selfsup collect`` crawl's ``warc/``, Common Crawl segments): the main text
+    of each HTML (or plain-text) 2xx ``response`` record, and the text of each WET ``conversion`` record.
+    Needs ``pip install 'selfsup-text[web]'`` (warcio, trafilatura, py3langid)."""
+
+    paths: list[str] = Field(
+        min_length=1, description="WARC/WET files (.warc, .warc.gz, .wet, .wet.gz), folders (searched recursively "
+        "for them) or glob patterns, relative to the recipe.")
+    languages: list[str] | None = Field(
+        None, description="Keep only documents in these languages (ISO 639-1 codes such as 'en', identified by "
+        "py3langid); None keeps every language.")
+    min_language_score: float = Field(
+        0.0, ge=0, le=1, description="With 'languages': keep a document only when py3langid's probability of its "
+        "language is at least this.")
+    min_chars: int = Field(200, ge=1, description="Drop documents with fewer characters than this (after "
+                           "extraction).")
+    extract: Literal["trafilatura", "raw"] = Field(
+        "trafilatura", description="HTML records: the main text by trafilatura (boilerplate removed), or 'raw': "
+        "every visible text of the page. WET conversion records are text already and read as they are either way.")
+    dedup: bool = Field(True, description="Keep one copy of documents whose text is exactly the same.")
+    max_records: int | None = Field(
+        None, gt=0, description="Read at most this many WARC records in all (files in sorted order), e.g. to "
+        "sample a large Common Crawl segment.")
+    on_error: OnError = Field(
+        "skip", description="Unreadable files or records (bad gzip, broken HTTP): skip and count them, or stop "
+        "the build naming the file and offset.")
+    max_doc_chars: int = Field(
+        DEFAULT_MAX_DOC_CHARS, ge=100, le=100_000_000,
+        description="Documents longer than this many characters are cut into several (counted).")
+
+    @model_validator(mode="after")
+    def _languages(self):
+        if self.languages is not None:
+            bad = [x for x in self.languages if not (2 <= len(x) <= 3 and x.isascii() and x.isalpha()
+                                                      and x.islower())]
+            if bad or not self.languages:
+                raise ValueError(f"languages are lowercase ISO 639-1 codes such as 'en' or 'de', got {bad or '[]'}")
+        return self

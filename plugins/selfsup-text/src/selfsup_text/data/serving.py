@@ -13,11 +13,11 @@ functions the source uses (:mod:`selfsup_text.data.reading`, :class:`selfsup_tex
 
 1. lone surrogates (``"\\ud800"``, which JSON can carry and no tokenizer takes) become U+FFFD, as
    ``jsonl`` and ``text_files`` replace them (counted: stat ``replaced_chars``);
-2. stripped where the source's documents are stripped (``text_files`` and the shipped sets:
+2. stripped where the source's documents are stripped (``text_files``, ``warc`` and the shipped sets:
    ``embedded_corpus``, ``labelled_text``, ``similarity_pairs``; ``jsonl``, ``hf_dataset`` and ``texts``
    tokenize their text as it is). A request is one document whatever the source's ``unit``: line
    breaks in it are kept, not split into several documents;
-3. over ``max_doc_chars`` characters (``text_files``, ``jsonl``, ``hf_dataset``, and ``token_shards``
+3. over ``max_doc_chars`` characters (``text_files``, ``jsonl``, ``hf_dataset``, ``warc``, and ``token_shards``
    from ``selfsup prepare``'s settings), the source cuts a text into several documents: the decoder
    keeps the first (:func:`~selfsup_text.data.reading.cut_text`), or, with pair fields, truncates
    each text (:func:`~selfsup_text.data.reading.cut_point`), as ``jsonl`` does;
@@ -265,11 +265,22 @@ def shards_decoder(options: Any, context: BuildContext) -> TextDecoder:
     if settings:
         from selfsup_text.prepare.clean import CleanOptions, clean_text
 
+        pii = settings.get("pii") or None  # `prepare --pii`: e-mails became placeholders, not deleted
         clean_options = CleanOptions(**{k: bool(settings[k]) for k in ("nfkc", "strip_urls", "lowercase")
-                                        if k in settings})
+                                        if k in settings}, keep_emails=bool(pii))
+        pii_options = None
+        if pii:
+            from selfsup_text.prepare.pii import PiiOptions
+
+            pii_options = PiiOptions(**pii) if isinstance(pii, dict) else PiiOptions()
 
         def clean(text: str) -> str:
-            return clean_text(text, clean_options)
+            text = clean_text(text, clean_options)
+            if pii_options is not None:
+                from selfsup_text.prepare.pii import scrub_pii
+
+                text = scrub_pii(text, pii_options)[0]
+            return text
 
     max_chars = settings.get("max_doc_chars")
     tokenization = Tokenization(tokenizer, add_special_tokens=False, sep_id=meta.get("sep_id"))
@@ -287,3 +298,9 @@ def _prepare_settings(root: Path) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError) as exc:
         raise ValueError(f"token_shards: cannot read {file}: {exc}") from None
     return settings if isinstance(settings, dict) else {}
+
+
+def warc_decoder(options: Any, context: BuildContext) -> TextDecoder:
+    """``warc``: its documents are extracted page texts, stripped and cut to ``max_doc_chars``, as
+    ``text_files``' are; a served text is such a text already (no HTML extraction, no language filter)."""
+    return _document_decoder(options, context, "warc", strip=True, max_chars=options.max_doc_chars)

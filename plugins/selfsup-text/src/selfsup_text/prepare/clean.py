@@ -2,7 +2,8 @@
 
 In order: Unicode NFKC normalization (optional; folds compatibility forms such as ligatures and
 full-width letters, UAX #15), removal of URLs (``http(s)://``, ``ftp://``, ``www.``) and e-mail
-addresses (optional), removal of control and format characters (Unicode categories Cc/Cf, except
+addresses (optional; ``keep_emails`` leaves the e-mails to the PII step, :mod:`.pii`, which writes
+``<EMAIL>`` in their place), removal of control and format characters (Unicode categories Cc/Cf, except
 newline and tab), whitespace clean-up (runs of spaces/tabs to one space, lines stripped, three or
 more newlines to a paragraph break), optional lowercasing.
 """
@@ -24,6 +25,7 @@ class CleanOptions:
     nfkc: bool = True
     strip_urls: bool = True
     lowercase: bool = False
+    keep_emails: bool = False  # with strip_urls: remove URLs only (prepare --pii replaces e-mails instead)
 
 
 def remove_controls(text: str) -> str:
@@ -42,7 +44,9 @@ def clean_text(text: str, options: CleanOptions) -> str:
     if options.nfkc:
         text = unicodedata.normalize("NFKC", text)
     if options.strip_urls:
-        text = EMAIL.sub("", URL.sub("", text))
+        text = URL.sub("", text)
+        if not options.keep_emails:
+            text = EMAIL.sub("", text)
     text = normalize_whitespace(remove_controls(text))
     if options.lowercase:
         text = text.lower()

@@ -1,4 +1,5 @@
-"""The ``selfsup prepare`` steps chained: read, clean, de-duplicate, split, tokenize, record."""
+"""The ``selfsup prepare`` steps chained: read, clean, scrub PII, filter by language, filter by quality,
+de-duplicate, split, add counterfactual copies to the train split, tokenize, record."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from selfsup_text.data.reading import DEFAULT_MAX_DOC_CHARS
 from selfsup_text.prepare.clean import CleanOptions, clean_text
 from selfsup_text.prepare.dedup import exact_duplicates, near_duplicates
 from selfsup_text.prepare.inputs import read_inputs
+from selfsup_text.prepare.language import LanguageOptions, check_languages, language_filter
 from selfsup_text.prepare.manifest import Manifest
+from selfsup_text.prepare.pii import PiiOptions, scrub_corpus
+from selfsup_text.prepare.quality import QualityOptions, quality_filter, removed_total
 from selfsup_text.prepare.shards import write_shards
 from selfsup_text.prepare.split import parse_fractions, split_documents
 
@@ -19,11 +23,23 @@ def run_pipeline(inputs: list[str], out: Path, *, corpus: str | None = None, uni
                  text_field: str = "text", nfkc: bool = True, strip_urls: bool = True, lowercase: bool = False,
                  near_dup_threshold: float | None = 0.8, num_perm: int = 128, split: str = "0.9,0.05,0.05",
                  seed: int = 0, tokenizer: str = "bpe-8k", train_bpe: int | None = None,
-                 base_dir: Path | None = None, max_doc_chars: int = DEFAULT_MAX_DOC_CHARS) -> Manifest:
+                 base_dir: Path | None = None, max_doc_chars: int = DEFAULT_MAX_DOC_CHARS,
+                 pii: PiiOptions | bool | None = None, languages: LanguageOptions | None = None,
+                 quality: QualityOptions | None = None, counterfactual: str | None = None) -> Manifest:
     """Run every step, write ``out`` and return the manifest (also written to ``out/manifest.json``).
 
     Skipped files and lines, cut documents and replaced invalid Unicode are counted in the manifest and
-    warned (``UserWarning``, one per kind of input, with examples naming file and line)."""
+    warned (``UserWarning``, one per kind of input, with examples naming file and line). The optional
+    steps, each off when its argument is ``None``/``False``: ``pii`` (``True`` or options: replace e-mails,
+    phone numbers and IP addresses, :mod:`.pii`), ``languages`` (:mod:`.language`), ``quality``
+    (:mod:`.quality`; off unless a group is enabled) and ``counterfactual`` (``"add"`` or ``"substitute"``:
+    :func:`selfsup_text.augment.counterfactual.counterfactual_corpus` on the train split, after the split)."""
+    if pii is True:
+        pii = PiiOptions()
+    if counterfactual not in (None, "add", "substitute"):
+        raise ValueError(f"counterfactual must be 'add' or 'substitute', got {counterfactual!r}")
+    if languages is not None:
+        check_languages(languages.languages)  # before the reading: a wrong code fails at once
     fractions = parse_fractions(split)
     read = read_inputs(inputs, unit=unit, text_field=text_field, corpus=corpus, base_dir=base_dir,
                        max_doc_chars=max_doc_chars)
@@ -34,12 +50,24 @@ def run_pipeline(inputs: list[str], out: Path, *, corpus: str | None = None, uni
         warnings.warn(text, stacklevel=2)
     manifest.settings = dict(inputs=inputs, corpus=corpus, unit=unit, text_field=text_field, nfkc=nfkc,
                              strip_urls=strip_urls, lowercase=lowercase, near_dup_threshold=near_dup_threshold,
-                             num_perm=num_perm, split=list(fractions), seed=seed, max_doc_chars=max_doc_chars)
+                             num_perm=num_perm, split=list(fractions), seed=seed, max_doc_chars=max_doc_chars,
+                             pii=pii.model_dump() if pii else False,
+                             languages=languages.model_dump() if languages else None,
+                             quality=quality.model_dump(mode="json") if quality and quality.enabled else None,
+                             counterfactual=counterfactual)
 
-    options = CleanOptions(nfkc=nfkc, strip_urls=strip_urls, lowercase=lowercase)
+    options = CleanOptions(nfkc=nfkc, strip_urls=strip_urls, lowercase=lowercase, keep_emails=bool(pii))
     cleaned = [clean_text(t, options) for t in read.documents]
     texts = [t for t in cleaned if t]
     manifest.empty_after_cleaning = len(cleaned) - len(texts)
+
+    if pii:
+        texts, manifest.pii = scrub_corpus(texts, pii)
+    if languages is not None:
+        texts, manifest.language = language_filter(texts, languages)
+    if quality is not None and quality.enabled:
+        texts, manifest.quality = quality_filter(texts, quality)
+        manifest.quality_removed = removed_total(manifest.quality)
 
     exact = exact_duplicates(texts)
     manifest.exact_duplicates = sum(exact)
@@ -50,9 +78,17 @@ def run_pipeline(inputs: list[str], out: Path, *, corpus: str | None = None, uni
         texts = [t for t, dup in zip(texts, near) if not dup]
     manifest.documents_kept = len(texts)
     if not texts:
-        raise ValueError("no document left after cleaning and de-duplication")
+        raise ValueError(
+            f"no document left of {manifest.documents_in}: {manifest.empty_after_cleaning} empty after cleaning, "
+            f"{manifest.language.get('removed', 0)} removed by the language filter, {manifest.quality_removed} by "
+            f"the quality filters, {manifest.exact_duplicates} exact and {manifest.near_duplicates} near duplicates")
 
     parts = {name: [texts[i] for i in idx] for name, idx in split_documents(len(texts), fractions, seed).items()}
+    if counterfactual is not None:
+        from selfsup_text.augment.counterfactual import counterfactual_corpus
+
+        parts["train"], counts = counterfactual_corpus(parts["train"], mode=counterfactual, seed=seed)
+        manifest.counterfactual = {key: int(value) for key, value in counts.items()}
     tok = _tokenizer(tokenizer, train_bpe, parts["train"], base_dir)
     manifest.tokenizer = f"bpe trained on train ({train_bpe})" if train_bpe else tokenizer
     out.mkdir(parents=True, exist_ok=True)
