@@ -21,6 +21,7 @@ from selfsup_text.augment import options as ao
 from selfsup_text.backbones import options as bo
 from selfsup_text.data import options as do
 from selfsup_text.evaluators import options as eo
+from selfsup_text.feedback import options as fo
 from selfsup_text.heads import options as ho
 from selfsup_text.tasks import options as to
 
@@ -160,6 +161,14 @@ def register_heads(register):
     register("token_classification", _lazy("heads.token_classification:build"), options=ho.TokenClassificationOptions,
              modality=MODALITY, consumes={"{target}": "int64[T]", "input_ids": "int64[T]"},
              summary="A class per token (NER, tagging) from the last hidden states; -100 marks unlabelled tokens.")
+
+
+@selfsup.hookimpl
+def register_feedback(register):
+    register("salient_cloze", _lazy("feedback.cloze:build"), options=fo.SalientClozeOptions, modality=MODALITY,
+             consumes={"input_ids": "int64[T]"},
+             summary="Salient-span cloze closed- and open-book (BM25 over the training passages): gap curriculum "
+                     "and confidence-filtered self-training (REALM, closed-book QA, RAG).")
 
 
 @selfsup.hookimpl
