@@ -479,7 +479,7 @@ def _pseudo_labels(**options):
 def test_pseudo_labels_of_digits_beat_chance_and_are_refined_not_redrawn():
     from sklearn.metrics import normalized_mutual_info_score
 
-    from selfsup.builtins.pseudo_labels import normalized_mutual_info, purity
+    from selfsup.lib.clustering import normalized_mutual_info, purity
 
     data = _digits()
     truth = torch.tensor([s["label"] for s in data])

@@ -44,31 +44,9 @@ import torch.nn.functional as F
 
 from selfsup.builtins.options import PseudoLabelOptions
 from selfsup.components import BuildContext, FeedbackContext, FeedbackResult
-from selfsup.lib.clustering import kmeans
+from selfsup.lib.clustering import kmeans, normalized_mutual_info, purity
 from selfsup.lib.data import scan_targets
 from selfsup.lib.health import cluster_entropy
-
-
-def normalized_mutual_info(a: torch.Tensor, b: torch.Tensor) -> float:
-    """NMI of two labelings ``[N]`` (arithmetic-mean normalisation, scikit-learn's default)."""
-    a, b = a.long().cpu(), b.long().cpu()
-    ka, kb = int(a.max()) + 1, int(b.max()) + 1
-    joint = torch.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).double() / a.numel()  # [Ka, Kb]
-    pa, pb = joint.sum(1), joint.sum(0)
-    nz = joint > 0
-    mi = (joint[nz] * (joint[nz] / (pa[:, None] * pb[None])[nz]).log()).sum()
-    ha = -(pa[pa > 0] * pa[pa > 0].log()).sum()
-    hb = -(pb[pb > 0] * pb[pb > 0].log()).sum()
-    denom = (ha + hb) / 2
-    return 1.0 if denom <= 0 else float((mi / denom).clamp(0, 1))
-
-
-def purity(clusters: torch.Tensor, labels: torch.Tensor) -> float:
-    """The share of samples whose cluster's most frequent true label is their own."""
-    clusters, labels = clusters.long().cpu(), labels.long().cpu()
-    kc, kl = int(clusters.max()) + 1, int(labels.max()) + 1
-    counts = torch.bincount(clusters * kl + labels, minlength=kc * kl).reshape(kc, kl)
-    return float(counts.max(1).values.sum()) / clusters.numel()
 
 
 class PseudoLabels:

@@ -13,7 +13,7 @@ Submodules, which may also be imported directly:
   ``sample_generator``, ``batch_seed``, ``batch_generator``;
 * :mod:`selfsup.lib.losses`: ``info_nce``;
 * :mod:`selfsup.lib.probes`: ``fit_linear_probe``, ``weighted_knn_predict``;
-* :mod:`selfsup.lib.clustering`: ``kmeans``, ``KMeansResult``;
+* :mod:`selfsup.lib.clustering`: ``kmeans``, ``KMeansResult``, ``normalized_mutual_info``, ``purity``;
 * :mod:`selfsup.lib.data`: ``is_iterable_source``, ``ordered``, ``batches``, ``to_device``, ``extract_features``,
   ``scan_targets``;
 * :mod:`selfsup.lib.modules`: ``frozen``, ``masked_mean``, ``sinusoidal_positions``, ``layer_groups``;
@@ -44,7 +44,7 @@ _HOME: dict[str, str] = {
                      "stream_id"], "selfsup.lib.seeding"),
     "info_nce": "selfsup.lib.losses",
     **dict.fromkeys(["fit_linear_probe", "weighted_knn_predict"], "selfsup.lib.probes"),
-    **dict.fromkeys(["KMeansResult", "kmeans"], "selfsup.lib.clustering"),
+    **dict.fromkeys(["KMeansResult", "kmeans", "normalized_mutual_info", "purity"], "selfsup.lib.clustering"),
     **dict.fromkeys(["batches", "extract_features", "is_iterable_source", "ordered", "scan_targets", "to_device"],
                     "selfsup.lib.data"),
     **dict.fromkeys(["frozen", "layer_groups", "masked_mean", "sinusoidal_positions"], "selfsup.lib.modules"),

@@ -102,3 +102,26 @@ def kmeans(
         prev = inertia
     inertia = float(((x - c[assign]) ** 2).sum())
     return KMeansResult(centroids=c, assignments=assign, inertia=inertia, empty_reassigned=reassigned)
+
+
+def normalized_mutual_info(a: torch.Tensor, b: torch.Tensor) -> float:
+    """NMI of two labelings ``[N]`` (non-negative ids), with the arithmetic-mean normalisation of
+    scikit-learn's default: ``I(a; b) / ((H(a) + H(b)) / 2)``; 1.0 when both are constant."""
+    a, b = a.long().cpu(), b.long().cpu()
+    ka, kb = int(a.max()) + 1, int(b.max()) + 1
+    joint = torch.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).double() / a.numel()  # [Ka, Kb]
+    pa, pb = joint.sum(1), joint.sum(0)  # [Ka], [Kb]
+    nz = joint > 0
+    mi = (joint[nz] * (joint[nz] / (pa[:, None] * pb[None])[nz]).log()).sum()
+    ha = -(pa[pa > 0] * pa[pa > 0].log()).sum()
+    hb = -(pb[pb > 0] * pb[pb > 0].log()).sum()
+    denom = (ha + hb) / 2
+    return 1.0 if denom <= 0 else float((mi / denom).clamp(0, 1))
+
+
+def purity(clusters: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of samples ``[N]`` whose cluster's most frequent label is their own."""
+    clusters, labels = clusters.long().cpu(), labels.long().cpu()
+    kc, kl = int(clusters.max()) + 1, int(labels.max()) + 1
+    counts = torch.bincount(clusters * kl + labels, minlength=kc * kl).reshape(kc, kl)  # [Kc, Kl]
+    return float(counts.max(1).values.sum()) / clusters.numel()

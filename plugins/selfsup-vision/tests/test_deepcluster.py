@@ -11,9 +11,10 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from selfsup.components import BuildContext, EpochContext
+from selfsup.lib.clustering import normalized_mutual_info
 from selfsup.plugins import get_plugin_manager
 from selfsup.testing import TaskConformance, train_against_random_init
-from selfsup_vision.tasks.deepcluster import normalized_mutual_info, pca_whiten
+from selfsup_vision.tasks.deepcluster import pca_whiten
 
 DIGITS = ("digits", {"limit": 64})
 CNN = ("small_cnn", {"widths": [8, 16]})

@@ -25,9 +25,12 @@ from selfsup_text.data.gensim_data import split_paragraphs
 from selfsup_text.data.reading import DEFAULT_MAX_DOC_CHARS, read_file_documents
 
 
-def find_files(paths: list[str], base_dir: Path, extensions: list[str]) -> list[Path]:
-    """The files named by ``paths`` (files, folders, globs), sorted and without duplicates."""
-    suffixes = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+def find_files(paths: list[str], base_dir: Path, extensions: list[str] | tuple[str, ...], *,
+               source: str = "text_files") -> list[Path]:
+    """The files named by ``paths`` (files, folders, globs), sorted and without duplicates. In folders,
+    only names ending in one of ``extensions`` (case-insensitive; compound ones such as ``.warc.gz``
+    work); errors name the ``source``."""
+    suffixes = sorted({e.lower() if e.startswith(".") else "." + e.lower() for e in extensions})
     found: set[Path] = set()
     for entry in paths:
         path = Path(entry).expanduser()
@@ -37,17 +40,17 @@ def find_files(paths: list[str], base_dir: Path, extensions: list[str]) -> list[
             matches = [Path(m) for m in glob.glob(str(path), recursive=True)]
             files = [m for m in matches if m.is_file()]
             if not files:
-                raise FileNotFoundError(f"text_files: the pattern {entry!r} matches no file (in {base_dir})")
+                raise FileNotFoundError(f"{source}: the pattern {entry!r} matches no file (in {base_dir})")
             found.update(files)
         elif path.is_dir():
-            files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes]
+            files = [p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(tuple(suffixes))]
             if not files:
-                raise FileNotFoundError(f"text_files: no {sorted(suffixes)} file under {path}")
+                raise FileNotFoundError(f"{source}: no {suffixes} file under {path}")
             found.update(files)
         elif path.is_file():
             found.add(path)
         else:
-            raise FileNotFoundError(f"text_files: {path} does not exist")
+            raise FileNotFoundError(f"{source}: {path} does not exist")
     return sorted(found)
 
 

@@ -27,7 +27,6 @@ opened or whose gzip stream breaks as the file (documents read before the break 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 from collections import Counter
 from pathlib import Path
@@ -48,26 +47,9 @@ class _Unreadable(ValueError):
 
 def find_warc_files(paths: list[str], base_dir: Path) -> list[Path]:
     """The WARC/WET files named by ``paths`` (files, folders, globs), sorted and without duplicates."""
-    found: set[Path] = set()
-    for entry in paths:
-        path = Path(entry).expanduser()
-        if not path.is_absolute():
-            path = base_dir / path
-        if any(ch in entry for ch in "*?["):
-            files = [Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file()]
-            if not files:
-                raise FileNotFoundError(f"warc: the pattern {entry!r} matches no file (in {base_dir})")
-            found.update(files)
-        elif path.is_dir():
-            files = [p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES)]
-            if not files:
-                raise FileNotFoundError(f"warc: no {'/'.join(SUFFIXES)} file under {path}")
-            found.update(files)
-        elif path.is_file():
-            found.add(path)
-        else:
-            raise FileNotFoundError(f"warc: {path} does not exist")
-    return sorted(found)
+    from selfsup_text.data.files import find_files
+
+    return find_files(paths, base_dir, SUFFIXES, source="warc")
 
 
 def record_text(record: Any, extract: str, stats: Counter) -> str | None:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, EpochContext, TaskOutput
-from selfsup.lib import cluster_entropy, kmeans
+from selfsup.lib import cluster_entropy, kmeans, normalized_mutual_info
 
 PCA_EPS = 1e-5  # added to the eigenvalues before whitening
 
@@ -49,20 +49,6 @@ def pca_whiten(x: torch.Tensor, dim: int) -> torch.Tensor:
     eigvals, eigvecs = torch.linalg.eigh(cov)  # ascending
     eigvals, eigvecs = eigvals.flip(0)[:dim], eigvecs.flip(1)[:, :dim]  # [dim], [D, dim]
     return (x @ eigvecs / (eigvals.clamp_min(0) + PCA_EPS).sqrt()).float()  # [N, dim]
-
-
-def normalized_mutual_info(a: torch.Tensor, b: torch.Tensor) -> float:
-    """NMI (arithmetic-mean normalisation, as scikit-learn's default) of two labelings ``[N]``."""
-    n = a.numel()
-    ka, kb = int(a.max()) + 1, int(b.max()) + 1
-    joint = torch.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).double() / n  # [Ka, Kb]
-    pa, pb = joint.sum(1), joint.sum(0)  # [Ka], [Kb]
-    nz = joint > 0
-    mi = (joint[nz] * (joint[nz] / (pa[:, None] * pb[None])[nz]).log()).sum()
-    ha = -(pa[pa > 0] * pa[pa > 0].log()).sum()
-    hb = -(pb[pb > 0] * pb[pb > 0].log()).sum()
-    denom = (ha + hb) / 2
-    return 1.0 if denom <= 0 else float((mi / denom).clamp(0, 1))
 
 
 def _mlp(in_dim: int, hidden: int, out: int, layers: int) -> nn.Sequential:
