@@ -711,6 +711,8 @@ class Crawler:
                     loop.add_signal_handler(sig, self.request_stop, "interrupted")
                     handled.append(sig)
                 except (NotImplementedError, RuntimeError, ValueError):
+                    # an event loop without signal support (Windows' proactor): Ctrl-C still raises
+                    # KeyboardInterrupt, and the frontier's committed state makes the crawl resumable
                     pass
         try:
             async with Fetcher(self.agent, timeout=self.options.timeout, concurrency=self.options.concurrency,
