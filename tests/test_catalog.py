@@ -10,7 +10,7 @@ import pytest
 from selfsup.catalog import catalog_path, load_catalog
 from selfsup.plugins import PluginManager
 
-FIRST_PARTY = ("selfsup-text", "selfsup-vision", "selfsup-speech", "selfsup-multimodal")
+FIRST_PARTY = ("selfsup-text", "selfsup-vision", "selfsup-speech", "selfsup-multimodal", "selfsup-video")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +24,7 @@ def test_catalog_is_the_top_level_file_and_complete():
     assert by_dist["selfsup-vision"] >= {"mae", "simclr", "deepcluster", "swav"}
     assert by_dist["selfsup-speech"] >= {"wav2vec2", "hubert", "apc"}
     assert by_dist["selfsup-multimodal"] >= {"clip"}
+    assert by_dist["selfsup-video"] >= {"shuffle_and_learn", "order_prediction", "arrow_of_time", "videomae", "cvrl"}
     assert all(e.paper and e.summary for e in entries)
 
 

@@ -72,7 +72,7 @@ def test_describe_errors_name_the_kinds_and_the_nearest_name():
 
 def test_component_pages_are_up_to_date():
     pages = render_pages(PluginManager().registry)
-    assert set(pages) == {"core.md", "vision.md", "text.md", "speech.md", "multimodal.md"}
+    assert set(pages) == {"core.md", "vision.md", "text.md", "speech.md", "multimodal.md", "video.md"}
     assert "### `small_cnn`" in pages["vision.md"] and "`image: float32[{in_channels},H,W]`" in pages["vision.md"]
     assert "| `in_dim` | `int` | `required` |" in pages["core.md"]
     stale = stale_pages(REPO / "docs" / "components", pages)

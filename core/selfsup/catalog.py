@@ -17,7 +17,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-Family = Literal["predictive", "masked", "contrastive", "clustering"]
+#: The families of Balestriero et al., A Cookbook of Self-Supervised Learning (2023), plus predictive tasks:
+#: contrastive (deep metric learning), self-distillation (BYOL, DINO: a teacher's output as the target),
+#: canonical-correlation (Barlow Twins, VICReg: decorrelated, non-collapsed embeddings), masked, clustering.
+Family = Literal["predictive", "masked", "contrastive", "self-distillation", "canonical-correlation", "clustering"]
 
 
 class CatalogEntry(BaseModel):

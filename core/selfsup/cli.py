@@ -129,6 +129,26 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
                f"{r.train.precision}, output {r.run_dir()}")
 
 
+def _launch_options(command: Any) -> Any:
+    """torchrun's multi-node and elastic options, shared by ``train`` and ``finetune``."""
+    for option in reversed([
+        click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Machines taking part; start the same command on each (torchrun rendezvous)."),
+        click.option("--node-rank", type=click.IntRange(min=0), default=None,
+                     help="This machine's rank, with --rdzv-backend static (c10d assigns ranks itself)."),
+        click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                     help="The rendezvous address every node can reach (required with --nnodes > 1)."),
+        click.option("--rdzv-backend", type=click.Choice(["c10d", "static"]), default="c10d", show_default=True,
+                     help="c10d: elastic rendezvous hosted by the first node to arrive; static: fixed node ranks."),
+        click.option("--rdzv-id", default=None, help="The job's id, the same on every node (default: the run name)."),
+        click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Restart every worker this many times after one fails; restarted workers resume from "
+                          "the newest intact checkpoint."),
+    ]):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field, e.g. train.lr=3e-4.")
@@ -137,11 +157,13 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.option("--resume-weights-only", is_flag=True,
               help="Continue from the newest checkpoint's weights with a fresh optimizer (allows recipe changes "
                    "that --resume refuses, such as the optimizer or precision).")
-@click.option("--nproc", type=click.IntRange(min=1), default=None, help="Launch N DDP processes with torchrun.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Launch N DDP processes (per node) with torchrun.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--verbose", is_flag=True, help="Show the traceback of an error raised inside a component.")
+@_launch_options
 def train(recipe: str, overrides: tuple[str, ...], resume: bool, resume_weights_only: bool, nproc: int | None,
-          no_progress: bool, verbose: bool) -> None:
+          no_progress: bool, verbose: bool, **launch: Any) -> None:
     """Train from RECIPE (a .toml file or a shipped recipe name).
 
     Exit status: 0 completed, 2 invalid recipe or refused resume, 3 diverged (the last checkpoint with
@@ -152,7 +174,7 @@ def train(recipe: str, overrides: tuple[str, ...], resume: bool, resume_weights_
         loaded = _load(recipe, overrides)
     except RecipeError as err:
         _fail(str(err))
-    _run_training(loaded, resume, resume_weights_only, nproc, no_progress, verbose)
+    _run_training(loaded, resume, resume_weights_only, nproc, no_progress, verbose, launch)
 
 
 def _train_options(command: Any) -> Any:
@@ -166,7 +188,7 @@ def _train_options(command: Any) -> Any:
                      help="Continue from the newest checkpoint's weights with a fresh optimizer (allows recipe "
                           "changes that --resume refuses, such as the optimizer or precision)."),
         click.option("--nproc", type=click.IntRange(min=1), default=None,
-                     help="Launch N DDP processes with torchrun."),
+                     help="Launch N DDP processes (per node) with torchrun."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
         click.option("--verbose", is_flag=True, help="Show the traceback of an error raised inside a component."),
     ]):
@@ -179,8 +201,9 @@ def _train_options(command: Any) -> Any:
 @click.argument("recipe")
 @click.option("--backbone", default=None, help="The backbone's key in PRETRAINED when it has several.")
 @_train_options
+@_launch_options
 def finetune(pretrained: Path, recipe: str, backbone: str | None, overrides: tuple[str, ...], resume: bool,
-             resume_weights_only: bool, nproc: int | None, no_progress: bool, verbose: bool) -> None:
+             resume_weights_only: bool, nproc: int | None, no_progress: bool, verbose: bool, **launch: Any) -> None:
     """Fine-tune a pretrained backbone with RECIPE (a .toml file or a shipped recipe name).
 
     PRETRAINED is a run directory (its best checkpoint if it recorded one, else its newest intact
@@ -194,13 +217,20 @@ def finetune(pretrained: Path, recipe: str, backbone: str | None, overrides: tup
         loaded = load_recipe(recipe, _pm().registry, overrides, pretrained=pretrained, pretrained_backbone=backbone)
     except RecipeError as err:
         _fail(str(err))
-    _run_training(loaded, resume, resume_weights_only, nproc, no_progress, verbose)
+    _run_training(loaded, resume, resume_weights_only, nproc, no_progress, verbose, launch)
 
 
 def _run_training(loaded: Any, resume: bool, resume_weights_only: bool, nproc: int | None, no_progress: bool,
-                  verbose: bool) -> None:
-    if nproc and nproc > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(_launch_torchrun(nproc, loaded.recipe.run_dir()))
+                  verbose: bool, launch: dict[str, Any] | None = None) -> None:
+    launch = launch or {}
+    if "WORLD_SIZE" not in os.environ and ((nproc or 1) > 1 or launch.get("nnodes", 1) > 1
+                                           or launch.get("max_restarts", 0) > 0):
+        sys.exit(_launch_torchrun(nproc or 1, loaded.recipe.run_dir(), _torchrun_args(nproc or 1, loaded, launch)))
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 and not resume_weights_only:
+        resume = True  # torchrun restarted the workers after a failure: continue from the newest checkpoint
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(f"restart {os.environ['TORCHELASTIC_RESTART_COUNT']} after a worker failed: resuming from "
+                       "the newest intact checkpoint", err=True)
 
     from selfsup.engine.checkpoint import CheckpointWriteError
     from selfsup.engine.errors import ComponentError
@@ -240,8 +270,30 @@ def _component_message(err: Exception) -> str:
     return text
 
 
-def _launch_torchrun(nproc: int, run_dir: Path) -> int:
-    """Re-run this command under torchrun with ``nproc`` processes (minus ``--nproc``).
+_LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id",
+                 "--max-restarts")
+
+
+def _torchrun_args(nproc: int, loaded: Any, launch: dict[str, Any]) -> list[str]:
+    """torchrun's arguments: one machine (``--standalone``) or a rendezvous of ``--nnodes`` machines."""
+    args = [f"--nproc-per-node={nproc}", f"--max-restarts={launch.get('max_restarts', 0)}"]
+    nnodes = launch.get("nnodes", 1)
+    if nnodes == 1 and not launch.get("rdzv_endpoint"):
+        return ["--standalone", *args]
+    if not launch.get("rdzv_endpoint"):
+        _fail("--nnodes > 1 needs --rdzv-endpoint HOST:PORT, the same on every node (an address of the first node)")
+    backend = launch.get("rdzv_backend") or "c10d"
+    args += [f"--nnodes={nnodes}", f"--rdzv-backend={backend}", f"--rdzv-endpoint={launch['rdzv_endpoint']}",
+             f"--rdzv-id={launch.get('rdzv_id') or loaded.recipe.name or 'selfsup'}"]
+    if backend == "static":
+        if launch.get("node_rank") is None:
+            _fail("--rdzv-backend static needs --node-rank (0 on the node at --rdzv-endpoint)")
+        args.append(f"--node-rank={launch['node_rank']}")
+    return args
+
+
+def _launch_torchrun(nproc: int, run_dir: Path, torchrun_args: list[str]) -> int:
+    """Re-run this command under torchrun (minus the launch options: ``--nproc``, ``--nnodes``, ...).
 
     A SIGTERM sent to this process is passed on to torchrun, which relays it to every worker: they
     finish the step, save and exit with 75 (torchrun itself then reports the workers' exit). Ctrl-C
@@ -253,14 +305,13 @@ def _launch_torchrun(nproc: int, run_dir: Path) -> int:
         if skip:
             skip = False
             continue
-        if arg == "--nproc":
+        if arg in _LAUNCH_FLAGS:
             skip = True
             continue
-        if arg.startswith("--nproc="):
+        if arg.split("=", 1)[0] in _LAUNCH_FLAGS:
             continue
         args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "selfsup",
-           *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args, "-m", "selfsup", *args]
     child = subprocess.Popen(cmd)
     relayed: list[int] = []
 

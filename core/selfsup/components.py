@@ -118,6 +118,43 @@ class Backbone(Protocol):
 
 
 @runtime_checkable
+class LayerwiseMaskedEncoder(Protocol):
+    """A transformer backbone that masked-prediction tasks of any modality can drive (the core's
+    ``data2vec``): it says which of a batch's positions to mask, and encodes the batch with those
+    positions replaced by its learned mask embedding, returning every block's output.
+
+    A *position* is what the backbone's transformer blocks see, one per token: an image patch
+    (prefix tokens such as a class token are not positions), a speech frame, a text token. ``T``
+    below is the number of positions of the batch; ``D`` is ``output_dim``.
+
+    * ``masked_positions(batch, generator, *, ratio=None, span=None) -> Tensor[B, T] bool`` (True =
+      masked), drawn with the modality's own strategy from ``generator`` only (a CPU generator; the
+      mask may be returned on the CPU): block-wise masking of image patches (BEiT), spans of frames
+      (wav2vec 2.0), single tokens (BERT). ``ratio`` is the share (or probability) of masked
+      positions and ``span`` the length of a masked run (speech span, smallest image block); ``None``
+      means the backbone's default. Padding positions and special tokens are never masked, and
+      every sample with a valid position has at least one masked.
+    * ``encode_layers(batch, mask=None) -> (layers, padding)``: ``layers`` is the list of each
+      transformer block's output ``[B, T, D]``, input side first (the input embedding is not one);
+      ``padding`` is ``[B, T]`` bool (True = padding) or ``None`` when no position is padding.
+      Where ``mask`` is True the input of the first block is the backbone's learned mask embedding
+      (or its ``[MASK]`` token) instead of the position's own; ``mask=None`` encodes the input as is.
+    * ``prepare_masking()`` (optional): called once when a task that masks is built, before the
+      optimizer exists; a backbone whose mask embedding is not part of it by default creates it here
+      (a timm ViT), so backbones used otherwise carry no unused parameter.
+
+    See docs/plugin-api.md ("Masked-prediction backbones") for the first-party implementations."""
+
+    output_dim: int
+
+    def masked_positions(self, batch: Mapping[str, Any], generator: torch.Generator, *, ratio: float | None = None,
+                         span: int | None = None) -> torch.Tensor: ...
+
+    def encode_layers(self, batch: Mapping[str, Any],
+                      mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]: ...
+
+
+@runtime_checkable
 class PretextTask(Protocol):
     """An ``nn.Module`` holding the task's heads. ``forward(batch, backbone)`` returns a
     :class:`TaskOutput`. Optional methods the loop uses when present:
@@ -135,6 +172,10 @@ class PretextTask(Protocol):
       freezing, temperature decay, mask seeds) count these, never forward calls: with
       ``grad_accum = 4`` a step has four forward calls. Also called after a resume, with the
       restored step, so a schedule needs no state of its own.
+    * ``after_step(step: int, total_steps: int)``: called once per optimizer step right after the
+      update (``step`` = optimizer steps completed, 1-based, of ``total_steps``), before logging,
+      evaluation and checkpoints; momentum teachers (:class:`selfsup.lib.EMATeacher`) are updated
+      here, so a checkpoint of step ``s`` holds the teacher that absorbed step ``s``.
     * ``health(batch, backbone) -> dict[str, float]``: the task's own training-health metrics
       (``health/<task>/<name>``, docs/health.md), called on rank 0 in eval mode without gradients
       with each batch of the task's fixed probe; no collectives, no state changes.

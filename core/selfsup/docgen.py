@@ -3,7 +3,8 @@
     python -m selfsup.docgen --out docs/components          # write docs/components/<page>.md
     python -m selfsup.docgen --out docs/components --check  # exit 1 naming the pages that differ
 
-One page per first-party distribution (``core``, ``vision``, ``text``, ``speech``, ``multimodal``),
+One page per first-party distribution (``core``, ``vision``, ``text``, ``speech``, ``multimodal``,
+``video``),
 listing every component it registers, by kind: its summary, the sample keys it yields, reads and
 feeds (:mod:`selfsup.contract`), and every option with its type, default and description.
 Components of other installed plugins are left out, so the pages depend only on this repository.
@@ -27,6 +28,7 @@ PAGES: dict[str, str] = {
     "text": "selfsup-text",
     "speech": "selfsup-speech",
     "multimodal": "selfsup-multimodal",
+    "video": "selfsup-video",
 }
 COMMAND = "python -m selfsup.docgen --out docs/components"
 

@@ -139,6 +139,8 @@ class EvaluatorSpec(ComponentSpec):
 class AdamOptions(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
+    fused: bool | None = Field(None, description="One fused kernel for all parameters (CUDA, and CPU in recent torch); "
+                                                 "unset: torch's default.")
 
 
 class SGDOptions(_Strict):
@@ -245,6 +247,18 @@ class RoundsSpec(_Strict):
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
+class FSDPSpec(_Strict):
+    """``[train.fsdp]``: how ``strategy = "fsdp"`` shards (docs/distributed.md)."""
+
+    reshard_after_forward: bool = Field(
+        True, description="Free each block's gathered weights after its forward (gather again for the backward): "
+                          "least memory; false keeps them until the backward (less communication).")
+    mixed_precision: bool = Field(
+        True, description="Compute in train.precision (bf16) with float32 shards and float32 gradient reduction.")
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each block's activations in the backward instead of keeping them.")
+
+
 class TrainSpec(_Strict):
     """``[train]``: optimisation and run settings."""
 
@@ -271,6 +285,10 @@ class TrainSpec(_Strict):
     deterministic: bool = False
     tensorboard: bool = True
     find_unused_parameters: bool | None = None
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: every process holds the whole model; fsdp: parameters, gradients and optimizer "
+                           "state sharded across processes (FSDP2), sharded checkpoints.")
+    fsdp: FSDPSpec = Field(default_factory=FSDPSpec, description="Sharding settings of strategy = 'fsdp'.")
     best: BestSpec | None = Field(None, description="Best-checkpoint selection and early stopping.")
     health: HealthSpec = Field(default_factory=HealthSpec, description="Training-health diagnostics.")
 
@@ -292,6 +310,12 @@ class TrainSpec(_Strict):
             raise ValueError("warmup_steps must be smaller than max_steps")
         if self.min_lr > self.lr:
             raise ValueError("min_lr must not exceed lr")
+        if self.strategy == "fsdp" and self.precision == "fp16":
+            raise ValueError("strategy 'fsdp' trains in fp32 or bf16 (fp16 needs a sharded grad scaler): "
+                             "use precision = 'bf16'")
+        if self.strategy == "fsdp" and self.optimizer == "lars":
+            raise ValueError("strategy 'fsdp' does not support the lars optimizer (its trust ratio needs each "
+                             "tensor's full norm): use adamw or sgd")
         return self
 
 

@@ -3,7 +3,9 @@
 They are modality-agnostic: a data source for arrays saved to disk, an MLP backbone for vector
 data, feature-based evaluators (weighted kNN, linear probe) that work with any backbone, and
 fine-tuning: the ``finetune`` task, its heads (classification, multi-label, regression) and the
-evaluators of their task metrics; and the ``pseudo_labels`` feedback of training in rounds.
+evaluators of their task metrics; the ``pseudo_labels`` feedback of training in rounds; and
+``data2vec``, one masked-prediction task for any backbone that implements
+:class:`selfsup.components.LayerwiseMaskedEncoder` (the plugins' ViT, wav2vec 2.0 and BERT).
 Implementations live in sibling modules and are imported inside the factories.
 """
 
@@ -14,6 +16,7 @@ from typing import Any
 import selfsup
 from selfsup.builtins.options import (
     ClassificationHeadOptions,
+    Data2VecOptions,
     FineTuneOptions,
     HeadMetricsOptions,
     KNNOptions,
@@ -85,6 +88,12 @@ def _finetune(options: FineTuneOptions, context: BuildContext) -> Any:
     from selfsup.builtins.finetune import FineTune
 
     return FineTune(options, context)
+
+
+def _data2vec(options: Data2VecOptions, context: BuildContext) -> Any:
+    from selfsup.builtins.data2vec import Data2Vec
+
+    return Data2Vec(options, context)
 
 
 def _pseudo_labels(options: PseudoLabelOptions, context: BuildContext) -> Any:
@@ -190,6 +199,15 @@ def register_pretext_tasks(register):
         consumes=HEAD_TARGETS,
         summary="Supervised fine-tuning with a registered head: full, linear (frozen) or partial, with "
                 "layer-wise lr decay.",
+    )
+    register(
+        "data2vec",
+        _data2vec,
+        options=Data2VecOptions,
+        modality="any",
+        consumes={},  # the backbone's keys: it masks and encodes the batch (LayerwiseMaskedEncoder)
+        summary="data2vec: regress the EMA teacher's average top-K layer outputs at masked positions, for any "
+                "transformer backbone that masks its own inputs (ViT patches, speech frames, text tokens).",
     )
 
 

@@ -175,3 +175,32 @@ class PseudoLabelOptions(Options):
         if "index" in (self.field, self.confidence_field):
             raise ValueError("'index' is the core's sample position, not a field")
         return self
+
+
+# ------------------------------------------------------------------------------------ data2vec
+
+
+class Data2VecOptions(Options):
+    top_k: int = Field(8, gt=0, description="Targets average the teacher's top K transformer block outputs (at most "
+                                             "the backbone's number of blocks).")
+    layer_norm: Literal["layer", "instance", "none"] = Field(
+        "layer", description="Normalisation of each of the K block outputs before averaging: 'layer' (over "
+                             "features, no affine: vision and text in the paper), 'instance' (each feature over "
+                             "the sequence's valid positions: speech) or 'none'.")
+    final_norm: Literal["layer", "instance", "none"] = Field(
+        "none", description="Normalisation of the average (the paper's optional final layer norm of vision and "
+                            "text targets).")
+    loss: Literal["mse", "smooth_l1"] = Field("mse", description="Regression loss at the masked positions.")
+    beta: float = Field(1.0, gt=0, description="Smooth L1's beta: squared error below it, absolute above (used "
+                                               "with loss = 'smooth_l1').")
+    mask_prob: float | None = Field(None, gt=0, lt=1, description="Share of positions masked, as the backbone's "
+                                                                  "masking reads it; unset: its default (image "
+                                                                  "blocks 0.6, speech spans 0.65, text 0.15).")
+    mask_length: int | None = Field(None, gt=0, description="Length of a masked run in positions (speech spans; "
+                                                            "the smallest image block); unset: the backbone's "
+                                                            "default.")
+    base_momentum: float = Field(0.999, ge=0, le=1, description="Teacher EMA momentum at the first step (tau_0).")
+    final_momentum: float = Field(0.9999, ge=0, le=1, description="Momentum reached after ramp_steps (tau_e), "
+                                                                  "linearly; constant after.")
+    ramp_steps: int | None = Field(None, gt=0, description="Steps of the linear momentum ramp (tau_n); unset: "
+                                                           "the whole run.")

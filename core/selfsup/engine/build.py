@@ -60,11 +60,25 @@ class SelfSupModel(nn.Module):
 
     def step_started(self, step: int) -> None:
         """Tell every task that defines ``on_step(step)`` the optimizer step about to run (0-based:
-        the number of optimizer steps completed), once per step whatever ``grad_accum`` is."""
+        the number of optimizer steps completed), once per step whatever ``grad_accum`` is. Momentum
+        teachers that are not yet a copy of their student become one first (outside any forward)."""
+        from selfsup.lib.teacher import EMATeacher
+
+        for module in self.tasks.modules():
+            if isinstance(module, EMATeacher):
+                module.start()
         for task in self.tasks.values():
             hook = getattr(task, "on_step", None)
             if hook is not None:
                 hook(step)
+
+    def step_finished(self, step: int, total_steps: int) -> None:
+        """Tell every task that defines ``after_step(step, total_steps)`` that optimizer step ``step``
+        (1-based) of ``total_steps`` was applied: momentum teachers follow the student here."""
+        for task in self.tasks.values():
+            hook = getattr(task, "after_step", None)
+            if hook is not None:
+                hook(step, total_steps)
 
 
 @dataclass

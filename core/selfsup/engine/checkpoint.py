@@ -42,6 +42,7 @@ from safetensors.torch import load_model, save_model
 PREFIX = "step-"
 FORMAT = 2
 WEIGHTS, STATE, META = "model.safetensors", "state.pt", "meta.json"
+SHARDED = "sharded"  # train.strategy = "fsdp": every rank's shard of the model and optimizer state (DCP)
 BEST = "best"  # checkpoints/best: the name of the checkpoint train.best selected
 CHUNK = 1 << 20  # bytes hashed at a time
 
@@ -96,21 +97,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------ writing
 
 
+def temporary_dir(run_dir: Path, step: int) -> Path:
+    """The hidden folder the checkpoint of ``step`` is written into before it is renamed into place."""
+    return checkpoint_dir(run_dir) / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
+
+
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict[str, Any], *, keep: int,
-                    meta: dict[str, Any]) -> Path:
+                    meta: dict[str, Any], prepared: Path | None = None) -> Path:
     """Write a complete checkpoint for ``step`` atomically, then prune all but the newest ``keep``;
     returns its path. Raises :class:`CheckpointWriteError` (partial files removed, earlier checkpoints
-    and ``latest`` untouched) when the disk refuses a write."""
+    and ``latest`` untouched) when the disk refuses a write. ``prepared``: the :func:`temporary_dir`
+    other processes already wrote files into (FSDP's ``sharded/``); they are hashed into ``meta.json``."""
     root = checkpoint_dir(run_dir)
     final = root / f"{PREFIX}{step:08d}"
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    tmp = prepared or temporary_dir(run_dir, step)
     doing = f"creating {root}"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        doing = f"creating {tmp}"
-        tmp.mkdir()
+        if prepared is None:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            doing = f"creating {tmp}"
+            tmp.mkdir()
         doing = f"writing {WEIGHTS}"
         save_model(model, str(tmp / WEIGHTS))
         with ThreadPoolExecutor(1) as pool:  # hash and sync the weights while the state is written
@@ -119,6 +127,11 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
             state_file = _save_state(state, tmp / STATE)
             doing = f"syncing {WEIGHTS}"
             files = {WEIGHTS: weights.result(), STATE: state_file}
+        if (tmp / SHARDED).is_dir():
+            doing = f"hashing {SHARDED}"
+            for file in sorted(p for p in (tmp / SHARDED).rglob("*") if p.is_file()):
+                files[file.relative_to(tmp).as_posix()] = _hash_and_sync(file)
+            _fsync_dir(tmp / SHARDED)
         doing = f"writing {META}"
         record = {**meta, "step": step, "time": time.time(), "format": FORMAT, "files": files}
         _write_file(tmp / META, json.dumps(record, indent=2).encode())
@@ -393,7 +406,10 @@ def verify_checkpoint(path: Path) -> list[str]:
     listed = meta.get("files") if meta is not None else None
     if meta is not None and "files" in meta and not isinstance(listed, dict):
         problems.append(f"{META}: 'files' is not a table of file sizes and hashes")
-    for name in (WEIGHTS, STATE):
+    names = [WEIGHTS, STATE]
+    if isinstance(listed, dict):  # a sharded checkpoint also lists every shard file
+        names += sorted(n for n in listed if isinstance(n, str) and n.startswith(f"{SHARDED}/") and ".." not in n)
+    for name in names:
         if isinstance(listed, dict):
             found = _file_problem(path / name, listed.get(name)) if name in listed else f"not listed in {META}"
         else:

@@ -43,7 +43,20 @@ def init_distributed(device_type: str) -> DistInfo:
     if processes <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if restart > 0:
+            # torchrun restarted the workers (--max-restarts): the rendezvous store still holds the failed
+            # group's addresses, which a new rank can read before its peer overwrites them (gloo then
+            # connects to a dead port). Each restart's group keeps its keys under its own prefix.
+            rank_ = int(os.environ["RANK"])
+            agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), processes,
+                                  is_master=rank_ == 0 and not agent_store)
+            dist.init_process_group(backend=backend, store=dist.PrefixStore(f"selfsup/restart-{restart}", store),
+                                    rank=rank_, world_size=processes)
+        else:
+            dist.init_process_group(backend=backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -5,7 +5,7 @@ One optimizer step =
     with probability proportional to its weight, the same draw on every rank) and tell them the step
     -> ``grad_accum`` micro-steps, each: next batch of every picked task, one forward of the
        whole model under autocast, weighted loss, non-finite check, backward (DDP syncs on the last)
-    -> gradient clipping -> optimizer and scheduler step
+    -> gradient clipping -> optimizer and scheduler step -> the tasks' ``after_step`` (EMA teachers)
     -> logging, evaluation and checkpoints when due (rank 0 writes; a checkpoint is only written for
        finite weights) -> a SIGTERM/SIGINT received during the step saves and stops here; so does a
        plugin's ``run.request_stop(reason)`` (a sweep's pruner), without the final evaluation
@@ -39,6 +39,15 @@ from selfsup.engine.run import (  # noqa: F401 - re-exported: the loop's public 
 )
 from selfsup.plugins import PluginManager
 from selfsup.recipe import LoadedRecipe, Recipe
+
+
+def gradient_sync(run: Any, model: Any, last: bool) -> Any:
+    """Gradients are reduced across processes on the last micro-batch of a step only: DDP's ``no_sync``
+    before it; FSDP reduce-scatters when ``set_requires_gradient_sync`` allows."""
+    if run.sharding is not None:
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if last or not run.dist.enabled else model.no_sync()
 
 
 @dataclass
@@ -77,7 +86,7 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
                     batches = {t: next(run.streams[t]) for t in picked}
                     batches = {t: to_device(b, run.device) for t, b in batches.items()}
                     last = micro == cfg.grad_accum - 1
-                    with contextlib.nullcontext() if last or not run.dist.enabled else model.no_sync():
+                    with gradient_sync(run, model, last):
                         with autocast:
                             outputs = model(batches)
                         losses = {t: outputs[t][0].float() for t in picked}
@@ -93,12 +102,14 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
 
                 if cfg.grad_clip is not None:
                     run.scaler.unscale_(optimizer)
-                    meter.add("grad_norm", torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip))
+                    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+                    meter.add("grad_norm", norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
                 lr = run.scheduler.get_last_lr()[0]
                 run.scaler.step(optimizer)
                 run.scaler.update()
                 run.scheduler.step()
                 run.step = run.info.step = run.step + 1
+                run.model.step_finished(run.step, run.total_steps)  # EMA teachers follow the update
 
                 # logging, evaluation, checkpoints; a signal received during the step stops here
                 if run.step % cfg.log_every == 0 or run.step == run.total_steps:

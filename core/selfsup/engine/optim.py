@@ -68,9 +68,9 @@ def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer
         return LARS(groups, lr=train.lr, weight_decay=train.weight_decay, **opts.model_dump())
     groups = param_groups(model, train.weight_decay, train.lr)
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=train.lr, betas=opts.betas, eps=opts.eps)
+        return torch.optim.AdamW(groups, lr=train.lr, betas=opts.betas, eps=opts.eps, fused=opts.fused)
     if train.optimizer == "adam":  # L2 penalty added to the gradient, as torch's Adam does
-        return torch.optim.Adam(groups, lr=train.lr, betas=opts.betas, eps=opts.eps)
+        return torch.optim.Adam(groups, lr=train.lr, betas=opts.betas, eps=opts.eps, fused=opts.fused)
     if train.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train.lr, momentum=opts.momentum, nesterov=opts.nesterov)
     if train.optimizer == "adagrad":

@@ -27,7 +27,8 @@ SAFE = (
     "train.lr", "train.schedule", "train.warmup_steps", "train.min_lr", "train.weight_decay", "train.grad_clip",
     "train.max_steps", "train.epochs", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.tensorboard", "train.workers", "train.compile", "train.device", "train.deterministic",
-    "train.find_unused_parameters", "train.health", "train.health.*", "evaluators", "evaluators.*", "tasks.*.weight",
+    "train.find_unused_parameters", "train.health", "train.health.*", "train.fsdp", "train.fsdp.*",
+    "evaluators", "evaluators.*", "tasks.*.weight",
 )
 
 #: Why a change is refused, by pattern (first match).
@@ -39,6 +40,7 @@ WHY = (
     ("augmentations*", "the data the model sees"),
     ("train.optimizer*", "the optimizer's state"),
     ("train.precision", "the fp16 grad scaler's state"),
+    ("train.strategy", "the checkpoint's layout (sharded or whole); --resume-weights-only switches"),
     ("train.batch_size", "the batch layout and data positions"),
     ("train.grad_accum", "the batch layout and data positions"),
     ("train.task_policy", "which task runs at each step"),

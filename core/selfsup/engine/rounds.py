@@ -167,6 +167,7 @@ class Rounds:
         """Round ``r`` ended at this step (its checkpoint is written): run its feedback (rank 0), save
         it, and make every rank's data follow it."""
         metrics: dict[str, float] = {}
+        run.gather()  # under FSDP the feedback reads rank 0's whole replica
         if run.dist.is_main:
             metrics = self.run_feedback(run, r)
         barrier()
@@ -251,7 +252,7 @@ class Rounds:
         """``feedback.run(context)`` on the frozen model, the run's RNG states restored after, and a
         check that it left the model as it found it."""
         spec, recipe = self.spec.feedback, run.recipe
-        backbones = run.model.backbones
+        backbones = run.whole.model.backbones
         backbone = backbones[spec.backbone or next(iter(backbones.keys()))]
         pipeline = run.built.pipeline(spec.augment)
         data = run.built.data[spec.data]
@@ -272,20 +273,20 @@ class Rounds:
         seed = sample_seed(recipe.seed, stream, r, 0)
         context = FeedbackContext(
             name=PATH, round=r, rounds=self.count, step=run.step, seed=seed, device=run.device, backbone=backbone,
-            tasks=run.model.tasks, data=data, batch_size=spec.batch_size,
+            tasks=run.whole.model.tasks, data=data, batch_size=spec.batch_size,
             generator=torch.Generator().manual_seed(seed), run_dir=Path(run.run_dir), out_dir=out_dir,
             features=features, batches=batches, previous=self.previous(run.run_dir, r),
         )
-        before = _fingerprint(run.model)
+        before = _fingerprint(run.whole.model)
         rng = ckpt.rng_state()
         try:
-            with frozen(run.model), torch.no_grad():
+            with frozen(run.whole.model), torch.no_grad():
                 result = self.feedback.run(context)
         except Exception as exc:  # noqa: BLE001 - re-raised naming the feedback and its plugin
             raise component_error(self.label, exc, "run") from exc
         finally:
             ckpt.set_rng_state(rng)
-        if not torch.equal(before, _fingerprint(run.model)):
+        if not torch.equal(before, _fingerprint(run.whole.model)):
             raise component_error(self.label, RuntimeError("it changed the model's weights or buffers (a feedback "
                                                            "must only look at the model)"), "run")
         if not isinstance(result, FeedbackResult):

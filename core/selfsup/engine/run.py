@@ -11,9 +11,11 @@ states of every rank) beside the model weights; ``Run.load_state_dict`` is its e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from selfsup.engine.data import TaskStream, is_iterable_source
 from selfsup.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from selfsup.engine.environment import write_environment
 from selfsup.engine.evaluation import run_evaluators
+from selfsup.engine.fsdp import Sharding, ensure_process_group
 from selfsup.engine.health import HealthCheck
 from selfsup.engine.metrics import MetricsWriter, ProgressBar
 from selfsup.engine.optim import apply_hyperparameters, build_optimizer, build_scheduler
@@ -108,6 +111,7 @@ class Run:
     best: dict[str, Any] = field(default_factory=lambda: {"value": None, "step": None, "stale": 0})  # train.best
     health: HealthCheck | None = None  # [train.health] diagnostics (rank 0)
     rounds: Rounds | None = None  # [rounds]: round ends, the feedback and the round applied
+    sharding: Sharding | None = None  # train.strategy = "fsdp": the sharded model and rank 0's full replica
 
     @property
     def recipe(self) -> Recipe:
@@ -116,6 +120,17 @@ class Run:
     @property
     def model(self) -> Any:
         return self.built.model
+
+    @property
+    def whole(self) -> Any:
+        """The built components with a whole model, for work on rank 0 alone (evaluators, health, export):
+        the run's own, or under FSDP the replica gathered from the shards (:meth:`gather` first)."""
+        return self.built if self.sharding is None else dataclasses.replace(self.built, model=self.sharding.replica)
+
+    def gather(self) -> None:
+        """Under FSDP, refresh rank 0's replica from the shards (every rank calls it); else nothing."""
+        if self.sharding is not None:
+            self.sharding.gather()
 
     @property
     def run_dir(self) -> Path:
@@ -131,7 +146,8 @@ class Run:
             dist.all_gather_object(rngs, ckpt.rng_state())
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            # under FSDP the optimizer state is sharded: every rank writes its part (checkpoint sharded/)
+            **({"optimizer": self.optimizer.state_dict()} if self.sharding is None else {}),
             "scaler": self.scaler.state_dict(),
             "streams": {n: s.state_dict() for n, s in self.streams.items()},
             "rng": rngs,
@@ -144,7 +160,8 @@ class Run:
         scaler (a new optimisation from the checkpoint's weights) and restores the rest. The learning
         rate schedule is rebuilt from the recipe at the restored step, so lr and schedule changes apply."""
         if not weights_only:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if "optimizer" in state:  # a sharded (FSDP) checkpoint holds it in sharded/, loaded before
+                self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
         for name, stream_state in state["streams"].items():
             if name in self.streams:
@@ -163,11 +180,12 @@ class Run:
     def nonfinite(self) -> str | None:
         """The first parameter or optimizer state that is NaN/inf (``None`` when all are finite)."""
         for name, p in self.model.named_parameters():
-            if not torch.isfinite(p).all():
+            if not torch.isfinite(_local(p)).all():
                 return f"parameter {name}"
         for p, state in self.optimizer.state.items():
             for key, value in state.items():
-                if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+                if (isinstance(value, torch.Tensor) and value.is_floating_point()
+                        and not torch.isfinite(_local(value)).all()):
                     return f"optimizer state {key!r} of a {tuple(p.shape)} parameter"
         return None
 
@@ -179,17 +197,39 @@ class Run:
             raise TrainingDiverged(diverged_message(self, f"non-finite weights after step {self.step} "
                                                           f"({bad or 'on another rank'})"))
         state = self.state_dict()
-        path = None
+        path = prepared = None
+        if self.sharding is not None:  # every rank writes its shard into the checkpoint's folder, then rank 0 the rest
+            self.gather()
+            prepared = self._shared_temporary()
+            try:
+                self.sharding.save(prepared / ckpt.SHARDED, self.optimizer)
+            except BaseException:
+                if self.dist.is_main:
+                    shutil.rmtree(prepared, ignore_errors=True)
+                raise
+            barrier()
         if self.dist.is_main:
             meta = {"recipe": self.recipe.name, "world_size": self.dist.world_size,
                     "config": self.recipe.model_dump(mode="json")}
-            path = ckpt.save_checkpoint(self.run_dir, self.step, self.model, state,
-                                        keep=self.recipe.train.keep_checkpoints, meta=meta)
+            path = ckpt.save_checkpoint(self.run_dir, self.step, self.whole.model, state,
+                                        keep=self.recipe.train.keep_checkpoints, meta=meta, prepared=prepared)
             self.last_saved = path
             self.pm.fire("on_checkpoint_saved", run=self.info, step=self.step, path=str(path))
         barrier()
         self.saved_step = self.step
         return path
+
+    def _shared_temporary(self) -> Path:
+        """The hidden folder this step's checkpoint is written into, named by rank 0, known to every rank."""
+        box = [str(ckpt.temporary_dir(self.run_dir, self.step)) if self.dist.is_main else None]
+        if self.dist.enabled:
+            dist.broadcast_object_list(box, src=0)
+        if self.dist.is_main:
+            folder = Path(box[0])
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        barrier()
+        return Path(box[0])
 
     def track_best(self, results: dict[str, float]) -> bool:
         """``[train.best]``: after an evaluation, keep the checkpoint of an improved metric as the best
@@ -238,7 +278,10 @@ class Run:
             warnings.warn(f"the best checkpoint (step {self.best['step']}) is gone; the last weights are kept",
                           stacklevel=2)
             return False
-        ckpt.load_weights(path, self.model)
+        if self.sharding is not None:
+            self.sharding.load_full(ckpt.read_weights(path))
+        else:
+            ckpt.load_weights(path, self.model)
         if self.dist.is_main:
             print(f"restored the best checkpoint, {path.name} ({spec.metric} = {self.best['value']:.4g})", flush=True)
         return True
@@ -246,6 +289,10 @@ class Run:
     def log(self, metrics: dict[str, float]) -> None:
         """Write a train record (rank 0) with the data sources' bad-sample counts beside it, and the
         training-health metrics when a check is due ([train.health])."""
+        if self.sharding is not None and self.recipe.train.health.enabled:  # the check reads the whole model
+            if self.step == self.total_steps or (self.recipe.train.health.every > 0
+                                                 and self.step % self.recipe.train.health.every == 0):
+                self.gather()
         if not self.dist.is_main:
             return
         metrics = {**metrics, **bad_data_counts(self.built.data)}
@@ -262,8 +309,9 @@ class Run:
         results: dict[str, float] = {}
         if not names:
             return results
+        self.gather()
         if self.dist.is_main:
-            results = run_evaluators(self.recipe, self.built, names=names, step=self.step, device=self.device,
+            results = run_evaluators(self.recipe, self.whole, names=names, step=self.step, device=self.device,
                                      run_dir=self.run_dir, labels=self.built.labels)
             extra = {} if weights_from is None else {"weights_step": float(weights_from)}
             health = self.health.check(self.step, weights_from) if self.health is not None else {}
@@ -277,9 +325,10 @@ class Run:
     def export(self) -> None:
         """Backbones that define ``export(directory)`` write themselves in their library's own format
         (a transformers backbone: ``save_pretrained``) to ``<run>/export/<backbone name>``."""
+        self.gather()
         if not self.dist.is_main:
             return
-        for name, backbone in self.model.backbones.items():
+        for name, backbone in self.whole.model.backbones.items():
             export = getattr(backbone, "export", None)
             if callable(export):
                 export(inside(self.run_dir, "export", name))
@@ -295,6 +344,8 @@ class Run:
         if self.dist.enabled:
             if status != "failed":  # a failed rank may have left the others inside a collective
                 barrier()
+            shutdown_distributed()
+        elif self.sharding is not None:  # the group of one process FSDP ran in (engine/fsdp.py)
             shutdown_distributed()
 
 
@@ -355,6 +406,13 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
         for key, where in built.initialised.items():
             print(f"backbones.{key}: weights from {where}", flush=True)
     model = built.model.to(device)
+    sharding = None
+    if cfg.strategy == "fsdp":  # shard before the optimizer is built: fully_shard replaces the parameters
+        ensure_process_group(info)
+        sharded_state = start_from / ckpt.SHARDED if start_from is not None else None
+        if start_from is not None and (weights_only or not sharded_state.is_dir()):
+            _load_weights(start_from, model, source)  # whole weights (also a DDP run's, with --resume-weights-only)
+        sharding = Sharding(model, cfg.fsdp, cfg.precision, is_main=info.is_main)
     view, feedback = _feedback(loaded, built, pm) if recipe.rounds is not None else (None, None)
     torch.manual_seed(recipe.seed + 1 + info.rank)  # training-time randomness (dropout...) per rank
     streams = _streams(loaded, built, info, device, view)
@@ -376,21 +434,25 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
                      device=str(device), world_size=info.world_size, total_steps=total_steps,
                      parameters=sum(p.numel() for p in model.parameters()),
                      rounds=recipe.rounds.count if recipe.rounds is not None else 1),
-        rounds=rounds,
+        rounds=rounds, sharding=sharding,
     )
 
     # --- resume: weights, then optimizer, schedule, RNG and data positions ---------------------
     if start_from is not None:
-        try:
-            ckpt.load_weights(start_from, model)
-        except (ValueError, RuntimeError) as err:  # shapes or names changed since the checkpoint
-            raise RecipeError(source, [("", f"cannot resume from {start_from}: {err}".splitlines()[0])]) from None
+        if sharding is None:
+            _load_weights(start_from, model, source)
+        elif not weights_only and (start_from / ckpt.SHARDED).is_dir():  # shards of any world size
+            sharding.load(start_from / ckpt.SHARDED, optimizer)
+        elif not weights_only:
+            raise RecipeError(source, [("train.strategy", f"{start_from} holds no sharded state (it was not "
+                                                          "trained with strategy 'fsdp'): resume with "
+                                                          "--resume-weights-only")])
         run.load_state_dict(ckpt.load_state(start_from), weights_only=weights_only)
         run.last_saved = start_from
 
     # --- wrappers: DDP, torch.compile -----------------------------------------------------------
     run.train_model = model
-    if info.enabled:
+    if info.enabled and sharding is None:
         run.train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=_find_unused(recipe, built),
@@ -412,9 +474,21 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
         run.writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, resume_step=run.step if had_metrics else None)
         run.bar = ProgressBar(total_steps, run.step, enabled=progress, description=run.info.name)
         if cfg.health.enabled:
-            run.health = HealthCheck(built.model, streams, device, recipe.seed, cfg.health)
+            run.health = HealthCheck(run.whole.model, streams, device, recipe.seed, cfg.health)
         pm.fire("on_train_start", run=run.info)
     return run
+
+
+def _load_weights(path: Path, model: torch.nn.Module, source: str) -> None:
+    try:
+        ckpt.load_weights(path, model)
+    except (ValueError, RuntimeError) as err:  # shapes or names changed since the checkpoint
+        raise RecipeError(source, [("", f"cannot resume from {path}: {err}".splitlines()[0])]) from None
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """A sharded tensor's (FSDP's DTensor) part on this rank; a plain tensor as it is."""
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def _feedback(loaded: LoadedRecipe, built: Built, pm: PluginManager) -> tuple[RoundData, Any]:

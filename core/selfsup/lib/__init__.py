@@ -24,6 +24,7 @@ Submodules, which may also be imported directly:
 * :mod:`selfsup.lib.drift`: ``DriftReference``, ``DriftMonitor``;
 * :mod:`selfsup.lib.health`: ``embedding_std``, ``rankme``, ``alignment``, ``uniformity``, ``code_perplexity``,
   ``cluster_entropy``, ``collapse_warnings``, ``HealthThresholds``, ``CollapseWarning``;
+* :mod:`selfsup.lib.teacher`: ``EMATeacher``, ``cosine_momentum``, ``linear_momentum``;
 * ``BadFiles`` (from :mod:`selfsup.badfiles`) and ``split_indices`` (from :mod:`selfsup.splits`).
 """
 
@@ -35,7 +36,7 @@ from typing import Any
 #: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
 #: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
 #: removal or an incompatible change of signature or behaviour bumps the major version.
-API_VERSION = "1.3"
+API_VERSION = "1.4"
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",
@@ -51,6 +52,7 @@ _HOME: dict[str, str] = {
     **dict.fromkeys(["ClassReport", "class_report", "confusion_matrix", "expected_calibration_error",
                      "multilabel_report", "regression_report"], "selfsup.lib.metrics"),
     "latest_checkpoint": "selfsup.lib.runs",
+    **dict.fromkeys(["EMATeacher", "cosine_momentum", "linear_momentum"], "selfsup.lib.teacher"),
     "TensorDecoder": "selfsup.lib.serving",
     **dict.fromkeys(["DriftMonitor", "DriftReference"], "selfsup.lib.drift"),
     **dict.fromkeys(["CollapseWarning", "HealthThresholds", "alignment", "cluster_entropy", "code_perplexity",

@@ -50,6 +50,22 @@ def sinusoidal_positions(length: int, dim: int, device: Any = None) -> torch.Ten
     return table
 
 
+def _largest_blocks(module: Any) -> list[Any] | None:
+    """The parameterised children of the largest ``nn.ModuleList`` / ``nn.Sequential`` inside ``module``
+    with two or more of them (by parameter count: a transformer's blocks, a CNN's stages), or ``None``.
+    Not in the public API: :func:`layer_groups` and FSDP's sharding units (engine/fsdp.py) share it."""
+    import torch
+
+    best, best_size = None, 0
+    for child in module.modules():
+        if isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential)):
+            blocks = [m for m in child if any(True for _ in m.parameters())]
+            size = sum(p.numel() for p in child.parameters())
+            if len(blocks) >= 2 and size > best_size:
+                best, best_size = blocks, size
+    return best
+
+
 def layer_groups(backbone: Any) -> list[list[torch.nn.Parameter]]:
     """A backbone's parameters by layer, input side first: what layer-wise learning-rate decay scales
     and partial unfreezing unfreezes from the top. Every parameter appears once.
@@ -59,7 +75,6 @@ def layer_groups(backbone: Any) -> list[list[torch.nn.Parameter]]:
     a transformer's blocks, a CNN's stages) gives one group per child, with one group before it (what
     comes first in ``named_parameters``: embeddings, stem) and one after (final norm, pooler). A
     backbone without such a list is one group."""
-    import torch
 
     own = getattr(backbone, "layer_groups", None)
     params = list({id(p): p for p in backbone.parameters()}.values())
@@ -70,13 +85,7 @@ def layer_groups(backbone: Any) -> list[list[torch.nn.Parameter]]:
         if missing:
             raise ValueError(f"{type(backbone).__name__}.layer_groups() leaves out {len(missing)} parameter(s)")
         return [g for g in groups if g]
-    best, best_size = None, 0
-    for module in backbone.modules():
-        if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):
-            blocks = [m for m in module if any(True for _ in m.parameters())]
-            size = sum(p.numel() for p in module.parameters())
-            if len(blocks) >= 2 and size > best_size:
-                best, best_size = blocks, size
+    best = _largest_blocks(backbone)
     if best is None:
         return [params]
     block_of = {id(p): i for i, block in enumerate(best) for p in block.parameters()}

@@ -89,6 +89,16 @@ def test_focus_keeps_the_window_sharing_most_question_tokens():
     assert focus(passage, [7], 20) == passage and focus(passage, [7], 0) == []
 
 
+def test_focus_with_a_tail_keeps_what_follows_a_decoder_question():
+    # the question [3, 4, 5, 6] is followed by its answer [70, 71] in the passage
+    passage = [1, 2, 3, 4, 5, 6, 70, 71, 8, 9, 10, 11]
+    assert focus(passage, [3, 4, 5, 6], 4) == [3, 4, 5, 6]  # without a tail the answer is cut off
+    kept = focus(passage, [3, 4, 5, 6], 5, tail=2)
+    assert kept == [4, 5, 6, 70, 71]  # the last best 3-token window [4, 5, 6], then 2 more
+    assert focus(passage, [3, 4, 5, 6], 12, tail=2) == passage
+    assert focus(passage, [10, 11], 4, tail=3) == [8, 9, 10, 11]  # clipped at the passage's end
+
+
 # ------------------------------------------------------------------------------------------ scorers
 
 

@@ -113,6 +113,8 @@ RECIPES: dict[str, str] = {
                          "macro F1 on held-out voices.",
     "apc-quickstart": "APC: a unidirectional LSTM predicts log-mel frames 3 steps ahead; keyword probe on held-out "
                       "voices.",
+    "data2vec-speech": "data2vec (the core's task) with the wav2vec2-quickstart encoder on synthesized keywords; "
+                       "keyword probe on held-out voices.",
 }
 
 

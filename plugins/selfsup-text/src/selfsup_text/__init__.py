@@ -189,6 +189,8 @@ RECIPES: dict[str, str] = {
     "clm-quickstart": "A small GPT-2-style decoder on the embedded corpus; perplexity against unigram.",
     "clm-char": "nanoGPT's CPU character-level settings on the embedded corpus.",
     "mlm-quickstart": "A small BERT-style encoder with MLM on the embedded corpus.",
+    "data2vec-text": "data2vec (the core's task) with the mlm-quickstart encoder on the embedded corpus; linear probe "
+                     "and kNN on movie-review polarity.",
     "nsp-quickstart": "BERT-style MLM + NSP jointly on the embedded corpus.",
     "simcse-quickstart": "Unsupervised SimCSE; STS Spearman on the Lee document ratings.",
     "finetune-polarity": "Fine-tune a pretrained encoder (default runs/mlm-quickstart) on movie-review polarity; "

@@ -3,9 +3,11 @@
 Registers image data sources (digits, mnist5k, image_folder, webdataset; each with a serving
 decoder: an uploaded image file -> its sample, :mod:`selfsup_vision.data.serving`), torchvision v2
 augmentations (single transforms, multi-view and multi-crop generators), backbones (any timm
-model, a small CNN for tiny images), the SimCLR, MAE, DeepCluster and SwAV pretext tasks, image
-evaluators (k-means NMI/ARI, t-SNE plot) and a quickstart recipe per method. Implementations are
-imported inside the factories, so loading this plugin imports no torch.
+model, a small CNN for tiny images), the SimCLR, MoCo v3, BYOL, DINO, Barlow Twins, VICReg, MAE,
+DeepCluster and SwAV pretext tasks (the momentum teachers are ``selfsup.lib.EMATeacher``; the ViT
+backbone also serves the core's data2vec), image evaluators (k-means NMI/ARI, t-SNE plot) and a
+quickstart recipe per method. Implementations are imported inside the factories, so loading this
+plugin imports no torch.
 """
 
 from __future__ import annotations
@@ -98,6 +100,21 @@ def register_pretext_tasks(register):
              summary="Swapped prediction of Sinkhorn-Knopp prototype codes over multi-crop views.",
              consumes={"global_views": "float32[G,C,H,W]", "local_views?": "float32[L,C,_,_]"},
              feeds={"image": "float32[C,_,_]"})
+    two_views = {"consumes": {"views": "float32[2,C,H,W]"}, "feeds": {"image": "float32[C,H,W]"}}
+    register("byol", _lazy("tasks.byol:build"), options=to.BYOLOptions, modality=MODALITY,
+             summary="Online network predicts an EMA target's projection of the other view; no negatives.", **two_views)
+    register("mocov3", _lazy("tasks.mocov3:build"), options=to.MoCoV3Options, modality=MODALITY,
+             summary="Symmetrised InfoNCE between predictions and an EMA momentum encoder's keys; CNN or ViT.",
+             **two_views)
+    register("barlow_twins", _lazy("tasks.barlow_twins:build"), options=to.BarlowTwinsOptions, modality=MODALITY,
+             summary="Drive the cross-correlation of two views' standardised embeddings to the identity.", **two_views)
+    register("vicreg", _lazy("tasks.vicreg:build"), options=to.VICRegOptions, modality=MODALITY,
+             summary="Invariance (MSE), variance (std hinge) and covariance terms on two views' embeddings.",
+             **two_views)
+    register("dino", _lazy("tasks.dino:build"), options=to.DINOOptions, modality=MODALITY,
+             summary="Self-distillation: a student matches its EMA teacher's centred, sharpened outputs (multi-crop).",
+             consumes={"global_views": "float32[G,C,H,W]", "local_views?": "float32[L,C,_,_]"},
+             feeds={"image": "float32[C,_,_]"})
 
 
 @selfsup.hookimpl
@@ -115,8 +132,16 @@ RECIPES = {
     "finetune-digits": "Fine-tune a pretrained backbone (default runs/simclr-digits) on digits; macro F1, best "
                        "checkpoint.",
     "mae-digits": "MAE with a tiny ViT on digits upscaled to 16x16.",
+    "data2vec-digits": "data2vec (the core's task) with the tiny ViT of mae-digits on digits upscaled to 16x16.",
     "deepcluster-digits": "DeepCluster with a small CNN on 8x8 digits.",
     "swav-digits": "SwAV with multi-crop and a small CNN on 8x8 digits.",
+    "byol-digits": "BYOL with an EMA target and a small CNN on 8x8 digits.",
+    "byol-mnist5k": "BYOL on 5,000 MNIST digits (extra 'mnist') at 16x16; kNN against raw pixels.",
+    "mocov3-digits": "MoCo v3 with a small CNN on 8x8 digits.",
+    "mocov3-vit-digits": "MoCo v3 with a tiny ViT (frozen random patch projection) on digits upscaled to 16x16.",
+    "barlow-twins-digits": "Barlow Twins with a small CNN on 8x8 digits.",
+    "vicreg-digits": "VICReg with a small CNN on 8x8 digits.",
+    "dino-digits": "DINO with multi-crop, an EMA teacher and a small CNN on 8x8 digits.",
     "simclr-mnist5k": "SimCLR on 5,000 MNIST digits (extra 'mnist'); kNN against raw pixels.",
     "simclr-digits-rounds": "simclr-digits in 3 rounds with k-means pseudo-label self-training and a confidence "
                             "curriculum between them (docs/autonomous.md).",

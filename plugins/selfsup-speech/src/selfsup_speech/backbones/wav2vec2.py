@@ -8,6 +8,9 @@ convolutional positional embedding give contextual frames ``c``. The module is a
 masked pretext tasks (wav2vec 2.0, HuBERT) put in place of masked frames; ``export`` writes the
 ``Wav2Vec2Model`` alone, loadable with torchaudio and no selfsup.
 
+It implements :class:`selfsup.components.LayerwiseMaskedEncoder` (span masking, the mask embedding,
+every layer's output), so the core's ``data2vec`` task trains it.
+
 Padding: the transformer ignores padded frames (attention mask, as torchaudio does with
 ``lengths``); with ``extractor_mode = "layer_norm"`` (the default) valid frames do not depend on
 how much padding follows, so a clip embeds the same alone or in a batch. wav2vec 2.0 Base's
@@ -135,6 +138,28 @@ class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
             h, position_bias = layer(h, attention, position_bias=position_bias)
             states.append(h)
         return states
+
+    # ------------------------------------------------------------------ masked prediction (data2vec)
+
+    def masked_positions(self, batch: Mapping[str, Any], generator: torch.Generator, *, ratio: float | None = None,
+                         span: int | None = None) -> torch.Tensor:
+        """``[B, F]`` bool over the frames: wav2vec 2.0 span masking (:func:`selfsup_speech.tasks.masking.
+        compute_span_mask`, ``mask_prob = ratio``, default 0.65, spans of ``span`` frames, default 10, as
+        data2vec), at least one span per clip, never on padding. For the core's ``data2vec``
+        (:class:`selfsup.components.LayerwiseMaskedEncoder`)."""
+        from selfsup_speech.tasks.masking import compute_span_mask
+
+        padding = self.padding_mask(batch)  # [B, F]
+        return compute_span_mask(tuple(padding.shape), 0.65 if ratio is None else ratio, 10 if span is None else span,
+                                 generator, padding.cpu(), min_masks=1)
+
+    def encode_layers(self, batch: Mapping[str, Any],
+                      mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each transformer layer's output ``[B, F, D]`` and the frame padding mask ``[B, F]``; frames where
+        ``mask [B, F]`` is True take the mask embedding (``contextualize``)."""
+        z, padding = self.latents(batch)  # [B, F, C], [B, F]
+        states = self.contextualize(z, padding, None if mask is None else mask.to(z.device), all_layers=True)
+        return states[1:], padding  # states[0] is the transformer's input
 
     def padding_mask(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Frame padding mask ``[B, F]`` of a batch (without running the network)."""

@@ -10,7 +10,9 @@ vocabulary and special ids from the tokenizer) or loaded from a local directory 
 
 Tasks use the methods documented on :class:`TransformerBackbone`: ``hidden_states`` (the last layer,
 ``[B, T, D]``), ``lm_logits`` (the decoder's LM head or BERT's MLM head), ``nsp_logits`` (BERT's
-pooler + next-sentence head) and ``pool``. ``export(directory)`` writes a plain transformers
+pooler + next-sentence head) and ``pool``; a BERT backbone also implements
+:class:`selfsup.components.LayerwiseMaskedEncoder` (``masked_positions``, ``encode_layers``) for the
+core's ``data2vec``. ``export(directory)`` writes a plain transformers
 checkpoint (safetensors) with the tokenizer, loadable with ``AutoModel``/``AutoTokenizer``.
 """
 
@@ -194,6 +196,53 @@ class TransformerBackbone(nn.Module):
     def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """Pooled features ``[B, output_dim]``."""
         return self.pool(self(batch), batch.get("attention_mask"))
+
+    # ----------------------------------------------------------------------------- masked prediction (data2vec)
+
+    def _require_encoder(self, what: str) -> None:
+        if self.family != "bert":
+            raise ValueError(f"{what} needs a bidirectional encoder (family = 'bert'); this backbone is a "
+                             f"{self.family!r} decoder")
+        if self.tokenizer.mask_token_id is None:
+            raise ValueError(f"{what} needs a tokenizer with a [MASK] token")
+
+    def masked_positions(self, batch: Mapping[str, Any], generator: torch.Generator, *, ratio: float | None = None,
+                         span: int | None = None) -> torch.Tensor:
+        """``[B, T]`` bool: each token masked with probability ``ratio`` (default 0.15, BERT's and
+        data2vec's), never a special token or padding, at least one token per row that has one. For the
+        core's ``data2vec`` (:class:`selfsup.components.LayerwiseMaskedEncoder`); single tokens only: a
+        ``span`` other than 1 is refused."""
+        self._require_encoder("masked prediction")
+        if span not in (None, 1):
+            raise ValueError(f"text masks single tokens; mask_length = {span} is for speech spans and image blocks")
+        ids = torch.as_tensor(batch["input_ids"]).cpu()  # [B, T]
+        special = torch.isin(ids, torch.tensor(self.tokenizer.all_special_ids, dtype=ids.dtype))  # [B, T]
+        attention = batch.get("attention_mask")
+        if attention is not None:
+            special |= torch.as_tensor(attention).cpu() == 0
+        eligible = ~special
+        mask = (torch.rand(ids.shape, generator=generator) < (0.15 if ratio is None else ratio)) & eligible
+        empty = ~mask.any(dim=1) & eligible.any(dim=1)  # [B]: rows that drew nothing
+        if empty.any():  # one eligible token of each, uniformly
+            scores = torch.rand(ids.shape, generator=generator).masked_fill(~eligible, -1.0)  # [B, T]
+            pick = scores.argmax(dim=1)  # [B]
+            rows = empty.nonzero().flatten()
+            mask[rows, pick[rows]] = True
+        return mask
+
+    def encode_layers(self, batch: Mapping[str, Any],
+                      mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Each layer's hidden states ``[B, T, D]`` (the embeddings' output excluded) and the padding
+        mask ``[B, T]`` (True = padding; ``None`` without ``attention_mask``); tokens where ``mask [B, T]``
+        is True are replaced by [MASK] (its embedding row is the learned mask embedding)."""
+        self._require_encoder("encode_layers")
+        ids = batch["input_ids"]  # [B, T]
+        if mask is not None:
+            ids = ids.masked_fill(mask.to(ids.device), self.tokenizer.mask_token_id)
+        attention = batch.get("attention_mask")
+        out = self.body(input_ids=ids, attention_mask=attention, token_type_ids=batch.get("token_type_ids"),
+                        output_hidden_states=True)
+        return list(out.hidden_states[1:]), None if attention is None else attention == 0
 
     # ----------------------------------------------------------------------------- export
 

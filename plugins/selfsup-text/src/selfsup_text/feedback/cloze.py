@@ -162,17 +162,25 @@ def questions_of(sample: int, parts: list[Segment], tokenizer: Any, o: SalientCl
     return found, unaligned
 
 
-def focus(passage: list[int], question: list[int], budget: int) -> list[int]:
+def focus(passage: list[int], question: list[int], budget: int, tail: int = 0) -> list[int]:
     """The ``budget`` consecutive tokens of ``passage`` holding the most tokens of ``question`` (the
-    first such window), or the passage when it fits."""
+    first such window), or the passage when it fits.
+
+    ``tail`` > 0 is for a decoder's question, whose answer comes right after its last token: the
+    window of ``budget - tail`` tokens holding the most question tokens (the last such window) is kept
+    with the ``tail`` tokens that follow it. Without it, the best window is the question's own text in
+    the passage, which ends just before the answer, so the open book would hide the answer."""
     if budget <= 0:
         return []
     if len(passage) <= budget:
         return list(passage)
+    tail = max(0, min(tail, budget - 1))
+    width = budget - tail
     words = set(question)
     hits = np.cumsum([0] + [int(t in words) for t in passage])
-    counts = hits[budget:] - hits[:-budget]  # [len - budget + 1]
-    start = int(np.argmax(counts))
+    counts = hits[width:] - hits[:-width]  # [len - width + 1]
+    start = len(counts) - 1 - int(np.argmax(counts[::-1])) if tail else int(np.argmax(counts))
+    start = min(start, len(passage) - budget)
     return list(passage[start:start + budget])
 
 
@@ -342,7 +350,8 @@ class SalientCloze:
                     contexts.append(q.left)
                 else:
                     budget = limit - len(q.left) - len(q.answer) - 1
-                    contexts.append(focus(p, q.left, budget) + [int(tok.sep_token_id)] + q.left)
+                    contexts.append(focus(p, q.left, budget, tail=self.options.max_answer_tokens)
+                                    + [int(tok.sep_token_id)] + q.left)
             answers, logp = clm_greedy(backbone, contexts, [len(q.answer) for q in questions], temperature=t,
                                        batch_size=batch_size)
             return answers, logp.exp()
@@ -387,7 +396,8 @@ class SalientCloze:
             out.append(wrap(filled + ([sep] if decoder else []))[:limit])
         if self.options.appended_form in ("open", "both"):
             budget = limit - len(filled) - (2 if decoder else 3)
-            kept = focus(passage, q.left + q.right, budget)
+            kept = (focus(passage, q.left, budget, tail=self.options.max_answer_tokens) if decoder
+                    else focus(passage, q.left + q.right, budget))
             ids = [*kept, sep, *filled, sep] if decoder else [int(tok.cls_token_id), *kept, sep, *filled, sep]
             out.append(ids[:limit])
         return [ids for ids in out if len(ids) >= 2]

@@ -1,6 +1,9 @@
 """Any timm model as an image backbone (random init or local weights, never a hub download).
 
-Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_dim``."""
+Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_dim``. With a ViT it
+implements :class:`selfsup.components.LayerwiseMaskedEncoder` (the core's ``data2vec``): BEiT block
+masking of the patches, a learned mask token (created by ``prepare_masking``) in place of masked
+patch embeddings, and every block's output at the patch positions."""
 
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class TimmBackbone(nn.Module):
             self.model.conv1 = nn.Conv2d(o.in_chans, out, kernel_size=3, stride=1, padding=1, bias=False)
             self.model.maxpool = nn.Identity()
         self.output_dim = int(self.model.num_features)
+        self.register_parameter("mask_token", None)  # [E] once prepare_masking() made it (ViTs, data2vec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -66,6 +70,74 @@ class TimmBackbone(nn.Module):
         config = {"architecture": self.options.name, "num_features": self.output_dim, "model_args": args,
                   "pretrained_cfg": {**dict(getattr(self.model, "pretrained_cfg", {}) or {}), "num_classes": 0}}
         (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+    # ------------------------------------------------------------------ masked prediction (data2vec)
+
+    def _vit(self) -> Any:
+        from timm.models.vision_transformer import VisionTransformer
+
+        vit = self.model
+        if not isinstance(vit, VisionTransformer) or type(vit)._pos_embed is not VisionTransformer._pos_embed:
+            raise ValueError(f"masked prediction needs a timm VisionTransformer with the standard position "
+                             f"embedding (e.g. name = 'vit_tiny_patch16_224'); {self.options.name!r} is a "
+                             f"{type(vit).__name__}")
+        return vit
+
+    def prepare_masking(self) -> None:
+        """Create the learned mask token ``[E]`` (N(0, 0.02) from a fixed seed: the global generator
+        is not touched), once; other tasks never see it, so their runs carry no unused parameter."""
+        vit = self._vit()
+        if self.mask_token is None:
+            generator = torch.Generator().manual_seed(0)
+            token = torch.randn(int(vit.embed_dim), generator=generator) * 0.02
+            self.mask_token = nn.Parameter(token.to(vit.patch_embed.proj.weight.device))
+
+    def masked_positions(self, batch: Mapping[str, Any], generator: torch.Generator, *, ratio: float | None = None,
+                         span: int | None = None) -> torch.Tensor:
+        """``[B, L]`` bool over the ``L`` patches (row-major): BEiT block masking of ``ratio`` (default
+        0.6, data2vec's) of them, in blocks of at least ``span`` patches (default ``L / 12``: BEiT's 16
+        of 196)."""
+        from selfsup_vision.backbones.masking import block_mask
+
+        grid = tuple(int(g) for g in self._vit().patch_embed.grid_size)
+        patches = grid[0] * grid[1]
+        min_block = span if span is not None else max(1, patches // 12)
+        return block_mask(batch["image"].shape[0], grid, 0.6 if ratio is None else ratio, min_block, generator)
+
+    def encode_layers(self, batch: Mapping[str, Any],
+                      mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], None]:
+        """Each block's output at the patch positions, ``[B, L, E]`` (prefix tokens dropped), with the
+        patch embeddings where ``mask [B, L]`` is True replaced by the mask token before the position
+        embedding is added (as BEiT and data2vec). With ``mask=None``, the blocks of timm's
+        ``forward_features``."""
+        vit = self._vit()
+        imgs = batch["image"]  # [B, C, H, W]
+        x = vit.patch_embed(imgs)  # [B, L, E] (or [B, gh, gw, E] for dynamic-size ViTs)
+        x = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, L, E]
+        if mask is not None:
+            if self.mask_token is None:
+                raise ValueError("this ViT has no mask token: a masking task calls prepare_masking() when built")
+            x = torch.where(mask.to(x.device)[..., None], self.mask_token.to(x.dtype), x)
+        x = vit._pos_embed(x)  # [B, T+L, E]: prefix tokens and position embeddings
+        x = vit.norm_pre(vit.patch_drop(x))
+        prefix = vit.num_prefix_tokens
+        layers = []
+        for block in vit.blocks:
+            x = block(x)
+            layers.append(x[:, prefix:])  # [B, L, E]
+        return layers, None
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:  # noqa: ANN001
+        # the mask token is a pre-training device: weights saved with one load into a ViT without it (a
+        # fine-tuning run) and weights saved without one into a ViT that made it (it keeps its own)
+        key = prefix + "mask_token"
+        if self.mask_token is None:
+            state_dict.pop(key, None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if key in missing_keys:
+            missing_keys.remove(key)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Layers in the order timm's own layer decay uses (``group_matcher(coarse=False)``: stem, each

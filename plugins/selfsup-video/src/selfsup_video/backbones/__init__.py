@@ -1,0 +1,3 @@
+"""Video backbones, one module per component.
+
+Imports nothing: ``options`` is torch-free, the other modules are imported by the factories."""
