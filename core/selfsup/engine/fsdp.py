@@ -115,19 +115,14 @@ class Sharding:
         model_state, optim_state = get_state_dict(self.model, optimizer)
         dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(directory))
 
-    def load(self, directory: Path, optimizer: torch.optim.Optimizer, *, weights_only: bool = False) -> None:
-        """Load a sharded checkpoint written by any number of processes into this run's shards."""
+    def load(self, directory: Path, optimizer: torch.optim.Optimizer) -> None:
+        """Load a sharded checkpoint written by any number of processes into this run's shards (DCP
+        re-shards on load), model and optimizer state both, then refresh rank 0's replica."""
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         model_state, optim_state = get_state_dict(self.model, optimizer)
-        state = {"model": model_state} if weights_only else {"model": model_state, "optimizer": optim_state}
+        state = {"model": model_state, "optimizer": optim_state}
         dcp.load(state, checkpoint_id=str(directory))
-        if weights_only:
-            from torch.distributed.checkpoint.state_dict import set_model_state_dict
-
-            set_model_state_dict(self.model, state["model"])
-        else:
-            set_state_dict(self.model, optimizer, model_state_dict=state["model"],
-                           optim_state_dict=state["optimizer"])
+        set_state_dict(self.model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
         self.gather()
