@@ -9,7 +9,8 @@ from conftest import cli, cli_heavy_imports
 
 
 @pytest.mark.parametrize("args",
-                         [["--help"], ["plugins"], ["plugins", "--json"], ["tasks"], ["recipes"], ["train", "--help"]])
+                         [["--help"], ["plugins"], ["plugins", "--json"], ["tasks"], ["recipes"], ["train", "--help"],
+                          ["fetch", "--help"]])
 def test_light_commands_do_not_import_torch(args):
     res = cli_heavy_imports(args)
     assert res.returncode == 0, res.stderr

@@ -77,6 +77,13 @@ class Run:
         return {**last_train, **out}
 
     @property
+    def pretrained(self) -> dict[str, Any]:
+        """``{backbone key: record}`` of the backbones that started from pretrained weights
+        (``pretrained.json``: spec, Hub revision, files with sha256, load report); empty if none."""
+        path = self.path / "pretrained.json"
+        return json.loads(path.read_text())["backbones"] if path.is_file() else {}
+
+    @property
     def checkpoint(self) -> Path | None:
         """The checkpoint a user means: the best one (``train.best``) if recorded and intact, else the
         newest intact one, else ``None``."""

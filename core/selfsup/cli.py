@@ -561,6 +561,48 @@ def recipes(as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("specs", nargs=-1)
+@click.option("--recipe", "recipe", default=None,
+              help="Also fetch every backbone's pretrained weights that this recipe names.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was fetched as JSON.")
+def fetch(specs: tuple[str, ...], recipe: str | None, as_json: bool) -> None:
+    """Download pretrained weights once into the libraries' caches (Hugging Face Hub, torch hub), so
+    runs load them offline: SPECS are hf:org/name[@revision], timm:model.tag, torchvision:Weights.NAME
+    or torchaudio:BUNDLE, as in a backbone's pretrained option. Prints each file's path and sha256."""
+    from selfsup.lib.pretrained import parse_pretrained, resolve_pretrained
+
+    wanted = list(specs)
+    if recipe is not None:
+        try:
+            loaded = _load(recipe, ())
+        except RecipeError as err:
+            _fail(str(err))
+        wanted += [str(o.pretrained) for key, o in loaded.options.items()
+                   if key.startswith("backbones.") and getattr(o, "pretrained", None)]
+    if not wanted:
+        _fail("nothing to fetch: give specs (e.g. hf:org/name, timm:resnet18.a1_in1k) or --recipe")
+    records = []
+    for text in dict.fromkeys(wanted):
+        try:
+            spec = parse_pretrained(text)
+            if spec.kind == "path":
+                click.echo(f"{text}: a local path, nothing to fetch", err=True)
+                continue
+            records.append(resolve_pretrained(spec, download=True).record())
+        except (ValueError, OSError, ImportError) as exc:
+            _fail(str(exc) if str(exc).startswith(text) else f"{text}: {exc}")
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for record in records:
+        how = "downloaded" if record["downloaded"] else "already cached"
+        click.echo(f"{record['spec']}: {how} at {record['path']}" + (f" (revision {record['revision']})"
+                                                                      if record["revision"] else ""))
+        for name, info in record["files"].items():
+            click.echo(f"  {name}  sha256 {info['sha256']}  {info['bytes']} bytes")
+
+
+@cli.command()
 @click.argument("kind")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -274,7 +274,12 @@ class BuildContext:
     ``{role: backbone}`` when the recipe gives a table of roles, for cross-modal tasks) and tasks
     get ``data`` (their built data source). Backbone factories get ``backbones``: the backbones
     defined before them in the recipe, so one can share another's modules (a transformer trunk
-    shared by modality adapters)."""
+    shared by modality adapters).
+
+    ``load_weights`` is False when trained weights are loaded into the component right after it is
+    built (a resume, ``selfsup eval`` of a checkpoint, a served run or export): a backbone with a
+    ``pretrained`` option then builds its architecture (reading what it needs to know it, such as
+    a config file) but neither reads nor loads the pretrained tensors (API 1.5)."""
 
     name: str
     seed: int = 0
@@ -282,6 +287,7 @@ class BuildContext:
     backbone: Any = None
     data: Any = None
     backbones: dict[str, Any] = field(default_factory=dict)  # backbones: those built before it, by recipe key
+    load_weights: bool = True
     _registry: Any = field(default=None, repr=False, compare=False)  # set by the core; see build()
 
     def resolve(self, path: str | Path) -> Path:

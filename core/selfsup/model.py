@@ -159,7 +159,7 @@ def _from_export(folder: Path, pm: Any, device: str) -> Model:
         if problem:
             raise ckpt.CheckpointReadError(f"{folder / name}: {problem}")
     context = BuildContext(name=manifest["key"], seed=0, base_dir=Path(manifest.get("base_dir", ".")),
-                           _registry=pm.registry)
+                           _registry=pm.registry, load_weights=False)  # the export's weights are loaded next
     backbone = context.build("backbones", manifest["type"], manifest.get("options") or {})
     backbone.load_state_dict(load_file(str(folder / manifest["weights"])))
     task = None

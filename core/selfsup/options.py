@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 
 class Options(BaseModel):
@@ -56,3 +56,34 @@ ExistingDir = Annotated[Path, AfterValidator(_existing("dir"))]
 ExistingPath = Annotated[Path, AfterValidator(_existing("any"))]
 #: A path that may not exist yet (an output), made relative to the recipe's directory.
 RecipePath = Annotated[Path, AfterValidator(_resolve)]
+
+
+def _pretrained(value: Any, info: ValidationInfo) -> str | None:
+    """A ``pretrained`` value: hub forms checked for syntax, a path resolved and checked to exist."""
+    if value is None:
+        return None
+    from selfsup.lib.pretrained import parse_pretrained
+
+    value = str(value) if isinstance(value, Path) else value  # the Python API passes folders as Paths
+
+    spec = parse_pretrained(value)
+    if spec.kind != "path":
+        return str(spec)
+    return str(_existing("any")(spec.name, info))
+
+
+class PretrainedOptions(Options):
+    """The ``pretrained`` options every backbone takes (see :mod:`selfsup.lib.pretrained`): where the
+    starting weights come from, how strictly they must fit and whether they may be downloaded."""
+
+    pretrained: Annotated[str | Path | None, AfterValidator(_pretrained)] = Field(
+        None, description="Starting weights: a local file or folder, hf:org/name[@revision], timm:model.tag, "
+                          "torchvision:Weights.NAME or torchaudio:BUNDLE (which forms a backbone accepts: its docs). "
+                          "Loaded from the libraries' caches; downloads only with pretrained_download or "
+                          "SELFSUP_ALLOW_DOWNLOADS=1.")
+    pretrained_strict: bool = Field(
+        True, description="Refuse weights that do not fit (unexpected keys, shape mismatches, missing encoder keys); "
+                          "false loads whatever matches by name and shape and reports the rest.")
+    pretrained_download: bool = Field(
+        False, description="Allow downloading the pretrained weights into the library's cache (else only cached "
+                           "weights load; the error says how to fetch them once).")

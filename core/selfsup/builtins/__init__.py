@@ -57,8 +57,11 @@ def _subset_decoder(options: SubsetOptions, context: BuildContext) -> Any:
 
 def _mlp(options: MLPOptions, context: BuildContext) -> Any:
     from selfsup.builtins.mlp import MLP
+    from selfsup.lib.pretrained import load_pretrained_into
 
-    return MLP(options)
+    mlp = MLP(options)
+    load_pretrained_into(mlp, options, type_name="mlp", base_dir=context.base_dir, context=context)
+    return mlp
 
 
 def _noise(options: NoiseOptions, context: BuildContext) -> Any:

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from selfsup.options import ExistingFile, Options
+from selfsup.options import ExistingFile, Options, PretrainedOptions
 
 
 class TensorFileOptions(Options):
@@ -18,7 +18,10 @@ class TensorFileOptions(Options):
     split_seed: int = Field(0, ge=0, description="Seed of the split (independent of the run seed).")
 
 
-class MLPOptions(Options):
+class MLPOptions(PretrainedOptions):
+    """A multilayer perceptron; ``pretrained``: a state dict file or folder, an ``hf:`` repository or a
+    selfsup export."""
+
     in_dim: int = Field(gt=0, description="Size of each (flattened) 'input' sample.")
     hidden_dims: list[int] = Field(default_factory=lambda: [256], description="Hidden layer widths.")
     out_dim: int = Field(128, gt=0, description="Size of the features (output_dim).")

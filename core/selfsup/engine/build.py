@@ -134,7 +134,8 @@ def build_run(recipe: Recipe, registry: Registry, *, base_dir: Path, source: str
             labels[f"{section}.{n}"] = component_label(registry, kind, f"{section}.{n}", s, plugins)
 
     def ctx(name: str, **kw: Any) -> BuildContext:
-        return BuildContext(name=name, seed=recipe.seed, base_dir=base_dir, _registry=registry, **kw)  # build() uses it
+        return BuildContext(name=name, seed=recipe.seed, base_dir=base_dir, _registry=registry,  # build() uses it
+                            load_weights=initialise, **kw)
 
     data = {n: _build(registry, "data_source", f"data.{n}", s, ctx(n), source, options.get(f"data.{n}"))
             for n, s in recipe.data.items()}

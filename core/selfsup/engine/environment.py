@@ -46,3 +46,20 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int, plug
     """Write ``environment.json`` atomically (a resume overwrites it with the resuming machine's)."""
     text = json.dumps(environment(device, world_size, plugins), indent=2)
     write_text_atomic(Path(run_dir) / FILENAME, text)
+
+
+PRETRAINED = "pretrained.json"
+
+
+def pretrained_records(backbones: Any) -> dict[str, dict[str, Any]]:
+    """``{key: record}`` of the backbones that started from pretrained weights (their
+    ``pretrained_record``, set by :func:`selfsup.lib.pretrained.attach_record`)."""
+    return {key: record for key, backbone in dict(backbones).items()
+            if isinstance(record := getattr(backbone, "pretrained_record", None), dict)}
+
+
+def write_pretrained(run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
+    """``<run>/pretrained.json``: each pretrained backbone's source, revision, files (sha256, bytes)
+    and load report; nothing is written when no backbone started from pretrained weights."""
+    if records:
+        write_text_atomic(Path(run_dir) / PRETRAINED, json.dumps({"backbones": records}, indent=2))

@@ -30,7 +30,7 @@ from selfsup.engine import checkpoint as ckpt
 from selfsup.engine.build import Built, _build, build_run, component_label
 from selfsup.engine.data import TaskStream, is_iterable_source
 from selfsup.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
-from selfsup.engine.environment import write_environment
+from selfsup.engine.environment import pretrained_records, write_environment, write_pretrained
 from selfsup.engine.evaluation import run_evaluators
 from selfsup.engine.fsdp import Sharding, ensure_process_group
 from selfsup.engine.health import HealthCheck
@@ -405,6 +405,8 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
     if info.is_main:
         for key, where in built.initialised.items():
             print(f"backbones.{key}: weights from {where}", flush=True)
+        for key, record in pretrained_records(built.model.backbones).items():
+            print(f"backbones.{key}: pretrained {record['spec']} ({record['summary']})", flush=True)
     model = built.model.to(device)
     sharding = None
     if cfg.strategy == "fsdp":  # shard before the optimizer is built: fully_shard replaces the parameters
@@ -470,6 +472,8 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
                 warn_stale(run_dir)
         _write_recipe(run_dir, loaded)
         write_environment(run_dir, device, info.world_size, pm)
+        if start_from is None:  # where the starting weights came from (a resume keeps the first run's record)
+            write_pretrained(run_dir, pretrained_records(built.model.backbones))
         had_metrics = (run_dir / "metrics.jsonl").is_file()
         run.writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, resume_step=run.step if had_metrics else None)
         run.bar = ProgressBar(total_steps, run.step, enabled=progress, description=run.info.name)

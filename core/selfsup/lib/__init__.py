@@ -25,6 +25,13 @@ Submodules, which may also be imported directly:
 * :mod:`selfsup.lib.health`: ``embedding_std``, ``rankme``, ``alignment``, ``uniformity``, ``code_perplexity``,
   ``cluster_entropy``, ``collapse_warnings``, ``HealthThresholds``, ``CollapseWarning``;
 * :mod:`selfsup.lib.teacher`: ``EMATeacher``, ``cosine_momentum``, ``linear_momentum``;
+* :mod:`selfsup.lib.pretrained`: ``parse_pretrained``, ``resolve_pretrained``, ``downloads_allowed``,
+  ``read_state_dict``, ``read_export_or_state_dict``, ``load_state``, ``load_timm_pretrained``,
+  ``load_pretrained_into``, ``attach_record``, ``LoadReport``,
+  ``ResolvedWeights``, ``PretrainedSpec``, ``WeightsNotCached``, ``PretrainedMismatch``;
+* :mod:`selfsup.lib.timm_weights`: ``TimmStart``, ``plan_timm_start``, ``load_timm_start``,
+  ``torchvision_model_name``;
+* :mod:`selfsup.lib.shards`: ``ShardStream``, ``tar_samples``, ``check_tar_shard``, ``expand_shards``;
 * ``BadFiles`` (from :mod:`selfsup.badfiles`) and ``split_indices`` (from :mod:`selfsup.splits`).
 """
 
@@ -36,7 +43,7 @@ from typing import Any
 #: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
 #: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
 #: removal or an incompatible change of signature or behaviour bumps the major version.
-API_VERSION = "1.4"
+API_VERSION = "1.5"
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",
@@ -53,7 +60,14 @@ _HOME: dict[str, str] = {
                      "multilabel_report", "regression_report"], "selfsup.lib.metrics"),
     "latest_checkpoint": "selfsup.lib.runs",
     **dict.fromkeys(["EMATeacher", "cosine_momentum", "linear_momentum"], "selfsup.lib.teacher"),
+    **dict.fromkeys(["LoadReport", "PretrainedMismatch", "PretrainedSpec", "ResolvedWeights", "WeightsNotCached",
+                     "attach_record", "downloads_allowed", "load_pretrained_into", "load_state", "load_timm_pretrained",
+                     "parse_pretrained", "read_export_or_state_dict", "read_state_dict", "resolve_pretrained"],
+                    "selfsup.lib.pretrained"),
     "TensorDecoder": "selfsup.lib.serving",
+    **dict.fromkeys(["TimmStart", "load_timm_start", "plan_timm_start", "torchvision_model_name"],
+                    "selfsup.lib.timm_weights"),
+    **dict.fromkeys(["ShardStream", "check_tar_shard", "expand_shards", "tar_samples"], "selfsup.lib.shards"),
     **dict.fromkeys(["DriftMonitor", "DriftReference"], "selfsup.lib.drift"),
     **dict.fromkeys(["CollapseWarning", "HealthThresholds", "alignment", "cluster_entropy", "code_perplexity",
                      "collapse_warnings", "embedding_std", "rankme", "uniformity"], "selfsup.lib.health"),

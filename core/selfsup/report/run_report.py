@@ -61,7 +61,9 @@ def run_report(run_dir: Path, pm: Any, *, baseline: bool = False, device: str = 
                                ("Evaluation", evaluation(run, base, problem), "")]
     sections += curves(run, events)
     sections += plugin_sections(pm, run)
-    sections += [("Recipe", [html.pre(recipe_toml(recipe))], ""), ("Environment", environment(run.environment), "")]
+    started = starting_weights(read_json(run_dir / "pretrained.json"))
+    sections += [("Recipe", [html.pre(recipe_toml(recipe))], ""),
+                 ("Environment", environment(run.environment) + started, "")]
     name = recipe.get("name") or run_dir.name
     subtitle = f"{run_dir.resolve()} · written {time.strftime('%Y-%m-%d %H:%M')} · selfsup {__version__}"
     return html.page(f"Run report: {name}", subtitle, banners, sections)
@@ -185,3 +187,18 @@ def environment(env: dict[str, Any]) -> list[str]:
         parts.append(html.table([{"plugin": name, **(info if isinstance(info, dict) else {"version": info})}
                                  for name, info in plugins.items()]))
     return parts
+
+
+def starting_weights(pretrained: dict[str, Any]) -> list[str]:
+    """``pretrained.json`` as a table: each backbone's pretrained source, its revision, files and load report."""
+    backbones = (pretrained or {}).get("backbones")
+    if not isinstance(backbones, dict) or not backbones:
+        return []
+    rows = []
+    for key, record in backbones.items():
+        files = "; ".join(f"{name} (sha256 {info.get('sha256', '')[:12]}, {info.get('bytes', 0):,} bytes)"
+                          for name, info in (record.get("files") or {}).items())
+        rows.append({"backbone": key, "pretrained": record.get("spec"), "revision": record.get("revision") or "",
+                     "files": files, "loaded": record.get("summary", "")})
+    return [html.heading("pretrained weights"), html.table(rows, ["backbone", "pretrained", "revision", "files",
+                                                                  "loaded"])]

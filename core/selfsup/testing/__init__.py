@@ -45,6 +45,7 @@ from selfsup.testing.effects import (
     EvaluatorEffects,
     TaskEffects,
 )
+from selfsup.testing.hub import hub_cache_repo, torch_hub_file
 from selfsup.testing.keys import AugmentationKeys, BackboneKeys, DataSourceKeys, EvaluatorKeys, TaskKeys
 
 Spec = tuple[str, dict[str, Any]]
@@ -60,6 +61,8 @@ __all__ = [
     "render_in_chromium",
     "serving_client",
     "train_against_random_init",
+    "hub_cache_repo",
+    "torch_hub_file",
 ]
 
 

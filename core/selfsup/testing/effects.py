@@ -59,6 +59,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pytest
 
+from selfsup.options import PretrainedOptions
 from selfsup.registry import Component
 
 #: How many samples of a data source the options check compares.
@@ -212,6 +213,14 @@ def files_digest(directory: Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- the check
 
+#: Without ``pretrained`` in the suite's options, the options of :class:`selfsup.options.PretrainedOptions`
+#: change nothing (starting weights are the plugin's own tests' to check, with weights they write).
+PRETRAINED_INERT = {
+    "pretrained": "starting weights: the suite's options load none (the plugin's pretrained tests load them)",
+    "pretrained_strict": "only read when pretrained weights are loaded",
+    "pretrained_download": "only read when pretrained weights are resolved (tests never download)",
+}
+
 
 def check_options_matter(suite: Any, comp: Component, options: Mapping[str, Any], run: Callable[[dict[str, Any]], Any],
                          what: str) -> None:
@@ -221,6 +230,10 @@ def check_options_matter(suite: Any, comp: Component, options: Mapping[str, Any]
     variants: dict[str, Any] = dict(getattr(suite, "option_variants", {}) or {})
     inert: dict[str, str] = dict(getattr(suite, "inert_options", {}) or {})
     label = f"{comp.kind.replace('_', ' ')} {comp.name!r}"
+    if isinstance(comp.options, type) and issubclass(comp.options, PretrainedOptions) and not options.get("pretrained"):
+        for name, why in PRETRAINED_INERT.items():  # unless the suite gives them a variant or its own reason
+            if name not in variants and name not in inert:
+                inert[name] = why
     setup = [f"option_variants names {n!r}, which is not an option of {label}"
              for n in sorted(set(variants) - set(fields))]
     setup += [f"inert_options names {n!r}, which is not an option of {label}" for n in sorted(set(inert) - set(fields))]

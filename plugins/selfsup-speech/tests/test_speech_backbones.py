@@ -33,6 +33,12 @@ def logmel(**options):
     return LogMelEncoder(LogMelEncoderOptions(**{**support.LOGMEL_SMALL, **options})).eval()
 
 
+#: The pretrained options change the starting weights only when set: test_pretrained.py loads them.
+PRETRAINED_INERT = {"pretrained": "starting weights: test_pretrained.py loads torchaudio, hf and local checkpoints",
+                    "pretrained_strict": "only with pretrained (test_pretrained.py)",
+                    "pretrained_download": "only with pretrained, and tests never download"}
+
+
 class TestWav2Vec2EncoderConformance(BackboneConformance):
     plugins = [selfsup_speech, support]
     backbone = ("wav2vec2_encoder", support.W2V_SMALL)
@@ -40,7 +46,7 @@ class TestWav2Vec2EncoderConformance(BackboneConformance):
     bad_options = [{"embed_dim": 30, "heads": 4}, {"conv_layers": [[32, 0, 5]]}, {"conv_layers": []},
                    {"pos_conv_groups": 7}, {"dropout": 1.0}, {"extractor_mode": "batch_norm"}]
     inert_options = {"sample_rate": "declares the input's rate (frame_rate, timestamps); the conv stack reads samples "
-                                    "whatever their rate"}
+                                    "whatever their rate", **PRETRAINED_INERT}
 
 
 class TestLogMelLSTMConformance(BackboneConformance):
@@ -51,7 +57,7 @@ class TestLogMelLSTMConformance(BackboneConformance):
                    {"kind": "transformer", "hidden_dim": 30, "heads": 4}]
     option_variants = {"sample_rate": 22050}  # 16001 Hz gives the same window, hop and mel bands (f_max = rate // 2)
     inert_options = {"heads": "transformer only (TestLogMelTransformerConformance varies it)",
-                     "ffn_dim": "transformer only (TestLogMelTransformerConformance varies it)"}
+                     "ffn_dim": "transformer only (TestLogMelTransformerConformance varies it)", **PRETRAINED_INERT}
 
 
 class TestLogMelTransformerConformance(BackboneConformance):
@@ -59,7 +65,7 @@ class TestLogMelTransformerConformance(BackboneConformance):
     backbone = ("logmel_encoder", {**support.LOGMEL_SMALL, "kind": "transformer"})
     data = support.TONES
     option_variants = {"sample_rate": 22050}
-    inert_options = {"residual": "LSTM only (TestLogMelLSTMConformance varies it)"}
+    inert_options = {"residual": "LSTM only (TestLogMelLSTMConformance varies it)", **PRETRAINED_INERT}
 
 
 def test_wav2vec2_frames_rate_and_interface():

@@ -17,19 +17,56 @@ def build(name, options, **context):
     return BuildContext(name=name, **context).build("backbones", name, options)
 
 
+#: Why the load options change nothing in the suites' base options (no pretrained weights there).
+NO_WEIGHTS = "no pretrained weights in the base options (the pretrained variant loads fitting ones)"
+LOAD_INERT = {"pretrained_strict": NO_WEIGHTS, "pretrained_download": NO_WEIGHTS}
+
+
+def _other_weights(tmp_path_factory, name: str, options: dict) -> str:
+    """Weights of backbone ``name`` with ``options`` from another seed (the ``pretrained`` variant)."""
+    torch.manual_seed(123)
+    path = tmp_path_factory.mktemp(name) / "weights.pt"
+    torch.save(build(name, options).state_dict(), path)
+    return str(path)
+
+
+def _timm_weights(tmp_path_factory, name: str, **options) -> str:
+    import timm
+
+    torch.manual_seed(123)
+    path = tmp_path_factory.mktemp("timm") / f"{name}.pth"
+    torch.save(timm.create_model(name, pretrained=False, num_classes=0, **options).state_dict(), path)
+    return str(path)
+
+
 class TestR2Plus1D(BackboneConformance):
     backbone = ("r2plus1d", {"widths": [4, 8]})
     data = CLIPS
-    bad_options = [{"widths": []}, {"widths": [4, 0]}, {"temporal_kernel": 2}, {"conv": "2d"}, {"norm": "layer"}]
+    bad_options = [{"widths": []}, {"widths": [4, 0]}, {"temporal_kernel": 2}, {"conv": "2d"}, {"norm": "layer"},
+                   {"pretrained": "timm:resnet18.a1_in1k"}]
+    inert_options = LOAD_INERT
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _weights(cls, tmp_path_factory):
+        cls.option_variants = {"pretrained": _other_weights(tmp_path_factory, "r2plus1d", {"widths": [4, 8]})}
 
 
 class TestFramewiseAttention(BackboneConformance):
     backbone = ("framewise", {"name": "test_convnext", "fusion": "attention", "frames": 4})
     data = CLIPS32
     bad_options = [{"fusion": "max"}, {"kwargs": {"num_classes": 3}}, {"share": "image", "name": "resnet18"},
-                   {"frames": 0}]
+                   {"frames": 0}, {"share": "image", "pretrained": "timm:resnet18.a1_in1k"},
+                   {"name": "resnet34", "pretrained": "timm:resnet18.a1_in1k"}]
     option_variants = {"name": "test_efficientnet", "kwargs": {"drop_rate": 0.5}, "in_chans": 3,
                        "attention_heads": 4, "share": "image"}  # share: no backbone 'image' here, the build raises
+    inert_options = LOAD_INERT
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _weights(cls, tmp_path_factory):
+        path = _timm_weights(tmp_path_factory, "test_convnext", in_chans=1)
+        cls.option_variants = {**cls.option_variants, "pretrained": path}
 
 
 class TestFramewiseConcat(BackboneConformance):
@@ -37,13 +74,20 @@ class TestFramewiseConcat(BackboneConformance):
     data = CLIPS32
     option_variants = {"name": "test_efficientnet", "kwargs": {"drop_rate": 0.5}, "in_chans": 3, "share": "image"}
     inert_options = {"attention_layers": "concat fusion has no attention", "attention_heads": "concat fusion has no "
-                     "attention"}
+                     "attention", "pretrained": "not varied here: TestFramewiseAttention loads weights", **LOAD_INERT}
 
 
 class TestVideoViT(BackboneConformance):
     backbone = ("video_vit", {"dim": 16, "depth": 1, "heads": 2, "patch_size": 4, "tube_frames": 2})
     data = CLIPS
     bad_options = [{"dim": 12}, {"dim": 16, "heads": 3}, {"patch_size": 0}]
+    inert_options = LOAD_INERT
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _weights(cls, tmp_path_factory):
+        options = {"dim": 16, "depth": 1, "heads": 2, "patch_size": 4, "tube_frames": 2}
+        cls.option_variants = {"pretrained": _other_weights(tmp_path_factory, "video_vit", options)}
 
 
 # ------------------------------------------------------------------------------------ shapes and order

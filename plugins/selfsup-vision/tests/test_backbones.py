@@ -16,15 +16,33 @@ def backbone(name, options):
     return get_plugin_manager().registry.get("backbone", name).build(options, BuildContext(name=name))
 
 
+#: Why the load options change nothing in the suites' base options (no pretrained weights there).
+NO_WEIGHTS = "no pretrained weights in the base options (the pretrained variant loads fitting ones)"
+LOAD_INERT = {"pretrained_strict": NO_WEIGHTS, "pretrained_download": NO_WEIGHTS}
+
+
 class TestSmallCNN(BackboneConformance):
     backbone = ("small_cnn", {"widths": [8, 16]})
     data = DIGITS
-    bad_options = [{"widths": []}, {"widths": [8, 0]}, {"norm": "layer"}]
+    bad_options = [{"widths": []}, {"widths": [8, 0]}, {"norm": "layer"}, {"pretrained": "missing/weights.pt"},
+                   {"pretrained": "timm:resnet18.a1_in1k"}]
+    inert_options = LOAD_INERT
+
+    @pytest.fixture(autouse=True, scope="class")
+    @classmethod
+    def _weights(cls, tmp_path_factory):
+        from selfsup_vision.backbones.options import SmallCNNOptions
+        from selfsup_vision.backbones.small_cnn import SmallCNN
+
+        torch.manual_seed(123)
+        path = tmp_path_factory.mktemp("cnn") / "cnn.pt"
+        torch.save(SmallCNN(SmallCNNOptions(widths=[8, 16])).state_dict(), path)
+        cls.option_variants = {**cls.option_variants, "pretrained": str(path)}
 
 
 def _other_weights(tmp_path_factory, name: str, options: dict) -> str:
     """A timm checkpoint for ``name`` with ``options``, initialised from another seed (the options
-    check's ``checkpoint`` variant: loading it must change the features)."""
+    check's ``pretrained`` variant: loading it must change the features)."""
     import timm
 
     torch.manual_seed(123)
@@ -36,21 +54,23 @@ def _other_weights(tmp_path_factory, name: str, options: dict) -> str:
 class TestTimmResNet(BackboneConformance):
     backbone = ("timm", {"name": "resnet18", "in_chans": 1, "small_image_stem": True})
     data = ("digits", {"split": "val", "limit": 4, "size": 32})  # batch-norm at batch 1 needs > 1x1 maps
-    bad_options = [{"name": "resnet18", "in_chans": 0}, {}]
+    bad_options = [{"name": "resnet18", "in_chans": 0}, {}, {"name": "resnet34", "pretrained": "timm:resnet18.a1_in1k"},
+                   {"name": "resnet18", "pretrained": "torchaudio:HUBERT_BASE"}]
     option_variants = {"kwargs": {"global_pool": "max"}}
+    inert_options = LOAD_INERT
 
     @pytest.fixture(autouse=True, scope="class")
     @classmethod
     def _checkpoint(cls, tmp_path_factory):
         path = _other_weights(tmp_path_factory, "resnet18", {"in_chans": 1})
-        cls.option_variants = {**cls.option_variants, "checkpoint": path}
+        cls.option_variants = {**cls.option_variants, "pretrained": path}
 
 
 class TestTimmViT(BackboneConformance):
     backbone = ("timm", {"name": "vit_tiny_patch16_224", "in_chans": 1, "img_size": 8, "patch_size": 4})
     data = DIGITS
     option_variants = {"kwargs": {"depth": 2}}
-    inert_options = {"checkpoint": "not varied here: TestTimmResNet loads a checkpoint"}
+    inert_options = {"pretrained": "not varied here: TestTimmResNet loads weights", **LOAD_INERT}
 
 
 def test_small_image_stem_keeps_resolution():

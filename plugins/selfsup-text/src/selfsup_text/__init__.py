@@ -154,6 +154,9 @@ def register_evaluators(register):
              consumes={"input_ids": "int64[T]", "sentence_starts": "int64[S]"})
     register("sts_spearman", _lazy("evaluators.sts:build"), options=eo.STSOptions, modality=MODALITY,
              summary="Spearman correlation of embedding cosine with human similarity ratings.", consumes={})
+    register("same_document", _lazy("evaluators.same_document:build"), options=eo.SameDocumentOptions,
+             modality=MODALITY, summary="Held-out passage retrieval: is a window's nearest window from its document?",
+             consumes={"input_ids": "int64[T]", "document_ids": "int64[T]"})
 
 
 @selfsup.hookimpl

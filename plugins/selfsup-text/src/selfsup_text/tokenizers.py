@@ -182,12 +182,19 @@ def _load_dir(path: Path) -> "PreTrainedTokenizerFast":
 
 
 def load_tokenizer(spec: str, *, base_dir: Path | str | None = None) -> "PreTrainedTokenizerFast":
-    """The tokenizer named by ``spec`` ("bytes", a shipped name like "bpe-8k", or a folder); cached."""
+    """The tokenizer named by ``spec`` ("bytes", a shipped name like "bpe-8k", a folder, or
+    ``hf:org/name[@revision]``: a Hub checkpoint's tokenizer from the Hub cache, downloaded only with
+    ``SELFSUP_ALLOW_DOWNLOADS=1``); cached."""
     spec = str(spec)
     if spec == "bytes":
         key = ("bytes", "")
     elif spec in SHIPPED:
         key = (spec, str(ASSETS / spec))
+    elif spec.startswith("hf:"):  # a Hub checkpoint's tokenizer, from the Hub cache (as the backbone's pretrained)
+        from selfsup.lib.pretrained import HF_TOKENIZER_PATTERNS, downloads_allowed, resolve_pretrained
+
+        resolved = resolve_pretrained(spec, download=downloads_allowed(), hf_patterns=HF_TOKENIZER_PATTERNS)
+        key = ("dir", str(resolved.path))
     else:
         path = Path(spec).expanduser()
         if not path.is_absolute() and base_dir is not None:

@@ -79,7 +79,8 @@ def register_augmentations(register):
 @selfsup.hookimpl
 def register_backbones(register):
     register("timm", _lazy("backbones.timm_model:build_timm"), options=bo.TimmOptions, modality=MODALITY,
-             summary="Any timm model by name (ResNets, ViTs, ...), random init or local weights.",
+             summary="Any timm model by name (ResNets, ViTs, ...), random init or pretrained (timm, torchvision, hf:, "
+                     "local).",
              consumes={"image": "float32[{in_chans},{img_size},{img_size}]"})
     register("small_cnn", _lazy("backbones.small_cnn:build_small_cnn"), options=bo.SmallCNNOptions, modality=MODALITY,
              summary="A small VGG-style CNN for 8-32 px images.", consumes={"image": "float32[{in_channels},H,W]"})
@@ -143,6 +144,11 @@ RECIPES = {
     "vicreg-digits": "VICReg with a small CNN on 8x8 digits.",
     "dino-digits": "DINO with multi-crop, an EMA teacher and a small CNN on 8x8 digits.",
     "simclr-mnist5k": "SimCLR on 5,000 MNIST digits (extra 'mnist'); kNN against raw pixels.",
+    "mocov3-mnist5k": "MoCo v3 on 5,000 MNIST digits (extra 'mnist') at 16x16; kNN against raw pixels.",
+    "barlow-twins-mnist5k": "Barlow Twins on 5,000 MNIST digits (extra 'mnist') at 16x16; kNN against raw pixels.",
+    "vicreg-mnist5k": "VICReg on 5,000 MNIST digits (extra 'mnist') at 16x16; kNN against raw pixels.",
+    "dino-mnist5k": "DINO with multi-crop and an EMA teacher on 5,000 MNIST digits (extra 'mnist') at 16x16; kNN "
+                    "against raw pixels.",
     "simclr-digits-rounds": "simclr-digits in 3 rounds with k-means pseudo-label self-training and a confidence "
                             "curriculum between them (docs/autonomous.md).",
 }

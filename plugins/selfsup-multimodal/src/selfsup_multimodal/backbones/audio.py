@@ -16,6 +16,10 @@ The interface is the one of selfsup-speech's backbones (``latents``, ``contextua
 ``frames``, ``layers``, ``embed``, ``padding_mask``, ``num_frames``, ``output_dim``, ``latent_dim``,
 ``frame_rate``, ``frame_offset``), so selfsup-speech's ``hubert`` task and ``speech_probe``
 evaluator run on it unchanged.
+
+``pretrained`` starts the adapter from saved weights (a state dict file, a ``selfsup export``
+folder, an adapter export, or ``hf:org/name[@revision]`` holding one; :func:`.trunk.load_own_pretrained`):
+without a trunk all of it, with a trunk its own input projection, feature norm, mask embedding and norms only.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import nn
 from selfsup.components import BuildContext
 from selfsup.lib import masked_mean, sinusoidal_positions
 from selfsup_multimodal.backbones.options import TrunkAudioOptions
-from selfsup_multimodal.backbones.trunk import TrunkAdapter
+from selfsup_multimodal.backbones.trunk import TrunkAdapter, load_own_pretrained
 
 #: The options of selfsup-speech's ``logmel_frontend`` this adapter passes on.
 FRONTEND_FIELDS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "normalize")
@@ -119,4 +123,6 @@ class TrunkAudio(TrunkAdapter):
 
 
 def build(options: Any, context: BuildContext) -> TrunkAudio:
-    return TrunkAudio(options, context)
+    adapter = TrunkAudio(options, context)
+    load_own_pretrained(adapter, context)  # its own weights, when pretrained is set
+    return adapter

@@ -13,6 +13,10 @@ embedding, [class] token, positions and norms belong to the adapter.
 
 ``forward(x [N, C, H, W]) -> [N, D]`` (what SimCLR calls); ``embed(batch)`` reads ``batch["image"]``
 (what the core's ``knn`` and ``linear_probe`` call).
+
+``pretrained`` starts the adapter from saved weights (a state dict file, a ``selfsup export``
+folder, an adapter export, or ``hf:org/name[@revision]`` holding one; :func:`.trunk.load_own_pretrained`):
+without a trunk all of it, with a trunk its own patch embedding, [class] token, positions and norms only.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch import nn
 
 from selfsup.components import BuildContext
 from selfsup_multimodal.backbones.options import TrunkImageOptions
-from selfsup_multimodal.backbones.trunk import TrunkAdapter
+from selfsup_multimodal.backbones.trunk import TrunkAdapter, load_own_pretrained
 
 
 class TrunkImage(TrunkAdapter):
@@ -69,4 +73,6 @@ class TrunkImage(TrunkAdapter):
 
 
 def build(options: Any, context: BuildContext) -> TrunkImage:
-    return TrunkImage(options, context)
+    adapter = TrunkImage(options, context)
+    load_own_pretrained(adapter, context)  # its own weights, when pretrained is set
+    return adapter

@@ -6,15 +6,19 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from selfsup.options import Options
+from selfsup.options import PretrainedOptions
 
 #: Width, heads and layers of an adapter's own encoder when it has no trunk (the text plugin's "nano").
 _OWN_DEFAULTS = {"layers": 4, "heads": 4, "dim": 128}
 _OWN_FIELDS = ("layers", "heads", "dim", "intermediate", "dropout")
 
 
-class _TrunkOptions(Options):
-    """Where an adapter's transformer layers come from: a shared trunk, or its own encoder."""
+class _TrunkOptions(PretrainedOptions):
+    """Where an adapter's transformer layers come from: a shared trunk, or its own encoder; and where
+    its starting weights come from (``pretrained``: a local state dict file, a ``selfsup export``
+    folder or the adapter's own export, or ``hf:org/name[@revision]`` holding one of those). With a
+    trunk, ``pretrained`` sets the adapter's own weights only (its input layers and norms): the
+    shared layers come from the trunk backbone's own ``pretrained``."""
 
     trunk: str | None = Field(
         None,
@@ -31,6 +35,13 @@ class _TrunkOptions(Options):
 
     @model_validator(mode="after")
     def _trunk_or_own(self):
+        if self.pretrained is not None:
+            from selfsup.lib.pretrained import parse_pretrained
+
+            kind = parse_pretrained(self.pretrained).kind
+            if kind not in ("path", "hf"):
+                raise ValueError(f"pretrained = {self.pretrained!r}: a trunk adapter takes its own weights, a local "
+                                 f"file or folder or hf:org/name[@revision], not {kind}: weights")
         given = [f for f in _OWN_FIELDS if getattr(self, f) is not None]
         if self.trunk is not None and given:
             raise ValueError(f"{', '.join(given)} size the adapter's own encoder; with trunk = {self.trunk!r} the "

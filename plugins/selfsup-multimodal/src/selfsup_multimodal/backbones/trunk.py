@@ -11,6 +11,14 @@ gradient to them. Without a trunk the adapter builds a ``BertEncoder`` of its ow
 
 BERT's layers are post-LN (Devlin et al. 2019; Vaswani et al. 2017): like ``BertEmbeddings``, an
 adapter normalises (LayerNorm) and drops out its input tokens before the first layer.
+
+Starting weights (``pretrained``, :func:`load_own_pretrained`): an adapter's state dict (a weights
+file, a ``selfsup export --format selfsup`` folder, an adapter export of :meth:`TrunkAdapter.export`,
+or an ``hf:`` repository of one of those) through :func:`selfsup.lib.pretrained.load_pretrained_into`.
+Without a trunk every tensor is the adapter's own and must fit; with a trunk only the adapter's own
+modules are loaded: the file's ``encoder.*`` tensors (the layers, as saved by an export of a
+shared-trunk adapter) are left out, since the shared layers come from the trunk backbone's own
+``pretrained``.
 """
 
 from __future__ import annotations
@@ -134,7 +142,9 @@ class TrunkAdapter(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_FILE))
         c = self.encoder.config
-        options = {**self.options.model_dump(mode="json", exclude={"trunk"}),  # the layers as its own ones
+        # the layers as its own ones; the starting weights are in the file, so pretrained is not kept
+        exclude = {"trunk", "pretrained", "pretrained_strict", "pretrained_download"}
+        options = {**self.options.model_dump(mode="json", exclude=exclude),
                    "layers": c.num_hidden_layers, "heads": c.num_attention_heads, "dim": c.hidden_size,
                    "intermediate": c.intermediate_size, "dropout": c.hidden_dropout_prob}
         (directory / SELFSUP_FILE).write_text(json.dumps({
@@ -147,6 +157,71 @@ class TrunkAdapter(nn.Module):
             + ":\n\n```python\nfrom selfsup_multimodal.backbones.trunk import load_export\n"
             f"adapter = load_export('.').eval()\nfeatures = adapter.embed(batch)  # [N, {self.output_dim}]\n```\n"
         )
+
+
+class _OwnPart(nn.Module):
+    """The adapter without its (shared) ``encoder``: its other modules, parameters and buffers, the
+    very same tensors, so loading a state dict into this loads it into the adapter."""
+
+    def __init__(self, adapter: TrunkAdapter):
+        super().__init__()
+        for name, child in adapter.named_children():
+            if name != "encoder":
+                self.add_module(name, child)
+        for name, param in adapter.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        for name, buffer in adapter.named_buffers(recurse=False):
+            self.register_buffer(name, buffer)
+
+
+def _legacy_names(state: dict[str, Any]) -> dict[str, Any]:
+    """Exports made before the audio front end was a component hold its buffers as ``mel.*``."""
+    return {("frontend." + k if k.startswith("mel.") else k): v for k, v in state.items()}
+
+
+def load_own_pretrained(adapter: TrunkAdapter, context: BuildContext | None) -> Any:
+    """Load ``adapter.options.pretrained`` (when set) into the adapter with
+    :func:`selfsup.lib.pretrained.load_pretrained_into` (strict unless ``pretrained_strict = false``)
+    and attach the record for the run's ``pretrained.json``; returns the load report or None. With a
+    shared trunk the file's ``encoder.*`` tensors are not loaded (a note in the report says so)."""
+    from selfsup.lib.pretrained import load_pretrained_into, parse_pretrained
+
+    options = adapter.options
+    if options.pretrained is None:
+        return None
+    base_dir = context.base_dir if context is not None else None
+    spec = parse_pretrained(options.pretrained)
+    if spec.kind == "path" and Path(spec.name).is_dir() and (Path(spec.name) / SELFSUP_FILE).is_file():
+        _check_adapter_export(Path(spec.name), adapter.kind)
+    if adapter.trunk is None:
+        return load_pretrained_into(adapter, options, type_name=adapter.kind, convert=_legacy_names,
+                                    base_dir=base_dir, context=context)
+    left_out: list[str] = []
+
+    def own_tensors(state: dict[str, Any]) -> dict[str, Any]:
+        left_out.extend(k for k in state if k.startswith("encoder."))
+        return {k: v for k, v in _legacy_names(state).items() if not k.startswith("encoder.")}
+
+    part = _OwnPart(adapter)
+    report = load_pretrained_into(part, options, type_name=adapter.kind, convert=own_tensors, base_dir=base_dir,
+                                  context=context)
+    if report is None:  # trained weights are loaded right after the build (context.load_weights is false)
+        return None
+    if left_out:
+        report.notes.append(f"{len(left_out)} encoder.* tensors not loaded: the layers are the shared trunk "
+                            f"{adapter.trunk!r}'s (its own pretrained sets them)")
+    record = part.pretrained_record
+    record.update(load=report.as_dict(), summary=report.summary())
+    adapter.pretrained_record = record
+    return report
+
+
+def _check_adapter_export(directory: Path, kind: str) -> None:
+    """An adapter export (:meth:`TrunkAdapter.export`) of another adapter kind is an error."""
+    meta = json.loads((directory / SELFSUP_FILE).read_text())
+    if isinstance(meta, dict) and meta.get("backbone") not in (None, kind) and "format" not in meta:
+        raise ValueError(f"pretrained = {str(directory)!r} is an export of a {meta['backbone']!r} adapter, "
+                         f"not {kind!r}")
 
 
 def load_export(directory: str | Path) -> TrunkAdapter:

@@ -10,6 +10,9 @@ The log-mel frames are computed per clip on its valid samples only (torchaudio
 ``MelSpectrogram``, centred frames with reflect padding), so padding in a batch never changes
 them; ``latents`` returns them, the targets of APC. With ``normalize = "utterance"`` every mel band
 is standardised over the clip's frames.
+
+``pretrained`` starts the encoder from a state dict or a selfsup export of a ``logmel_encoder`` with
+the same options (local, or in an ``hf:`` repository); the front end has no weights.
 """
 
 from __future__ import annotations
@@ -198,7 +201,16 @@ class LogMelEncoder(FrameEncoderMixin, nn.Module):
 
 
 def build(options: LogMelEncoderOptions, context: BuildContext) -> LogMelEncoder:
-    return LogMelEncoder(options)
+    """The encoder; ``pretrained`` (a state-dict file, a ``selfsup export --format selfsup`` folder or an
+    ``hf:`` repository of either) loads into it with a report (:func:`selfsup.lib.pretrained.load_pretrained_into`);
+    the mask embedding is optional (APC does not train it)."""
+    encoder = LogMelEncoder(options)
+    if options.pretrained is not None:
+        from selfsup.lib.pretrained import load_pretrained_into
+
+        load_pretrained_into(encoder, options, type_name="logmel_encoder", accepts=("path", "hf"),
+                             optional=("mask_embedding",), base_dir=context.base_dir)
+    return encoder
 
 
 def build_frontend(options: LogMelFrontendOptions, context: BuildContext) -> LogMelFrontend:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from selfsup.options import Options
+from selfsup.options import Options, PretrainedOptions
 
 ConvLayer = tuple[int, int, int]
 
@@ -15,10 +15,24 @@ ConvLayer = tuple[int, int, int]
 DEFAULT_CONV_LAYERS: list[ConvLayer] = [(128, 10, 5), (128, 8, 4), (128, 4, 4), (128, 4, 2), (128, 4, 2)]
 
 
-class Wav2Vec2EncoderOptions(Options):
+#: Set by a pretrained checkpoint (torchaudio bundle, transformers config, selfsup export): giving
+#: them with ``pretrained`` is an error. Dropouts, ``layer_drop`` and ``normalize_waveform`` may be set.
+WAV2VEC2_ARCHITECTURE = ("conv_layers", "extractor_mode", "conv_bias", "embed_dim", "layers", "heads", "ffn_dim",
+                         "pos_conv_kernel", "pos_conv_groups", "layer_norm_first")
+WAV2VEC2_DROPOUTS = ("dropout", "attention_dropout", "ffn_dropout", "projection_dropout", "layer_drop")
+
+
+class Wav2Vec2EncoderOptions(PretrainedOptions):
     """wav2vec 2.0's architecture from torchaudio components: a conv feature encoder on the
     waveform, then a transformer with a convolutional positional embedding (sizes configurable;
-    the defaults are a small model for 1-second keywords at 16 kHz)."""
+    the defaults are a small model for 1-second keywords at 16 kHz).
+
+    ``pretrained``: ``torchaudio:BUNDLE`` (``WAV2VEC2_BASE``, ``HUBERT_BASE``, ``WAV2VEC2_LARGE_LV60K``,
+    ...; an ASR bundle's CTC head is dropped), ``hf:org/name`` (a transformers ``Wav2Vec2Model`` /
+    ``HubertModel`` checkpoint, or their ``ForPreTraining``/``ForCTC``: heads dropped; or a repository
+    holding a selfsup export), a local folder (``selfsup export --format torchaudio`` or ``--format
+    selfsup``, or a transformers ``save_pretrained`` folder) or a state-dict file. The architecture
+    then comes from the checkpoint (a state-dict file: from these options)."""
 
     sample_rate: int = Field(16000, ge=1000, le=192000, description="Sample rate of the input audio (sets frame_rate).")
     conv_layers: list[ConvLayer] = Field(
@@ -42,6 +56,10 @@ class Wav2Vec2EncoderOptions(Options):
     projection_dropout: float = Field(0.1, ge=0, lt=1,
                                       description="Dropout after the feature projection (fairseq dropout_input).")
     layer_drop: float = Field(0.0, ge=0, lt=1, description="LayerDrop probability per transformer layer in training.")
+    normalize_waveform: bool | None = Field(
+        None, description="Standardise each clip over its valid samples (a layer norm without weights, as torchaudio's "
+                          "pipelines do for the Large/XLSR bundles). Default: the pretrained checkpoint's "
+                          "(torchaudio bundle, transformers feature extractor's do_normalize), else false.")
 
     @field_validator("conv_layers")
     @classmethod
@@ -59,7 +77,22 @@ class Wav2Vec2EncoderOptions(Options):
             raise ValueError(f"heads = {self.heads} must divide embed_dim = {self.embed_dim}")
         if self.embed_dim % self.pos_conv_groups:
             raise ValueError(f"pos_conv_groups = {self.pos_conv_groups} must divide embed_dim = {self.embed_dim}")
+        given = [f for f in WAV2VEC2_ARCHITECTURE if f in self.model_fields_set]
+        if self.pretrained is not None and given and not _state_dict_file(self.pretrained):
+            raise ValueError(f"pretrained = {self.pretrained!r} sets the architecture from the checkpoint; remove "
+                             f"{', '.join(given)} (dropouts, layer_drop and normalize_waveform may be set; a "
+                             f"state-dict file takes its architecture from these options)")
         return self
+
+
+def _state_dict_file(pretrained: str) -> bool:
+    """True when ``pretrained`` (validated) is a local file: a bare state dict, which has no architecture."""
+    from pathlib import Path
+
+    from selfsup.lib.pretrained import parse_pretrained  # syntax only: imports no torch
+
+    spec = parse_pretrained(pretrained)
+    return spec.kind == "path" and Path(spec.name).is_file()
 
 
 class LogMelFrontendOptions(Options):
@@ -81,9 +114,12 @@ class LogMelFrontendOptions(Options):
         return self
 
 
-class LogMelEncoderOptions(LogMelFrontendOptions):
+class LogMelEncoderOptions(LogMelFrontendOptions, PretrainedOptions):
     """Log-mel filterbank frames (torchaudio MelSpectrogram) followed by a unidirectional LSTM
-    (APC's encoder) or a causal transformer; ``causal = false`` makes either bidirectional."""
+    (APC's encoder) or a causal transformer; ``causal = false`` makes either bidirectional.
+
+    ``pretrained``: a ``logmel_encoder`` state-dict file, a ``selfsup export --format selfsup`` folder,
+    or an ``hf:org/name`` repository holding either; the architecture is these options'."""
 
     kind: Literal["lstm", "transformer"] = Field("lstm", description="Sequence model on top of the frames.")
     causal: bool = Field(True, description="Unidirectional (each frame sees only the past), as APC needs.")

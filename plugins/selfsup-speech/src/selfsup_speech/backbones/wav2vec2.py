@@ -15,6 +15,12 @@ Padding: the transformer ignores padded frames (attention mask, as torchaudio do
 ``lengths``); with ``extractor_mode = "layer_norm"`` (the default) valid frames do not depend on
 how much padding follows, so a clip embeds the same alone or in a batch. wav2vec 2.0 Base's
 ``group_norm`` normalises the first conv layer over all time steps, padding included.
+
+Pretrained weights (``pretrained``: torchaudio bundles, transformers wav2vec 2.0 / HuBERT
+checkpoints, selfsup exports; :mod:`selfsup_speech.backbones.wav2vec2_pretrained`) set the
+architecture; with ``normalize_waveform`` (set from the checkpoint: torchaudio's Large/XLSR bundles,
+a transformers feature extractor's ``do_normalize``) each clip is standardised over its valid
+samples before the conv encoder, as torchaudio's pipelines do (a layer norm without weights).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from torchaudio.models import Wav2Vec2Model, wav2vec2_model
 
 from selfsup.components import BuildContext
 from selfsup_speech.backbones.common import FrameEncoderMixin, audio_and_lengths, lengths_to_padding_mask
-from selfsup_speech.backbones.options import Wav2Vec2EncoderOptions
+from selfsup_speech.backbones.options import WAV2VEC2_DROPOUTS, Wav2Vec2EncoderOptions
 
 CONFIG_FILE = "config.json"  # torchaudio.models.wav2vec2_model(**config)
 WEIGHTS_FILE = "model.pt"  # Wav2Vec2Model.state_dict(), torch.save
@@ -58,12 +64,14 @@ def torchaudio_config(o: Wav2Vec2EncoderOptions) -> dict[str, Any]:
     }
 
 
-def options_from_config(config: Mapping[str, Any], sample_rate: int = 16000) -> Wav2Vec2EncoderOptions:
-    """Inverse of :func:`torchaudio_config` (for loading an export)."""
+def options_from_config(config: Mapping[str, Any], sample_rate: int = 16000,
+                        normalize_waveform: bool | None = None) -> Wav2Vec2EncoderOptions:
+    """Inverse of :func:`torchaudio_config` (for loading an export or a pretrained checkpoint)."""
     if config.get("aux_num_out") is not None:
         raise ValueError("this Wav2Vec2Model has a fine-tuning head (aux_num_out); export the encoder alone")
     return Wav2Vec2EncoderOptions(
-        sample_rate=sample_rate, conv_layers=[tuple(x) for x in config["extractor_conv_layer_config"]],
+        sample_rate=sample_rate, normalize_waveform=normalize_waveform,
+        conv_layers=[tuple(x) for x in config["extractor_conv_layer_config"]],
         extractor_mode=config["extractor_mode"], conv_bias=config["extractor_conv_bias"],
         embed_dim=config["encoder_embed_dim"], layers=config["encoder_num_layers"], heads=config["encoder_num_heads"],
         ffn_dim=config["encoder_ff_interm_features"], pos_conv_kernel=config["encoder_pos_conv_kernel"],
@@ -72,6 +80,16 @@ def options_from_config(config: Mapping[str, Any], sample_rate: int = 16000) -> 
         ffn_dropout=config["encoder_ff_interm_dropout"], projection_dropout=config["encoder_projection_dropout"],
         layer_drop=config["encoder_layer_drop"],
     )
+
+
+def normalize_waveforms(audio: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each clip of ``audio [B, T]`` standardised over its ``lengths [B]`` valid samples (zero mean, unit
+    variance, ``eps`` as torchaudio's ``layer_norm``); padding stays zero. ``[B, T]``."""
+    valid = ~lengths_to_padding_mask(lengths, audio.shape[1])  # [B, T]
+    count = valid.sum(1, keepdim=True).clamp_min(1)  # [B, 1]
+    mean = (audio * valid).sum(1, keepdim=True) / count
+    var = ((audio - mean).pow(2) * valid).sum(1, keepdim=True) / count
+    return (audio - mean) / torch.sqrt(var + eps) * valid
 
 
 class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
@@ -93,6 +111,7 @@ class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
             self.stride *= int(stride)
         self.receptive_field = receptive  # samples seen by one frame
         self.sample_rate = int(options.sample_rate)
+        self.normalize_waveform = bool(options.normalize_waveform)
         self.frame_rate = self.sample_rate / self.stride
         self.frame_offset = (receptive - 1) / 2 / self.sample_rate
 
@@ -109,6 +128,8 @@ class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
     def latents(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Conv features ``z [B, F, C]`` and the frame padding mask ``[B, F]`` (True = padding)."""
         audio, lengths = audio_and_lengths(batch)  # [B, T], [B]
+        if self.normalize_waveform:
+            audio = normalize_waveforms(audio, lengths)
         if audio.shape[1] < self.receptive_field:
             audio = nn.functional.pad(audio, (0, self.receptive_field - audio.shape[1]))
         z, _ = self.model.feature_extractor(audio, None)  # [B, F, C]
@@ -196,6 +217,9 @@ class Wav2Vec2Encoder(FrameEncoderMixin, nn.Module):
             "features, lengths = model(waveforms, lengths)  # waveforms [B, T] at "
             f"{self.sample_rate} Hz -> [B, frames, {self.output_dim}] at {self.frame_rate:g} frames/s\n"
             "layers, lengths = model.extract_features(waveforms, lengths)\n```\n"
+            + ("\nThis model standardises each clip first (normalize_waveform): `waveforms = "
+               "torch.nn.functional.layer_norm(waveforms, waveforms.shape)` per clip, before the model.\n"
+               if self.normalize_waveform else "")
         )
 
 
@@ -207,13 +231,39 @@ def load_export(directory: Path) -> Wav2Vec2Encoder:
     if not config_path.is_file() or not weights_path.is_file():
         raise FileNotFoundError(f"{directory} is not a wav2vec2_encoder export "
                                 f"(needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    sample_rate = 16000
-    if (directory / SELFSUP_FILE).is_file():
-        sample_rate = int(json.loads((directory / SELFSUP_FILE).read_text()).get("sample_rate", sample_rate))
-    encoder = Wav2Vec2Encoder(options_from_config(json.loads(config_path.read_text()), sample_rate))
+    info = json.loads((directory / SELFSUP_FILE).read_text()) if (directory / SELFSUP_FILE).is_file() else {}
+    normalize = (info.get("options") or {}).get("normalize_waveform")
+    encoder = Wav2Vec2Encoder(options_from_config(json.loads(config_path.read_text()),
+                                                  int(info.get("sample_rate", 16000)), normalize))
     encoder.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
     return encoder
 
 
+def pretrained_options(options: Wav2Vec2EncoderOptions, params: Mapping[str, Any], sample_rate: int,
+                       normalize_waveform: bool) -> Wav2Vec2EncoderOptions:
+    """The options of a backbone started from a checkpoint: its architecture (``params``), sample
+    rate and input normalisation, with the dropouts (and ``normalize_waveform``) the user set."""
+    if "sample_rate" in options.model_fields_set and options.sample_rate != sample_rate:
+        raise ValueError(f"sample_rate = {options.sample_rate}, but pretrained = {options.pretrained!r} was trained at "
+                         f"{sample_rate} Hz: resample the data to {sample_rate} Hz and remove sample_rate")
+    base = options_from_config(params, sample_rate).model_dump()
+    base.update({f: getattr(options, f) for f in WAV2VEC2_DROPOUTS if f in options.model_fields_set})
+    base["normalize_waveform"] = normalize_waveform if options.normalize_waveform is None \
+        else options.normalize_waveform
+    return Wav2Vec2EncoderOptions(**{k: v for k, v in base.items() if not k.startswith("pretrained")})
+
+
 def build(options: Wav2Vec2EncoderOptions, context: BuildContext) -> Wav2Vec2Encoder:
-    return Wav2Vec2Encoder(options)
+    if options.pretrained is None:
+        return Wav2Vec2Encoder(options)
+    from selfsup.lib.pretrained import attach_record, load_state
+    from selfsup_speech.backbones.wav2vec2_pretrained import read_checkpoint
+
+    checkpoint = read_checkpoint(options, context.base_dir)
+    encoder = Wav2Vec2Encoder(pretrained_options(options, checkpoint.params, checkpoint.sample_rate,
+                                                 checkpoint.normalize_waveform))
+    report = load_state(encoder, checkpoint.state, strict=options.pretrained_strict, optional=("mask_embedding",),
+                        source=str(options.pretrained))
+    report.notes.extend(checkpoint.notes)
+    attach_record(encoder, checkpoint.resolved, report)
+    return encoder

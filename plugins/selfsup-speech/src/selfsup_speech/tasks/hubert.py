@@ -6,7 +6,9 @@ Learning by Masked Prediction of Hidden Units, IEEE/ACM TASLP 2021.
 Every frame of the training set gets a discrete target, its k-means cluster id: iteration 1
 clusters MFCCs (13 coefficients with deltas and delta-deltas, 10 ms frames, each backbone frame
 taking the MFCC frame nearest its centre); iteration 2 clusters the features of one layer of the
-iteration-1 model (``targets = {checkpoint = <run or export dir>, layer = n}``). The backbone's
+iteration-1 model (``targets = {checkpoint = <run or export dir>, layer = n}``), or, to continue
+pre-training a published model (the backbone's ``pretrained = "torchaudio:HUBERT_BASE"``), of one
+layer of the task's own backbone before its first step (``targets = {layer = n}``). The backbone's
 latents are span-masked (mask embedding in the transformer's input, ``mask_prob = 0.8``, spans of
 10 frames, as the paper) and the transformer's outputs predict the targets of the masked frames
 with cross-entropy (``unmasked_weight`` adds the unmasked frames; the paper's best setting
@@ -60,7 +62,12 @@ class HuBERTTask(nn.Module):
         if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
             raise ValueError("hubert needs a map-style data source (known length): it keeps targets per sample")
         o = self.options = options
-        if o.targets != "mfcc" and not o.targets.checkpoint.exists():
+        if o.targets != "mfcc" and o.targets.checkpoint is None and not getattr(backbone, "pretrained_record", None):
+            raise ValueError("hubert targets = {layer = %d} without checkpoint clusters the task's own backbone before "
+                             "training, which needs pretrained weights: set the backbone's pretrained option (e.g. "
+                             "torchaudio:HUBERT_BASE), or give targets.checkpoint = <run or export dir> (also for "
+                             "a backbone started with [backbones.<name>.init]: that run)" % o.targets.layer)
+        if o.targets != "mfcc" and o.targets.checkpoint is not None and not o.targets.checkpoint.exists():
             raise FileNotFoundError(f"hubert targets.checkpoint {o.targets.checkpoint} does not exist: train the "
                                     f"earlier iteration first (e.g. the hubert-quickstart recipe writes "
                                     f"runs/hubert-quickstart)")
@@ -108,6 +115,9 @@ class HuBERTTask(nn.Module):
             source = MFCCFrames(self.sample_rate, o.n_mfcc)
             rate, offset = source.frame_rate, source.frame_offset
             model = None
+        elif o.targets.checkpoint is None:  # the task's own (pretrained) backbone, before any step
+            model = backbone
+            rate, offset = model.frame_rate, model.frame_offset
         else:
             from selfsup_speech.tasks.pretrained import load_backbone
 
@@ -125,8 +135,8 @@ class HuBERTTask(nn.Module):
                 batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in pad_audio(samples).items()}
                 layers = model.layers(batch)
                 if not 0 <= o.targets.layer < len(layers):
-                    raise ValueError(f"targets.layer = {o.targets.layer}, but the model at {o.targets.checkpoint} has "
-                                     f"layers 0..{len(layers) - 1}")
+                    where = f"the model at {o.targets.checkpoint}" if o.targets.checkpoint else "the task's backbone"
+                    raise ValueError(f"targets.layer = {o.targets.layer}, but {where} has layers 0..{len(layers) - 1}")
                 states = layers[o.targets.layer].float()  # [B, F, D]
                 valid = model.num_frames(lengths.to(device)).clamp_max(states.shape[1]).tolist()
                 feats = [states[i, : valid[i]] for i in range(len(samples))]

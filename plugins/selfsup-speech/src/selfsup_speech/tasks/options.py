@@ -49,11 +49,14 @@ class Wav2Vec2Options(_SpanMasking):
 
 
 class HuBERTCheckpointTargets(Options):
-    """Iteration 2+: cluster the features of one layer of an earlier model."""
+    """Iteration 2+: cluster the features of one layer of an earlier model: a run or export
+    (``checkpoint``), or, without ``checkpoint``, the task's own pretrained backbone before training
+    (continuing HuBERT pre-training from ``torchaudio:HUBERT_BASE`` or ``hf:facebook/hubert-base-ls960``)."""
 
-    checkpoint: RecipePath = Field(
-        description="A selfsup run directory (its newest checkpoint is loaded) or a wav2vec2_encoder export directory "
-                    "(config.json + model.pt), relative to the recipe.")
+    checkpoint: RecipePath | None = Field(
+        None, description="A selfsup run directory (its newest checkpoint is loaded) or a wav2vec2_encoder export "
+                          "directory (config.json + model.pt), relative to the recipe. Omitted: the task's own "
+                          "backbone as its pretrained option loaded it (targets are computed before the first step).")
     layer: int = Field(ge=0, description="0: the transformer's input (projected conv features); n: output of "
                                          "transformer layer n.")
     backbone: str | None = Field(None, description="Run directory with several backbones: which one.")
@@ -64,7 +67,8 @@ class HuBERTOptions(_SpanMasking):
     earlier model's features (iteration 2)."""
 
     targets: Literal["mfcc"] | HuBERTCheckpointTargets = Field(
-        "mfcc", description='"mfcc", or {checkpoint = <run or export dir>, layer = n} for iteration 2.')
+        "mfcc", description='"mfcc", or {checkpoint = <run or export dir>, layer = n} for iteration 2; {layer = n} '
+                            'alone: layer n of the task\'s own pretrained backbone.')
     clusters: int = Field(100, ge=2, le=10000, description="k of the k-means whose ids are the targets.")
     kmeans_iters: int = Field(30, ge=1, description="Lloyd iterations.")
     kmeans_max_frames: int = Field(100_000, ge=100, description="k-means is fitted on at most this many frames (seeded "

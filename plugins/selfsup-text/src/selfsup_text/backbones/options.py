@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from selfsup.options import ExistingDir, Options
+from selfsup.options import PretrainedOptions
 
 Family = Literal["gpt2", "llama", "bert"]
 Pooling = Literal["mean", "cls", "last"]
@@ -26,13 +27,19 @@ Size = Literal["nano", "mini", "small", "medium", "base"]
 _ARCHITECTURE_FIELDS = ("size", "layers", "heads", "dim", "intermediate", "context", "family")
 
 
-class TransformerOptions(Options):
+class TransformerOptions(PretrainedOptions):
     """A transformers model: a decoder (``gpt2``: GPT2LMHeadModel, ``llama``: LlamaForCausalLM) or
     an encoder (``bert``: BertForPreTraining, with MLM and NSP heads), built from a size preset and
-    explicit overrides, or loaded from a local ``pretrained`` directory (never from a hub)."""
+    explicit overrides, or loaded from a transformers checkpoint with ``pretrained``: a local folder
+    (``config.json`` + weights, e.g. MiniLM's or a previous run's ``export/<name>``) or a Hugging Face
+    Hub repository ``hf:org/name[@revision]`` (``hf:bert-base-uncased``, ``hf:gpt2``), read from the
+    Hub cache (downloaded only with ``pretrained_download = true`` or ``SELFSUP_ALLOW_DOWNLOADS=1``).
+    The architecture, family and (by default) tokenizer then come from the checkpoint; heads it lacks
+    (BERT's MLM and NSP heads and pooler, a decoder's LM head) are initialised and reported as missing;
+    anything else that does not fit is an error unless ``pretrained_strict = false``."""
 
     family: Family | None = Field(
-        None, description="Architecture; default 'gpt2', or the pretrained directory's own (config.model_type)."
+        None, description="Architecture; default 'gpt2', or the pretrained checkpoint's own (config.model_type)."
     )
     size: Size = Field(
         "nano", description="Preset (layers, heads, dim): nano 4/4/128, mini 4/4/256, small 4/8/512, medium 8/8/512, "
@@ -52,25 +59,35 @@ class TransformerOptions(Options):
         None,
         min_length=1,  # "" would name the recipe's own folder
         description="Tokenizer spec ('bytes', a shipped name such as 'bpe-8k', or a directory); sets the vocabulary "
-        "size and special ids. Default with pretrained: the directory's own tokenizer.",
-    )
-    pretrained: ExistingDir | None = Field(
-        None,
-        description="Local directory with a transformers checkpoint (e.g. MiniLM's, or a previous run's "
-        "export/<name>): weights loaded with from_pretrained, heads missing from it initialised.",
+        "size and special ids. Default with pretrained: the checkpoint's own tokenizer.",
     )
     pooling: Pooling = Field("mean", description="embed(): masked mean of the last hidden states, the first token, or "
                                                  "the last real token.")
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="transformers attention implementation.")
     tie_embeddings: bool = Field(True, description="Share input embeddings and the LM head's output weights.")
 
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value  # the Python API passes folders as Paths
+
     @model_validator(mode="after")
     def _check(self) -> "TransformerOptions":
         if self.pretrained is not None:
+            from selfsup.lib.pretrained import parse_pretrained
+
+            spec = parse_pretrained(self.pretrained)
+            if spec.kind not in ("path", "hf"):
+                raise ValueError(f"pretrained = {self.pretrained!r}: the transformer backbone takes a transformers "
+                                 f"checkpoint, a local folder or hf:org/name[@revision], not {spec.kind}: weights")
+            if spec.kind == "path" and not Path(spec.name).is_dir():
+                raise ValueError(f"pretrained = {self.pretrained!r} is a file; the transformer backbone takes a "
+                                 f"transformers checkpoint folder (config.json and weights) or hf:org/name[@revision]")
             given = sorted(f for f in _ARCHITECTURE_FIELDS if f in self.model_fields_set and f != "family")
             if given:
                 raise ValueError(
-                    f"pretrained: the architecture comes from {self.pretrained}/config.json; remove {', '.join(given)}"
+                    f"pretrained: the architecture comes from the checkpoint's config.json ({self.pretrained}); "
+                    f"remove {', '.join(given)}"
                 )
             return self
         if self.tokenizer is None:

@@ -5,8 +5,10 @@ Decoders: GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitas
 Models") as ``LlamaForCausalLM``. Encoder: BERT (Devlin et al. 2019, "BERT: Pre-training of Deep
 Bidirectional Transformers for Language Understanding") as ``BertForPreTraining`` (the MLM head and
 the NSP head). Models are built from a transformers config (size preset plus explicit fields, the
-vocabulary and special ids from the tokenizer) or loaded from a local directory with
-``from_pretrained`` (heads the checkpoint lacks are initialised; the family comes from its config).
+vocabulary and special ids from the tokenizer) or loaded with ``from_pretrained`` from a local
+checkpoint folder or a Hugging Face Hub repository (``hf:org/name[@revision]``, from the Hub cache;
+see :mod:`selfsup.lib.pretrained`): the family comes from its config, heads the checkpoint lacks are
+initialised (:data:`OPTIONAL_HEADS`), and the load report goes to the run's ``pretrained.json``.
 
 Tasks use the methods documented on :class:`TransformerBackbone`: ``hidden_states`` (the last layer,
 ``[B, T, D]``), ``lm_logits`` (the decoder's LM head or BERT's MLM head), ``nsp_logits`` (BERT's
@@ -79,25 +81,97 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_pretrained(directory: Path, options: Any) -> tuple[Any, str]:
-    """``(model, family)`` from a local transformers directory; the family is the config's model_type."""
+#: Keys of the heads this backbone puts on a published body: initialised when a checkpoint lacks them
+#: and reported as missing, which strict loading allows. BERT's MLM and NSP heads and the pooler that
+#: feeds NSP (a ``BertModel`` checkpoint such as MiniLM has no heads); a decoder's LM head (absent
+#: from a ``LlamaModel`` checkpoint; GPT-2's is tied to the input embeddings).
+OPTIONAL_HEADS = {"bert": ("cls.", "bert.pooler."), "gpt2": ("lm_head.",), "llama": ("lm_head.",)}
+
+
+def load_pretrained(options: Any, base_dir: Path | None = None,
+                    load_weights: bool = True) -> tuple[Any, str, Any, Any]:
+    """``(model, family, resolved, report)`` from ``options.pretrained``: a local checkpoint folder or
+    ``hf:org/name[@revision]`` resolved in the Hugging Face cache (:func:`selfsup.lib.pretrained.resolve_pretrained`),
+    then transformers' ``from_pretrained`` with ``local_files_only`` (its key renames, base-model
+    prefix and tied weights apply). The family is the config's ``model_type``. The load report
+    (:class:`selfsup.lib.pretrained.LoadReport`) is transformers' loading info; under
+    ``pretrained_strict`` unexpected keys, shape mismatches and missing keys outside
+    :data:`OPTIONAL_HEADS` raise :class:`selfsup.lib.pretrained.PretrainedMismatch`.
+    ``load_weights = False`` (trained weights are loaded right after the build: a resume, ``selfsup
+    eval``, serving): the model is built from the checkpoint's config alone and the report is None."""
     from transformers import AutoConfig
 
+    from selfsup.lib.pretrained import downloads_allowed, resolve_pretrained
+
+    resolved = resolve_pretrained(options.pretrained, download=downloads_allowed(options.pretrained_download),
+                                  base_dir=base_dir)
+    directory = resolved.path
+    if not (directory / "config.json").is_file():
+        raise ValueError(f"pretrained = {options.pretrained!r}: {directory} has no config.json; the transformer "
+                         f"backbone takes a transformers checkpoint (a save_pretrained folder: config.json, weights)")
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
     family = config.model_type
     if family not in FAMILIES:
-        raise ValueError(f"{directory}: model_type {family!r} is not supported (supported: {', '.join(FAMILIES)})")
+        raise ValueError(f"pretrained = {options.pretrained!r}: model_type {family!r} is not supported "
+                         f"(supported: {', '.join(FAMILIES)})")
     if options.family is not None and options.family != family:
-        raise ValueError(f"family = {options.family!r}, but {directory}/config.json is a {family!r} model")
+        raise ValueError(f"family = {options.family!r}, but pretrained = {options.pretrained!r} is a {family!r} "
+                         f"model (its config.json); remove family or give a {options.family} checkpoint")
     overrides: dict[str, Any] = {}
     if options.dropout is not None:
         keys = {"gpt2": ("resid_pdrop", "embd_pdrop", "attn_pdrop"), "llama": ("attention_dropout",),
                 "bert": ("hidden_dropout_prob", "attention_probs_dropout_prob")}[family]
         overrides = {k: options.dropout for k in keys}
-    model = _model_class(family).from_pretrained(
-        directory, local_files_only=True, attn_implementation=options.attn_implementation, **overrides
+    model_class = _model_class(family)
+    if not load_weights:  # the architecture only: its tensors are replaced right after the build
+        config = AutoConfig.from_pretrained(directory, local_files_only=True,
+                                            attn_implementation=options.attn_implementation, **overrides)
+        return model_class(config), family, resolved, None
+    # shape mismatches are loaded as "initialised" and reported: strictness is decided below, in selfsup's terms
+    model, info = model_class.from_pretrained(
+        directory, local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True,
+        attn_implementation=options.attn_implementation, **overrides,
     )
-    return model, family
+    report = loading_report(model, info, f"{model_class.__name__}.from_pretrained")
+    check_report(report, family, str(resolved.spec), options.pretrained_strict)
+    return model, family, resolved, report
+
+
+def loading_report(model: nn.Module, info: Mapping[str, Any], how: str) -> Any:
+    """A :class:`selfsup.lib.pretrained.LoadReport` of transformers' ``output_loading_info``."""
+    from selfsup.lib.pretrained import LoadReport
+
+    missing = sorted(info.get("missing_keys") or ())
+    unexpected = sorted(info.get("unexpected_keys") or ())
+    mismatched = sorted((str(k), list(a), list(b)) for k, a, b in info.get("mismatched_keys") or ())
+    skipped = set(missing) | {k for k, *_ in mismatched}
+    matched = sorted(k for k in model.state_dict() if k not in skipped)
+    return LoadReport(matched=matched, missing=missing, unexpected=unexpected, mismatched=mismatched,
+                      notes=[f"loaded with transformers' {how}"])
+
+
+def check_report(report: Any, family: str, source: str, strict: bool) -> None:
+    """Under ``strict``: raise :class:`selfsup.lib.pretrained.PretrainedMismatch` for unexpected keys,
+    shape mismatches or missing keys outside the family's :data:`OPTIONAL_HEADS`."""
+    from selfsup.lib.pretrained import PretrainedMismatch
+
+    required = [k for k in report.missing if not k.startswith(OPTIONAL_HEADS[family])]
+    if not strict or not (report.unexpected or report.mismatched or required):
+        return
+    problems = []
+    if report.mismatched:
+        problems.append("shape mismatches " + _sample([f"{k} {a} vs {b}" for k, a, b in report.mismatched]))
+    if report.unexpected:
+        problems.append(f"{len(report.unexpected)} keys the {family} model does not have: {_sample(report.unexpected)}")
+    if required:
+        problems.append(f"{len(required)} {family} keys missing from it: {_sample(required)}")
+    raise PretrainedMismatch(f"pretrained = {source!r} does not fit this backbone ({'; '.join(problems)}); give a "
+                             f"checkpoint of this architecture, or set pretrained_strict = false to load what matches "
+                             f"(the rest initialised)")
+
+
+def _sample(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
 class TransformerBackbone(nn.Module):
@@ -277,12 +351,21 @@ def build(options: Any, context: BuildContext) -> TransformerBackbone:
 
     quiet_transformers()
     if options.pretrained is not None:
-        model, family = load_pretrained(options.pretrained, options)
-        tokenizer = load_tokenizer(options.tokenizer or str(options.pretrained), base_dir=context.base_dir)
+        from selfsup.lib.pretrained import attach_record
+
+        model, family, resolved, report = load_pretrained(options, context.base_dir,
+                                                          load_weights=getattr(context, "load_weights", True))
+        tokenizer = load_tokenizer(options.tokenizer or str(resolved.path), base_dir=context.base_dir)
         rows = int(model.config.get_text_config().vocab_size)
         if vocab_size_of(tokenizer) > rows:  # e.g. a [MASK] the checkpoint's tokenizer lacked: new rows, initialised
             model.resize_token_embeddings(vocab_size_of(tokenizer))
-        return TransformerBackbone(model, tokenizer, family, options.pooling)
+            if report is not None:
+                report.notes.append(f"embedding rows {rows} -> {vocab_size_of(tokenizer)} for the tokenizer "
+                                    f"(initialised)")
+        backbone = TransformerBackbone(model, tokenizer, family, options.pooling)
+        if report is not None:
+            attach_record(backbone, resolved, report)  # the run's pretrained.json
+        return backbone
     tokenizer = load_tokenizer(options.tokenizer, base_dir=context.base_dir)
     family = options.resolved_family()
     model = _model_class(family)(_config(options, tokenizer))

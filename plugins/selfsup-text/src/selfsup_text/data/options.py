@@ -36,7 +36,8 @@ class _TokenizedOptions(Options):
     tokenizer: str = Field(
         "bpe-8k",
         min_length=1,  # "" would name the recipe's own folder
-        description="'bytes', a shipped tokenizer ('bpe-8k') or a tokenizer directory (relative to the recipe).",
+        description="'bytes', a shipped tokenizer ('bpe-8k'), a tokenizer directory (relative to the recipe) or "
+                    "hf:org/name[@revision] (a Hub checkpoint's, from the Hub cache, as the backbone's pretrained).",
     )
     add_special_tokens: bool = Field(True, description="Wrap each document as [CLS] ... [SEP].")
     max_length: int | None = Field(None, ge=2, description="Truncate each document to this many tokens.")

@@ -39,3 +39,12 @@ class NSPAccuracyOptions(Options):
 
 class STSOptions(Options):
     """Spearman correlation between embedding cosine similarity and human ratings of ``data.pairs``."""
+
+
+class SameDocumentOptions(Options):
+    """Held-out passage retrieval: is a query window's nearest bank window (cosine of ``embed``) from its document?"""
+
+    max_windows: int = Field(
+        16, ge=2, description="Windows kept per document (the first ones wholly inside it): long articles would "
+                              "otherwise outnumber short news items.")
+    tfidf_baseline: bool = Field(True, description="Also report the same retrieval on TF-IDF bag-of-tokens vectors.")

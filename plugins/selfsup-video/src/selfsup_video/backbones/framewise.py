@@ -1,6 +1,8 @@
 """A 2D image model applied to every frame of a clip, with a temporal fusion of the frame features.
 
-The frame encoder is a timm model built by name (random init, never a hub download), or, with
+The frame encoder is a timm model built by name (random init, or ``pretrained`` weights in the same
+forms as selfsup-vision's ``timm`` backbone: ``timm:model.tag``, ``torchvision:Weights.NAME``, a timm
+hub repository ``hf:org/name`` or a local file or folder; see :mod:`selfsup.lib.timm_weights`), or, with
 ``share = "<key>"``, an image backbone defined earlier in the recipe (``BuildContext.backbones``;
 e.g. selfsup-vision's ``timm`` or ``small_cnn``, built by the core from its registry name): that
 very module is registered here, so an image task training the image backbone and a video task
@@ -27,6 +29,9 @@ from torch import nn
 
 from selfsup.components import BuildContext
 
+#: Backbone types whose selfsup exports hold a timm model, and that model's key prefix in their weights.
+TIMM_EXPORTS = {"timm": "model.", "framewise": "encoder.model."}
+
 
 def shared_encoder(key: str, context: BuildContext) -> nn.Module:
     """The image backbone ``key`` among those the recipe defines before ``context.name``."""
@@ -43,19 +48,31 @@ def shared_encoder(key: str, context: BuildContext) -> nn.Module:
 
 
 class TimmFrames(nn.Module):
-    """A timm model without classifier: ``[N, C, H, W] -> [N, num_features]``."""
+    """A timm model without classifier: ``[N, C, H, W] -> [N, num_features]``, started from
+    ``o.pretrained`` when set (``self.report``: the load report, else None)."""
 
-    def __init__(self, o: Any):
+    def __init__(self, o: Any, base_dir: Any = None, load_weights: bool = True):
         super().__init__()
         import timm
 
-        if not timm.is_model(o.name):
+        from selfsup.lib.timm_weights import load_timm_start, plan_timm_start
+
+        name = o.name if "name" in o.model_fields_set else None  # else the weights' architecture, or the default
+        if name is not None and not timm.is_model(name):
             import difflib
 
-            near = difflib.get_close_matches(o.name, timm.list_models(), n=3)
-            raise ValueError(f"timm has no model {o.name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
-        self.model = timm.create_model(o.name, pretrained=False, num_classes=0, in_chans=o.in_chans, **o.kwargs)
+            near = difflib.get_close_matches(name, timm.list_models(), n=3)
+            raise ValueError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
+        self.start = start = plan_timm_start(o, base_dir, name=name, exports=TIMM_EXPORTS, default=o.name,
+                                                   load=load_weights)
+        args = start.model_args  # from the weights' config: for what the recipe leaves unset
+        in_chans = int(o.in_chans if "in_chans" in o.model_fields_set or "in_chans" not in args else args["in_chans"])
+        kwargs = {**{k: v for k, v in args.items() if k != "in_chans"}, **o.kwargs}
+        self.model = timm.create_model(start.architecture, pretrained=False, num_classes=0, in_chans=in_chans,
+                                       **kwargs)
         self.output_dim = int(self.model.num_features)
+        self.report = load_timm_start(self.model, start, o, in_chans=in_chans) if start.resolved is not None \
+            else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -87,7 +104,12 @@ class Framewise(nn.Module):
     def __init__(self, o: Any, context: BuildContext):
         super().__init__()
         self.options = o
-        self.encoder = shared_encoder(o.share, context) if o.share is not None else TimmFrames(o)
+        self.encoder = shared_encoder(o.share, context) if o.share is not None else TimmFrames(
+            o, context.base_dir, getattr(context, "load_weights", True))
+        if getattr(self.encoder, "report", None) is not None:  # the run's pretrained.json reads the backbone's
+            from selfsup.lib.pretrained import attach_record
+
+            attach_record(self, self.encoder.start.resolved, self.encoder.report)
         self.frame_dim = int(self.encoder.output_dim)
         self.order_blind = o.fusion == "mean"
         self.fusion: nn.Module | None = None

@@ -6,7 +6,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from selfsup.options import Options
+from selfsup.options import PretrainedOptions
+
+
+def _own_architecture_weights(options: PretrainedOptions, type_name: str) -> None:
+    """A backbone with its own architecture takes only weights saved from it: a path or hf: repository."""
+    if options.pretrained is None:
+        return
+    from selfsup.lib.pretrained import parse_pretrained
+
+    kind = parse_pretrained(options.pretrained).kind
+    if kind not in ("path", "hf"):
+        raise ValueError(f"pretrained = {options.pretrained!r}: {type_name} takes a local file or folder or "
+                         f"hf:org/name (a state dict or selfsup export of a {type_name}), not {kind}: weights")
 
 
 def _positive_list(v: list[int]) -> list[int]:
@@ -15,10 +27,11 @@ def _positive_list(v: list[int]) -> list[int]:
     return v
 
 
-class R2Plus1DOptions(Options):
+class R2Plus1DOptions(PretrainedOptions):
     """A small residual video CNN (Tran et al. 2018) for short low-resolution clips: a stem (spatial
     stride 2), then one stage per width (spatial stride 2 between stages, temporal stride 1 throughout, so per-time
-    features keep every frame), global average pool over time and space."""
+    features keep every frame), global average pool over time and space. ``pretrained``: a state dict or
+    ``selfsup export`` of the same architecture (a local file or folder, or ``hf:org/name``)."""
 
     in_channels: int = Field(1, gt=0, description="Channels of each frame (Moving MNIST: 1).")
     widths: list[int] = Field(default_factory=lambda: [16, 32, 64], description="Channels of each stage.")
@@ -41,11 +54,20 @@ class R2Plus1DOptions(Options):
             raise ValueError("temporal_kernel must be odd (same padding keeps the number of frames)")
         return v
 
+    @model_validator(mode="after")
+    def _weights(self) -> R2Plus1DOptions:
+        _own_architecture_weights(self, "r2plus1d")
+        return self
 
-class FramewiseOptions(Options):
-    """A 2D image model applied to every frame, then a temporal fusion of the frame features."""
 
-    name: str = Field("resnet10t", description="timm model name (built from scratch, num_classes = 0).")
+class FramewiseOptions(PretrainedOptions):
+    """A 2D image model applied to every frame, then a temporal fusion of the frame features.
+    ``pretrained`` starts the own timm frame encoder (not a shared one): ``timm:model.tag``,
+    ``torchvision:Weights.NAME``, ``hf:org/name`` (a timm hub repository) or a local file or folder."""
+
+    name: str = Field("resnet10t", description="timm model name (num_classes = 0). With pretrained naming an "
+                                               "architecture (a timm: tag, torchvision: weights, a config.json) "
+                                               "it may be left out; if given, it must agree with a timm: tag's.")
     in_chans: int = Field(1, gt=0, description="Channels of each frame.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Other timm.create_model arguments.")
     share: str | None = Field(
@@ -71,17 +93,33 @@ class FramewiseOptions(Options):
 
     @model_validator(mode="after")
     def _shared(self) -> FramewiseOptions:
+        from selfsup.lib.pretrained import parse_pretrained
+
+        spec = parse_pretrained(self.pretrained) if self.pretrained is not None else None
+        if spec is not None and spec.kind == "torchaudio":
+            raise ValueError(f"pretrained = {self.pretrained!r}: framewise's timm model takes timm:model.tag, "
+                             f"torchvision:Weights.NAME, hf:org/name or a local file or folder, not torchaudio: "
+                             f"weights")
+        if spec is not None and spec.kind == "timm" and "name" in self.model_fields_set:
+            architecture = spec.name.partition(".")[0]
+            if self.name != architecture:
+                raise ValueError(f"name = {self.name!r} disagrees with pretrained = {self.pretrained!r} (weights of "
+                                 f"a {architecture!r}): omit name, or set it to {architecture!r}")
         if self.share is not None:
-            changed = [f for f in ("name", "in_chans", "kwargs") if f in self.model_fields_set]
+            changed = [f for f in ("name", "in_chans", "kwargs", "pretrained", "pretrained_strict",
+                                   "pretrained_download") if f in self.model_fields_set]
             if changed:
-                raise ValueError(f"{', '.join(changed)} size the backbone's own timm model; with share = "
-                                 f"{self.share!r} the shared backbone encodes the frames: remove them or share")
+                raise ValueError(f"{', '.join(changed)} size or start the backbone's own timm model; with share = "
+                                 f"{self.share!r} the shared backbone encodes the frames (set pretrained on it): "
+                                 f"remove them or share")
         return self
 
 
-class VideoViTOptions(Options):
+class VideoViTOptions(PretrainedOptions):
     """A ViT over tubes (``tube_frames`` x ``patch_size`` x ``patch_size`` pixels) of a clip, with
-    fixed sine-cosine space-time positions, pre-norm blocks and mean pooling (Tong et al. 2022)."""
+    fixed sine-cosine space-time positions, pre-norm blocks and mean pooling (Tong et al. 2022).
+    ``pretrained``: a state dict or ``selfsup export`` of the same architecture (a local file or folder,
+    or ``hf:org/name``)."""
 
     in_channels: int = Field(1, gt=0)
     tube_frames: int = Field(2, gt=0, description="Frames per tube (must divide the clip length).")
@@ -97,4 +135,5 @@ class VideoViTOptions(Options):
             raise ValueError(f"dim must be a multiple of 8 (space-time sine-cosine positions), got {self.dim}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        _own_architecture_weights(self, "video_vit")
         return self

@@ -115,4 +115,8 @@ class R2Plus1D(nn.Module):
 
 
 def build_r2plus1d(o: Any, context: BuildContext) -> R2Plus1D:
-    return R2Plus1D(o)
+    from selfsup.lib.pretrained import load_pretrained_into
+
+    net = R2Plus1D(o)
+    load_pretrained_into(net, o, type_name="r2plus1d", base_dir=context.base_dir, context=context)
+    return net

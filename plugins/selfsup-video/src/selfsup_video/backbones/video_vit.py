@@ -139,4 +139,8 @@ def _init(module: nn.Module) -> None:
 
 
 def build_video_vit(o: Any, context: BuildContext) -> VideoViT:
-    return VideoViT(o)
+    from selfsup.lib.pretrained import load_pretrained_into
+
+    net = VideoViT(o)
+    load_pretrained_into(net, o, type_name="video_vit", base_dir=context.base_dir, context=context)
+    return net

@@ -1,6 +1,8 @@
 """A small VGG-style CNN for tiny images (8-32 px).
 
-Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_dim``."""
+Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_dim``. ``pretrained``
+starts it from a state dict of the same architecture: a local file or folder, a ``selfsup export``
+folder of a ``small_cnn`` backbone, or ``hf:org/name`` holding either (strict by default)."""
 
 from __future__ import annotations
 
@@ -56,4 +58,8 @@ class SmallCNN(nn.Module):
 
 
 def build_small_cnn(o: Any, context: BuildContext) -> SmallCNN:
-    return SmallCNN(o)
+    from selfsup.lib.pretrained import load_pretrained_into
+
+    net = SmallCNN(o)
+    load_pretrained_into(net, o, type_name="small_cnn", base_dir=context.base_dir, context=context)
+    return net

@@ -1,4 +1,5 @@
-"""Any timm model as an image backbone (random init or local weights, never a hub download).
+"""Any timm model as an image backbone: random init, or started from pretrained weights (``pretrained``:
+a timm tag, torchvision weights, a timm hub repository or a local file; see :mod:`selfsup.lib.timm_weights`).
 
 Its ``embed`` takes ``batch["image"]`` (``[B, C, H, W]``); it exposes ``output_dim``. With a ViT it
 implements :class:`selfsup.components.LayerwiseMaskedEncoder` (the core's ``data2vec``): BEiT block
@@ -16,30 +17,54 @@ from torch import nn
 
 from selfsup.components import BuildContext
 
+#: Backbone types whose selfsup exports hold a timm model, and that model's key prefix in their weights.
+TIMM_EXPORTS = {"timm": "model.", "framewise": "encoder.model."}
+
 
 class TimmBackbone(nn.Module):
     """A timm model without its classifier (``num_classes=0``): pooled features ``[B, num_features]``.
     The timm module is ``self.model`` (MAE reads a ViT's patch embedding and blocks from it)."""
 
-    def __init__(self, o: Any):
+    def __init__(self, o: Any, base_dir: Any = None, load_weights: bool = True):
         super().__init__()
         import timm
 
+        from selfsup.lib.timm_weights import load_timm_start, plan_timm_start
+
         self.options = o
-        kwargs = dict(o.kwargs)
-        if o.img_size is not None:
-            kwargs["img_size"] = o.img_size
-        if o.patch_size is not None:
-            kwargs["patch_size"] = o.patch_size
-        if o.checkpoint is not None:
-            kwargs["checkpoint_path"] = o.checkpoint
-        self.model = timm.create_model(o.name, pretrained=False, num_classes=0, in_chans=o.in_chans, **kwargs)
+        start = plan_timm_start(o, base_dir, name=o.name, exports=TIMM_EXPORTS,
+                                load=load_weights)  # load_weights: BuildContext's
+        args, own = start.model_args, ("in_chans", "img_size", "patch_size")  # args: the weights' config's
+
+        def pick(key: str) -> Any:  # the recipe's value when it sets one, else the config's, else the default
+            return getattr(o, key) if key in o.model_fields_set or key not in args else args[key]
+
+        kwargs = {**{k: v for k, v in args.items() if k not in own}, **o.kwargs}
+        kwargs.update({k: pick(k) for k in own[1:] if pick(k) is not None})
+        in_chans = int(pick("in_chans"))
+        self.architecture = start.architecture.partition(".")[0]  # the timm model name (a tag's architecture)
+        self.model_args = {**kwargs, "in_chans": in_chans}  # what timm.create_model got (export_timm's)
+        self.model = timm.create_model(start.architecture, pretrained=False, num_classes=0, in_chans=in_chans,
+                                       **kwargs)
+        report = None
+        if start.resolved is not None and not (start.export is not None and o.small_image_stem):
+            report = load_timm_start(self.model, start, o, in_chans=in_chans)  # then the stem, if replaced
         if o.small_image_stem:
             if not (hasattr(self.model, "conv1") and hasattr(self.model, "maxpool")):
-                raise ValueError(f"small_image_stem applies to ResNet-style models; {o.name!r} has no conv1/maxpool")
+                raise ValueError(f"small_image_stem applies to ResNet-style models; {self.architecture!r} has no "
+                                 f"conv1/maxpool")
             out = self.model.conv1.out_channels
-            self.model.conv1 = nn.Conv2d(o.in_chans, out, kernel_size=3, stride=1, padding=1, bias=False)
+            self.model.conv1 = nn.Conv2d(in_chans, out, kernel_size=3, stride=1, padding=1, bias=False)
             self.model.maxpool = nn.Identity()
+            if report is not None:
+                report.notes.append("small_image_stem: the loaded conv1 was replaced by a new 3x3 stride-1 conv "
+                                    "(random init) and the max-pool removed, after loading")
+            elif start.resolved is not None:  # an export of a small-stem backbone: saved after the replacement
+                report = load_timm_start(self.model, start, o, in_chans=in_chans)
+        if report is not None:
+            from selfsup.lib.pretrained import attach_record
+
+            attach_record(self, start.resolved, report)
         self.output_dim = int(self.model.num_features)
         self.register_parameter("mask_token", None)  # [E] once prepare_masking() made it (ViTs, data2vec)
 
@@ -65,9 +90,8 @@ class TimmBackbone(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(directory / "model.safetensors"))
-        args = {**self.options.kwargs, "num_classes": 0, "in_chans": self.options.in_chans}
-        args.update({k: getattr(self.options, k) for k in ("img_size", "patch_size") if getattr(self.options, k)})
-        config = {"architecture": self.options.name, "num_features": self.output_dim, "model_args": args,
+        args = {**self.model_args, "num_classes": 0}
+        config = {"architecture": self.architecture, "num_features": self.output_dim, "model_args": args,
                   "pretrained_cfg": {**dict(getattr(self.model, "pretrained_cfg", {}) or {}), "num_classes": 0}}
         (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
 
@@ -79,7 +103,7 @@ class TimmBackbone(nn.Module):
         vit = self.model
         if not isinstance(vit, VisionTransformer) or type(vit)._pos_embed is not VisionTransformer._pos_embed:
             raise ValueError(f"masked prediction needs a timm VisionTransformer with the standard position "
-                             f"embedding (e.g. name = 'vit_tiny_patch16_224'); {self.options.name!r} is a "
+                             f"embedding (e.g. name = 'vit_tiny_patch16_224'); {self.architecture!r} is a "
                              f"{type(vit).__name__}")
         return vit
 
@@ -155,9 +179,9 @@ class TimmBackbone(nn.Module):
 def build_timm(o: Any, context: BuildContext) -> TimmBackbone:
     import timm
 
-    if not timm.is_model(o.name):
+    if o.name is not None and not timm.is_model(o.name):
         import difflib
 
         near = difflib.get_close_matches(o.name, timm.list_models(), n=3)
         raise ValueError(f"timm has no model {o.name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
-    return TimmBackbone(o)
+    return TimmBackbone(o, context.base_dir, getattr(context, "load_weights", True))
