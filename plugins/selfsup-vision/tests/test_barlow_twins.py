@@ -63,10 +63,12 @@ class TestBarlowTwinsConformance(TaskConformance):
 
 @pytest.mark.slow
 def test_shortened_quickstart_beats_random_init(tmp_path, one_thread):
-    """barlow-twins-digits for 12 epochs (60 steps): held-out kNN must beat random init by 1.5 points
-    (measured, seed 0: 0.877 at random init, 0.903 trained; 0.866 with the paper's lambda 0.0051)."""
+    """barlow-twins-digits as shipped (20 epochs, 100 steps): held-out kNN must beat random init by 1.5
+    points (measured, seed 0: 0.877 at random init, 0.916 trained). A 12-epoch run measured 0.903 when
+    the test was written, but 0.880 after the environment was rebuilt (same code, same seed): too close
+    to random init to test, so the test trains the recipe's full length."""
     trained, random_init = train_against_random_init(
-        "barlow-twins-digits", tmp_path / "run", ["train.epochs=12", "train.warmup_steps=5"], evaluators=["knn"]
+        "barlow-twins-digits", tmp_path / "run", ["train.epochs=20", "train.warmup_steps=5"], evaluators=["knn"]
     )
     print(f"kNN accuracy: random init {random_init['knn/accuracy']:.4f}, trained {trained['knn/accuracy']:.4f}")
     assert trained["knn/accuracy"] > random_init["knn/accuracy"] + 0.015, (trained, random_init)
