@@ -30,7 +30,7 @@ Submodules, which may also be imported directly:
   ``load_pretrained_into``, ``attach_record``, ``LoadReport``,
   ``ResolvedWeights``, ``PretrainedSpec``, ``WeightsNotCached``, ``PretrainedMismatch``;
 * :mod:`selfsup.lib.timm_weights`: ``TimmStart``, ``plan_timm_start``, ``load_timm_start``,
-  ``torchvision_model_name``;
+  ``torchvision_model_name``, ``check_timm_spec``;
 * :mod:`selfsup.lib.shards`: ``ShardStream``, ``tar_samples``, ``check_tar_shard``, ``expand_shards``;
 * ``BadFiles`` (from :mod:`selfsup.badfiles`) and ``split_indices`` (from :mod:`selfsup.splits`).
 """
@@ -65,7 +65,7 @@ _HOME: dict[str, str] = {
                      "parse_pretrained", "read_export_or_state_dict", "read_state_dict", "resolve_pretrained"],
                     "selfsup.lib.pretrained"),
     "TensorDecoder": "selfsup.lib.serving",
-    **dict.fromkeys(["TimmStart", "load_timm_start", "plan_timm_start", "torchvision_model_name"],
+    **dict.fromkeys(["TimmStart", "check_timm_spec", "load_timm_start", "plan_timm_start", "torchvision_model_name"],
                     "selfsup.lib.timm_weights"),
     **dict.fromkeys(["ShardStream", "check_tar_shard", "expand_shards", "tar_samples"], "selfsup.lib.shards"),
     **dict.fromkeys(["DriftMonitor", "DriftReference"], "selfsup.lib.drift"),

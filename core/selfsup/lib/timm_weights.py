@@ -131,3 +131,20 @@ def load_timm_start(model: Any, start: TimmStart, o: Any, *, in_chans: int) -> A
         state = {k.removeprefix(start.export): v for k, v in state.items() if k.startswith(start.export)}
         return load_state(model, state, strict=o.pretrained_strict, source=str(resolved.spec))
     return load_timm_pretrained(model, resolved, strict=o.pretrained_strict, in_chans=in_chans, num_classes=0)
+
+
+def check_timm_spec(pretrained: str | None, name: str | None, who: str) -> None:
+    """Options-time checks of a timm model's ``pretrained``: no ``torchaudio:`` weights, and a recipe
+    ``name`` that agrees with a ``timm:`` tag's architecture. ``who`` names the model in the message."""
+    from selfsup.lib.pretrained import parse_pretrained
+
+    if pretrained is None:
+        return
+    spec = parse_pretrained(pretrained)
+    if spec.kind == "torchaudio":
+        raise ValueError(f"pretrained = {pretrained!r}: {who} takes timm:model.tag, torchvision:Weights.NAME, "
+                         f"hf:org/name or a local file or folder, not torchaudio: weights")
+    architecture = spec.name.partition(".")[0]
+    if spec.kind == "timm" and name is not None and name != architecture:
+        raise ValueError(f"name = {name!r} disagrees with pretrained = {pretrained!r} (weights of a "
+                         f"{architecture!r}): omit name, or set it to {architecture!r}")

@@ -93,18 +93,10 @@ class FramewiseOptions(PretrainedOptions):
 
     @model_validator(mode="after")
     def _shared(self) -> FramewiseOptions:
-        from selfsup.lib.pretrained import parse_pretrained
+        from selfsup.lib.timm_weights import check_timm_spec
 
-        spec = parse_pretrained(self.pretrained) if self.pretrained is not None else None
-        if spec is not None and spec.kind == "torchaudio":
-            raise ValueError(f"pretrained = {self.pretrained!r}: framewise's timm model takes timm:model.tag, "
-                             f"torchvision:Weights.NAME, hf:org/name or a local file or folder, not torchaudio: "
-                             f"weights")
-        if spec is not None and spec.kind == "timm" and "name" in self.model_fields_set:
-            architecture = spec.name.partition(".")[0]
-            if self.name != architecture:
-                raise ValueError(f"name = {self.name!r} disagrees with pretrained = {self.pretrained!r} (weights of "
-                                 f"a {architecture!r}): omit name, or set it to {architecture!r}")
+        check_timm_spec(self.pretrained, self.name if "name" in self.model_fields_set else None,
+                        "framewise's timm model")
         if self.share is not None:
             changed = [f for f in ("name", "in_chans", "kwargs", "pretrained", "pretrained_strict",
                                    "pretrained_download") if f in self.model_fields_set]

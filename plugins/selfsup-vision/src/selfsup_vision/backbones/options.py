@@ -81,17 +81,10 @@ class TimmOptions(PretrainedOptions):
     @model_validator(mode="after")
     def _architecture(self) -> TimmOptions:
         from selfsup.lib.pretrained import parse_pretrained
+        from selfsup.lib.timm_weights import check_timm_spec
 
+        check_timm_spec(self.pretrained, self.name, "the timm backbone")
         spec = parse_pretrained(self.pretrained) if self.pretrained is not None else None
-        if spec is not None and spec.kind == "torchaudio":
-            raise ValueError(f"pretrained = {self.pretrained!r}: the timm backbone takes timm:model.tag, "
-                             f"torchvision:Weights.NAME, hf:org/name or a local file or folder, not torchaudio: "
-                             f"weights")
-        if spec is not None and spec.kind == "timm":
-            architecture = spec.name.partition(".")[0]
-            if self.name is not None and self.name != architecture:
-                raise ValueError(f"name = {self.name!r} disagrees with pretrained = {self.pretrained!r} (weights of "
-                                 f"a {architecture!r}): omit name, or set it to {architecture!r}")
         if self.name is None and (spec is None or (spec.kind == "path" and Path(spec.name).is_file())):
             raise ValueError("name: required (a timm model name, e.g. 'resnet18') unless pretrained names the "
                              "architecture (timm:model.tag, torchvision:Weights.NAME, or a timm hub repo or folder "
