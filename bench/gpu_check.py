@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flops import flop_parameters  # noqa: E402
+from flops import flops_per_token as token_flops  # noqa: E402
 from machine import machine  # noqa: E402
 
 #: Dense bf16 peak FLOP/s by device-name fragment (vendor data sheets, without sparsity).
@@ -92,8 +94,8 @@ def check_mfu(tmp: Path, device: str, steps: int, fast: list[str], layers: int, 
         f"data.train.options.window={context}", f"data.val.options.window={context}", f"train.batch_size={batch}",
         "evaluators={}",
     )
-    n = 12 * layers * dim * dim + vocab * dim  # blocks (attention 4d^2 + MLP 8d^2) + the output projection
-    flops_per_token = 6 * n + 12 * layers * dim * context
+    n = flop_parameters(layers, dim, vocab)  # blocks (attention 4d^2 + MLP 8d^2) + the output projection
+    flops_per_token = token_flops(layers, dim, context, vocab)  # bench/flops.py: 6 N + 12 L d T
     tokens_per_s = result["samples_per_s"] * context
     if peak_tflops is None and device == "cuda":
         name = torch.cuda.get_device_name()

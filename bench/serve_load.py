@@ -2,7 +2,8 @@
 
 1. Models: one image, one text and one audio model, each trained briefly with the CLI into
    ``WORK/image``, ``WORK/text``, ``WORK/audio`` (reused when a checkpoint is there):
-   ``simclr-digits`` (30 steps), ``mlm-quickstart`` (30 steps), ``apc-quickstart`` (30 steps;
+   ``simclr-digits`` (30 steps; ``--image-recipe simclr-mnist5k`` for 28x28 digits and a deeper CNN,
+   in ``WORK/image-simclr-mnist5k``), ``mlm-quickstart`` (30 steps), ``apc-quickstart`` (30 steps;
    ``--audio-recipe hubert-quickstart`` for the other speech quickstart).
 2. Inputs, real files written under ``WORK/inputs``: PNGs of scikit-learn's 8x8 digits (upscaled
    x4, nearest: they decode to exactly the set's samples), a dozen hard-coded English sentences,
@@ -17,10 +18,13 @@
    (connections opened, batcher in its steady state), then ``--seconds`` of timed load. Each
    client (an asyncio task in this process with one keep-alive connection) sends its next
    request as soon as its previous one is answered (closed loop), until the time is up or the
-   row's ``--max-requests`` are sent. The connections are minimal HTTP/1.1 clients on asyncio
-   streams (:class:`RawClient`): httpx costs about 1 ms of client CPU per request here, and more
-   with many connections in one pool, which on 2 cores took more CPU than the server it loaded
-   and capped the throughput measured at 64 clients at a third of the raw client's;
+   row's ``--max-requests`` are sent. ``--variants onnx,h11`` also serves each model with batching
+   on under ONNX Runtime (``--runtime onnx``) and with uvicorn's pure-Python HTTP parser
+   (``--http h11``; the default, auto, is httptools when installed), in the same run. The
+   connections are minimal HTTP/1.1 clients on asyncio streams (:class:`RawClient`): httpx costs
+   about 1 ms of client CPU per request here, and more with many connections in one pool, which
+   on 2 cores took more CPU than the server it loaded and capped the throughput measured at 64
+   clients at a third of the raw client's;
    ``--client httpx`` gives each client an ``httpx.AsyncClient`` of its own, for comparison.
    Latency: from just before the request is written to the end of its answer. Throughput: 200
    answers / wall time of the timed phase (including the in-flight requests finishing after the
@@ -53,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import importlib.util
 import json
 import math
 import os
@@ -80,6 +85,8 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "audio": ("apc-quickstart", ["train.warmup_steps=5", "train.tensorboard=false"]),
 }
 BATCHING = {"on": ["--max-batch", "32"], "off": ["--max-batch", "1"]}
+#: --variants: settings served with batching on beside the two above (one run, same models and inputs).
+VARIANTS = {"onnx": ["--runtime", "onnx"], "h11": ["--http", "h11"], "httptools": ["--http", "httptools"]}
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Self-supervised learning trains a model on data without labels.",
@@ -118,7 +125,7 @@ def trained(run: Path, recipe: str) -> bool:
 
 
 def train(modality: str, recipe: str, work: Path, steps: int, timeout: float) -> Path:
-    run = work / modality
+    run = work / (modality if recipe == RECIPES[modality][0] else f"{modality}-{recipe}")
     if trained(run, recipe):
         print(f"{modality}: reusing {run} ({recipe})", file=sys.stderr, flush=True)
         return run
@@ -545,6 +552,7 @@ class ModelResult:
     cells: list[Cell] = field(default_factory=list)
     exits: dict[str, int | None] = field(default_factory=dict)  # batching -> exit status on SIGTERM
     server_errors: dict[str, int] = field(default_factory=dict)  # batching -> tracebacks in the server log
+    skipped: dict[str, str] = field(default_factory=dict)  # variant -> why the server could not serve it
     unavailable: str = ""
 
     def cell(self, clients: int, batching: str) -> Cell | None:
@@ -583,6 +591,8 @@ def report(result: ModelResult, args: argparse.Namespace) -> None:
         if c.server_ok is not None and c.server_ok != c.ok + c.wrong_answers:
             print(f"- {c.clients} clients, batching {c.batching}: the server counted {c.server_ok:.0f} 200 answers, "
                   f"the client {c.ok + c.wrong_answers}")
+    for b, why in result.skipped.items():
+        print(f"- batching {b}: not served ({why})")
     exits = ", ".join(f"batching {b}: {'killed (no exit in 60 s)' if code is None else code}"
                       for b, code in result.exits.items())
     if exits:
@@ -606,6 +616,11 @@ def targets(result: ModelResult, args: argparse.Namespace) -> None:
               f"{off.throughput:.1f} req/s = {ratio:.2f}x: {'met' if ratio >= 3 else 'NOT met'}")
     else:
         print(f"- target: throughput with batching at {most} clients >= 3x without: not measured")
+    for variant in args.variants:
+        mine = result.cell(most, f"on+{variant}")
+        if on is not None and mine is not None and on.throughput > 0:
+            print(f"- {variant} against the default setting, batching on, {most} clients: {mine.throughput:.1f} / "
+                  f"{on.throughput:.1f} req/s = {mine.throughput / on.throughput:.2f}x")
     eight, single, single_on = result.cell(8, "on"), result.cell(1, "off"), result.cell(1, "on")
     if eight is not None and single is not None and eight.ok and single.ok:
         p99, p50 = eight.percentile(99), single.percentile(50)
@@ -632,11 +647,19 @@ def serve_model(modality: str, recipe: str, args: argparse.Namespace, result: Mo
     logs = args.work / "logs"
     logs.mkdir(exist_ok=True)
     bodies: list[bytes] | None = None
-    for batching, flags in BATCHING.items():
+    settings = {**BATCHING, **{f"on+{v}": BATCHING["on"] + VARIANTS[v] for v in args.variants}}
+    for batching, flags in settings.items():
         log = logs / f"serve-{modality}-batching-{batching}.log"
         print(f"{modality}: serving with batching {batching} ...", file=sys.stderr, flush=True)
-        server = Server(run, flags + (["--no-drift"] if args.no_drift else []), args.threads, log,
-                        args.ready_timeout)
+        try:
+            server = Server(run, flags + (["--no-drift"] if args.no_drift else []), args.threads, log,
+                            args.ready_timeout)
+        except ModelUnavailable as exc:
+            if batching in BATCHING:
+                raise
+            result.skipped[batching] = str(exc).splitlines()[0][:300]  # a variant this model cannot run (ONNX)
+            print(f"{modality}: {batching} not served: {result.skipped[batching]}", file=sys.stderr, flush=True)
+            continue
         try:
             if bodies is None:
                 status, body = http_get(server.base + "/v1/model")
@@ -669,11 +692,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="OMP_NUM_THREADS of the server process (default: all cores).")
     parser.add_argument("--steps", type=int, default=30, help="Training steps of each model.")
+    parser.add_argument("--image-recipe", default=RECIPES["image"][0],
+                        help="The vision quickstart of the image model (simclr-digits: 8x8 digits; simclr-mnist5k: "
+                             "28x28 and a deeper CNN).")
     parser.add_argument("--audio-recipe", default=RECIPES["audio"][0],
                         help="The speech quickstart of the audio model (apc-quickstart, hubert-quickstart, ...).")
     parser.add_argument("--no-drift", action="store_true", help="Serve with --no-drift (default: drift scored).")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="The load generator's HTTP client: minimal asyncio HTTP/1.1 (raw) or httpx.")
+    parser.add_argument("--variants", default="",
+                        help=f"Comma-separated settings also served with batching on: {', '.join(VARIANTS)} "
+                             "(ONNX Runtime; uvicorn's pure-Python h11 or C httptools HTTP parser).")
     parser.add_argument("--timeout", type=float, default=30.0, help="Per-request timeout, seconds.")
     parser.add_argument("--ready-timeout", type=float, default=300.0, help="Wait at most this long for /readyz.")
     parser.add_argument("--train-timeout", type=float, default=900.0, help="Training time limit per model.")
@@ -682,6 +711,9 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.models) - set(MODALITIES))
     if unknown or not args.models:
         parser.error(f"--models: unknown {unknown}; choose among {', '.join(MODALITIES)}")
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if sorted(set(args.variants) - set(VARIANTS)):
+        parser.error(f"--variants: choose among {', '.join(VARIANTS)}")
     try:
         args.clients = [int(c) for c in args.clients.split(",") if c.strip()]
     except ValueError:
@@ -711,11 +743,13 @@ def main() -> int:
     print(f"\nselfsup serve on 127.0.0.1, one server process (OMP_NUM_THREADS={args.threads}) per model and "
           f"batching setting; batching on: {' '.join(BATCHING['on'])}, off: {' '.join(BATCHING['off'])}; clients: "
           f"{'minimal asyncio HTTP/1.1' if args.client == 'raw' else 'httpx'} (one keep-alive connection each) in this "
-          f"process, on the same machine.", flush=True)
+          f"process, on the same machine. uvicorn's defaults here (auto): HTTP parser "
+          f"{'httptools' if importlib.util.find_spec('httptools') else 'h11'}, event loop "
+          f"{'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}.", flush=True)
     results = []
     try:
         for modality in args.models:
-            recipe = args.audio_recipe if modality == "audio" else RECIPES[modality][0]
+            recipe = {"audio": args.audio_recipe, "image": args.image_recipe}.get(modality, RECIPES[modality][0])
             result = ModelResult(modality, recipe)
             try:
                 serve_model(modality, recipe, args, result)

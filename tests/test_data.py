@@ -114,6 +114,44 @@ def test_streaming_source_with_workers_and_resume():
     assert sorted(x for b in with_workers for x in b) == sorted(x for b in full[:8] for x in b)
 
 
+class KeepStream(Stream):
+    """``Stream`` with the optional ``keep`` protocol: positions ``keep`` rejects are not decoded
+    (each decode is logged as a line in ``log``), and position ``bad`` cannot be decoded (a hole)."""
+
+    def __init__(self, n, log, bad=None):
+        super().__init__(n)
+        self.log, self.bad = log, bad
+
+    def iterate(self, *, epoch, rank, world_size, seed, keep=None):
+        for position, sample in enumerate(super().iterate(epoch=epoch, rank=rank, world_size=world_size, seed=seed)):
+            if keep is not None and not keep(position):
+                yield None
+                continue
+            with open(self.log, "a") as f:
+                f.write(f"{position}\n")
+            yield None if position == self.bad else sample
+
+
+def test_workers_decode_only_their_share_of_a_stream(tmp_path):
+    log = tmp_path / "decoded.txt"
+    plain = take(TaskStream("s", Stream(48), [jitter], batch_size=3, seed=0, workers=2), 8)
+    shared = take(TaskStream("s", KeepStream(48, log), [jitter], batch_size=3, seed=0, workers=2), 8)
+    assert shared == plain  # same positions, same split between the workers, same augmentations
+    decoded = [int(x) for x in log.read_text().split()]
+    assert len(decoded) == len(set(decoded))  # no position decoded twice (by both workers)
+    assert len(decoded) < 2 * 24 + 2 * 3 * 2  # about what was consumed plus prefetch, not the whole stream twice
+    single = tmp_path / "single.txt"
+    take(TaskStream("s", KeepStream(48, single), [jitter], batch_size=3, seed=0, workers=0), 8)
+    assert single.read_text().split() == [str(i) for i in range(24)]  # one process: no keep, read as consumed
+
+
+def test_a_hole_in_a_kept_stream_is_skipped(tmp_path):
+    batches = take(TaskStream("s", KeepStream(24, tmp_path / "log", bad=4), [], batch_size=3, seed=0, workers=2), 7)
+    order = np.random.default_rng([0, 0]).permutation(24).tolist()
+    delivered = [int(x) for b in batches for x in b]
+    assert order[4] not in delivered and len(delivered) == 21 == len(set(delivered))
+
+
 def test_stratified_split_is_deterministic_and_disjoint():
     labels = np.repeat(np.arange(4), 25)
     train = split_indices(100, "train", val_fraction=0.2, seed=3, labels=labels)

@@ -81,3 +81,23 @@ def test_raise_names_the_shard_and_key(shards):
     (shards / "s3.tar").write_bytes(b"")
     with pytest.raises(Exception, match="s3.tar"):
         ShardStream("t", ["s3.tar"], shards, on_error="raise", shuffle_buffer=1)
+
+
+def test_decoded_with_keep_decodes_only_kept_positions_and_keeps_holes(tmp_path):
+    _shard(tmp_path / "s.tar", [f"k{i}" for i in range(6)], broken={"k3"})
+    stream = ShardStream("t", ["*.tar"], tmp_path, on_error="skip", shuffle_buffer=1).ready()
+    calls = []
+
+    def decode(shard, key, parts):
+        calls.append(key)
+        return _decode(shard, key, parts)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = list(stream.raw(epoch=0, rank=0, world_size=1, seed=0))
+        out = list(stream.decoded(raw, decode, keep=lambda p: p % 2 == 1))
+    assert len(out) == 6 and [o is None for o in out[::2]] == [True] * 3  # positions 0, 2, 4: not decoded
+    assert calls == [raw[p][1] for p in (1, 3, 5)]
+    broken = [p for p, (_, key, _) in enumerate(raw) if key == "k3"][0]
+    assert (out[broken] is None) and stream.skipped == (1 if broken % 2 == 1 else 0)  # a kept bad sample: a hole
+    assert [o["text"] for o in stream.decoded(raw, _decode) if o] == [k for _, k, _ in raw if k != "k3"]

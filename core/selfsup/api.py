@@ -175,13 +175,16 @@ def evaluate(run: str | Path | Run, *, checkpoint: str | Path | None = None, eva
 
 
 def load(path: str | Path | Run, *, device: str = "cpu", checkpoint: str | Path | None = None,
-         plugins_dir: str | Path | None = None) -> Model:
+         backbone: str | None = None, project: str | None = None, plugins_dir: str | Path | None = None) -> Model:
     """A trained model ready to use: a run directory (its best, else newest intact checkpoint, or
-    ``checkpoint``) or a ``selfsup export --format selfsup`` folder. See :class:`Model`."""
+    ``checkpoint``) or a ``selfsup export --format selfsup`` folder. See :class:`Model`.
+    ``backbone`` picks a backbone of a run with several (default: the fine-tuned one, else the
+    first); ``project`` names a task (CLIP) whose shared-space projection its embeddings go through."""
     from selfsup.model import load_model
 
     target = path.path if isinstance(path, Run) else Path(path)
-    return load_model(target, _plugins(plugins_dir), device=device, checkpoint=checkpoint)
+    return load_model(target, _plugins(plugins_dir), device=device, checkpoint=checkpoint, backbone=backbone,
+                      project=project)
 
 
 def export(run: str | Path | Run, *, format: str = "selfsup", out: str | Path | None = None,

@@ -429,14 +429,16 @@ def _print_comparison(title: str, trained: dict[str, Any], untrained: dict[str, 
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: <run>/export/<format>.")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Default: the best (train.best), else the newest intact one.")
-def export(run_dir: Path, fmt: str, out: Path | None, checkpoint: Path | None) -> None:
+@click.option("--backbone", default=None, help="The backbone to export, by its recipe key (default: the fine-tuned "
+                                               "one, else the first).")
+def export(run_dir: Path, fmt: str, out: Path | None, checkpoint: Path | None, backbone: str | None) -> None:
     """Write RUN_DIR's model (backbone, and a fine-tuned head) in a format other tools load, with a
     model card (README.md). onnx and torchscript exports are checked against PyTorch before they are kept."""
     from selfsup.api import export as export_model
     from selfsup.exporting import ExportError
 
     try:
-        folder = export_model(run_dir, format=fmt, out=out, checkpoint=checkpoint)
+        folder = export_model(run_dir, format=fmt, out=out, checkpoint=checkpoint, backbone=backbone)
     except (RecipeError, ExportError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     click.echo(f"exported {run_dir} ({fmt}) to {folder}")
@@ -451,15 +453,19 @@ def export(run_dir: Path, fmt: str, out: Path | None, checkpoint: Path | None) -
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data-loader processes reading samples.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--backbone", default=None, help="A run's backbone by recipe key (default: the fine-tuned one, else the "
+                                               "first).")
+@click.option("--project", default=None, help="A task (e.g. clip) whose shared-space projection the embeddings go "
+                                              "through.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def embed(model_path: Path, data: str, out: Path, batch_size: int, workers: int, device: str,
-          no_progress: bool) -> None:
+def embed(model_path: Path, data: str, out: Path, batch_size: int, workers: int, device: str, backbone: str | None,
+          project: str | None, no_progress: bool) -> None:
     """Embed a data set with a trained backbone: one row per sample, with its id and label."""
     from selfsup.api import load
     from selfsup.embed import data_source, embed_source, write_embeddings
 
     try:
-        model = load(model_path, device=device)
+        model = load(model_path, device=device, backbone=backbone, project=project)
         source = data_source(model, data, _pm())
         vectors, ids, labels = embed_source(model, source, batch_size=batch_size, workers=workers,
                                             progress=not no_progress)

@@ -49,7 +49,14 @@ class DataSource(Protocol):
 @runtime_checkable
 class IterableDataSource(Protocol):
     """Streaming data larger than memory. ``iterate(epoch, rank, world_size, seed)`` yields this
-    rank's share of the samples of one epoch in a deterministic (seeded, shuffled) order."""
+    rank's share of the samples of one epoch in a deterministic (seeded, shuffled) order.
+
+    Optional (API 1.6): a source whose ``iterate`` also takes ``keep`` (a predicate on stream
+    positions 0, 1, 2, ...) gets it when the run has several data-loader workers, each reading
+    the same stream: it yields ``None`` at every position where ``keep`` is false (and at a sample it
+    could not decode) instead of decoding it, so each worker decodes only its own share while the
+    positions (which seed augmentations and split the stream between workers) stay the same.
+    :meth:`selfsup.lib.shards.ShardStream.decoded` implements it."""
 
     def iterate(self, *, epoch: int, rank: int, world_size: int, seed: int) -> Iterator[Sample]: ...
 

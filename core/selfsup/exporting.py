@@ -46,9 +46,10 @@ def export_run(run_dir: Path, out: Path, *, format: str, pm: Any, backbone: str 
     """Export the run's model (its best, else newest intact checkpoint) to ``out``; returns ``out``."""
     from selfsup.model import load_model
 
-    model = load_model(Path(run_dir), pm, checkpoint=checkpoint)
-    if backbone is not None and backbone != _key(model):
-        raise ExportError(f"--backbone {backbone!r}: this export writes the run's main backbone, {_key(model)!r}")
+    try:
+        model = load_model(Path(run_dir), pm, checkpoint=checkpoint, backbone=backbone)
+    except ValueError as exc:
+        raise ExportError(f"--backbone: {exc}") from None
     known = formats_of(model)
     if format not in known:
         raise ExportError(f"format {format!r} does not fit {type(model.backbone).__name__}; it exports to "
@@ -75,24 +76,18 @@ def export_run(run_dir: Path, out: Path, *, format: str, pm: Any, backbone: str 
     return out
 
 
-def _key(model: Any) -> str:
-    from selfsup.model import primary
-    from selfsup.recipe import parse_recipe
-
-    return primary(parse_recipe(model.recipe, "recipe"))[0]
-
-
 def write_selfsup(model: Any, folder: Path, run_dir: Path) -> dict[str, Any]:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     from selfsup.engine.init import MANIFEST
-    from selfsup.model import primary
+    from selfsup.model import data_of, finetune_task
     from selfsup.recipe import parse_recipe
 
     recipe = parse_recipe(model.recipe, "recipe")
-    key, task_name = primary(recipe)
+    key = model.key
+    task_name = finetune_task(recipe, key)
     spec = recipe.backbones[key]
-    save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items()}, str(folder / "backbone.safetensors"))
+    save_model(model.backbone, str(folder / "backbone.safetensors"))  # tied tensors (BERT's MLM decoder) stored once
     manifest: dict[str, Any] = {
         "format": "selfsup-export", "version": 1, "selfsup": selfsup.__version__, "time": time.time(),
         "key": key, "type": spec.type, "options": spec.options, "weights": "backbone.safetensors",
@@ -100,10 +95,10 @@ def write_selfsup(model: Any, folder: Path, run_dir: Path) -> dict[str, Any]:
     }
     if task_name is not None:
         task_spec = recipe.tasks[task_name]
-        save_file({k: v.contiguous() for k, v in model.task.state_dict().items()}, str(folder / "task.safetensors"))
+        save_model(model.task, str(folder / "task.safetensors"))
         manifest["task"] = {"name": task_name, "type": task_spec.type, "options": model.task.export_options(),
                             "weights": "task.safetensors"}
-    data_key = recipe.tasks[task_name or next(iter(recipe.tasks))].data
+    data_key = recipe.tasks[task_name].data if task_name else data_of(recipe, key)
     if model.collate is not None:
         manifest["collate_data"] = {"type": recipe.data[data_key].type, "options": recipe.data[data_key].options}
     from selfsup.engine.checkpoint import _hash_and_sync  # the checkpoints' record: size and SHA-256
@@ -129,11 +124,13 @@ class Traced(torch.nn.Module):
 
     def __init__(self, model: Any, keys: list[str]):
         super().__init__()
-        self.backbone, self.task, self.keys = model.backbone, model.task, keys
+        self.backbone, self.task, self.projection, self.keys = model.backbone, model.task, model.projection, keys
 
     def forward(self, *tensors: torch.Tensor) -> Any:
         batch = dict(zip(self.keys, tensors))
         embedding = self.backbone.embed(batch)
+        if self.projection is not None:
+            embedding = self.projection(embedding)
         if self.task is None:
             return embedding
         return embedding, self.task.outputs(batch, self.backbone)

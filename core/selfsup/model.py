@@ -25,12 +25,19 @@ class Model:
     Inputs are sample dicts as the run's data source yields them (``{"image": [C, H, W]}``,
     ``{"input_ids": [T]}``, ``{"audio": [S]}``), a list of them (collated by the data source's
     ``collate`` when it has one, e.g. text padding), or a batch dict already collated. Outputs are
-    float32 tensors on the CPU, computed in eval mode without gradients in batches of ``batch_size``."""
+    float32 tensors on the CPU, computed in eval mode without gradients in batches of ``batch_size``.
+
+    ``key`` names the backbone in the run's recipe. ``projection`` (optional) maps its pooled
+    features into the space a task compares them in (a CLIP task's shared image-text space, see
+    :func:`load_model`'s ``project``): :meth:`features` and :meth:`embed` then return projected
+    embeddings."""
 
     def __init__(self, backbone: torch.nn.Module, task: torch.nn.Module | None = None, *, collate: Any = None,
                  device: str | torch.device = "cpu", source: str = "", recipe: dict[str, Any] | None = None,
-                 batch_size: int = 256, base_dir: str | Path = ".", data: Any = None):
+                 batch_size: int = 256, base_dir: str | Path = ".", data: Any = None, key: str | None = None,
+                 projection: torch.nn.Module | None = None):
         self.backbone, self.task, self.collate = backbone, task, collate
+        self.key, self.projection = key, projection
         self.data = data  # the run's (fine-tuning, else first) task data, when loaded from a run directory
         self.source, self.recipe, self.batch_size = source, recipe or {}, batch_size
         self.base_dir = Path(base_dir)  # the recipe's directory: relative paths in its data tables
@@ -48,10 +55,19 @@ class Model:
     def to(self, device: str | torch.device) -> Model:
         """Move the model to ``device`` (``"cuda"``, ``"cpu"``, ...); returns itself."""
         self.device = torch.device(device)
-        self.backbone.to(self.device)
-        if self.task is not None:
-            self.task.to(self.device)
+        for module in self.modules():
+            module.to(self.device)
         return self
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The backbone, the fine-tuned task and the projection (those the model has)."""
+        return [m for m in (self.backbone, self.task, self.projection) if m is not None]
+
+    def features(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Pooled features ``[N, D]`` of a collated batch already on the model's device: the
+        backbone's ``embed``, through the ``projection`` when there is one. No mode or grad handling."""
+        features = self.backbone.embed(batch)
+        return features if self.projection is None else self.projection(features)
 
     def _batches(self, inputs: Inputs) -> Any:
         from torch.utils.data import default_collate
@@ -67,9 +83,10 @@ class Model:
             yield to_device(collate([dict(s) for s in samples[start:start + self.batch_size]]), self.device)
 
     def embed(self, inputs: Inputs) -> torch.Tensor:
-        """Pooled features ``[N, output_dim]`` (the backbone's ``embed``)."""
-        with frozen(self.backbone):
-            return torch.cat([self.backbone.embed(b).float().cpu() for b in self._batches(inputs)])
+        """Pooled features ``[N, output_dim]`` (the backbone's ``embed``, projected when the model has a
+        ``projection``)."""
+        with frozen(*self.modules()):
+            return torch.cat([self.features(b).float().cpu() for b in self._batches(inputs)])
 
     def outputs(self, inputs: Inputs) -> torch.Tensor:
         """The fine-tuned head's raw outputs (logits, or values on the standardised scale)."""
@@ -94,15 +111,26 @@ class Model:
         raise ValueError(f"a {self.task.head.problem} head gives values, not probabilities: use predict()")
 
 
-def load_model(path: Path, pm: Any, *, device: str = "cpu", checkpoint: str | Path | None = None) -> Model:
+def load_model(path: Path, pm: Any, *, device: str = "cpu", checkpoint: str | Path | None = None,
+               backbone: str | None = None, project: str | None = None) -> Model:
+    """The model at ``path`` (a run directory or an export). From a run directory, ``backbone`` picks
+    any backbone of the recipe by key (default: :func:`primary`'s) and ``project`` names a task whose
+    projection of that backbone's features the embeddings go through (the task's
+    ``joint_projection(role)``, e.g. CLIP's shared space). An export holds one backbone already."""
     from selfsup.engine.init import MANIFEST
 
     path = Path(path)
     if (path / MANIFEST).is_file():
-        return _from_export(path, pm, device)
+        if project is not None:
+            raise ValueError(f"project={project!r}: an export holds the backbone only; load the run directory")
+        model = _from_export(path, pm, device)
+        if backbone is not None and backbone != model.key:
+            raise ValueError(f"backbone={backbone!r}: {path} is an export of backbone {model.key!r}")
+        return model
     if not (path / "recipe.json").is_file():
         raise FileNotFoundError(f"{path} is neither a selfsup run directory (recipe.json) nor an export ({MANIFEST})")
-    return _from_run(path, pm, device, Path(checkpoint) if checkpoint else None)
+    built, recipe, base_dir, weights = load_trained(path, pm, Path(checkpoint) if checkpoint else None)
+    return model_of(built, recipe, base_dir, weights, path, device, backbone=backbone, project=project)
 
 
 def load_trained(run_dir: Path, pm: Any, checkpoint: Path | None = None) -> tuple[Any, Any, Path, Path]:
@@ -123,19 +151,75 @@ def load_trained(run_dir: Path, pm: Any, checkpoint: Path | None = None) -> tupl
     return built, recipe, base_dir, Path(path)
 
 
-def _from_run(run_dir: Path, pm: Any, device: str, checkpoint: Path | None) -> Model:
-    built, recipe, base_dir, path = load_trained(run_dir, pm, checkpoint)
-    return model_of(built, recipe, base_dir, path, run_dir, device)
-
-
-def model_of(built: Any, recipe: Any, base_dir: Path, path: Path, run_dir: Path, device: str) -> Model:
-    """The :class:`Model` a user means in a rebuilt run (see :func:`primary`)."""
-    key, task_name = primary(recipe)
+def model_of(built: Any, recipe: Any, base_dir: Path, path: Path, run_dir: Path, device: str, *,
+             backbone: str | None = None, project: str | None = None) -> Model:
+    """The :class:`Model` a user means in a rebuilt run (see :func:`primary`), or backbone ``backbone``
+    with the data of the first task that trains it (and ``project``'s projection, see :func:`load_model`)."""
+    key = primary(recipe)[0] if backbone is None else _known_backbone(recipe, backbone)
+    task_name = finetune_task(recipe, key)
     task = built.model.tasks[task_name] if task_name else None
-    data = built.data[recipe.tasks[task_name or next(iter(recipe.tasks))].data]
+    data = built.data[recipe.tasks[task_name].data if task_name else data_of(recipe, key)]
+    projection = None if project is None else _projection(built, recipe, key, project)
     return Model(built.model.backbones[key], task, collate=getattr(data, "collate", None), device=device,
                  source=f"{run_dir} ({path.name})", recipe=recipe.model_dump(mode="json"), base_dir=base_dir,
-                 data=data)
+                 data=data, key=key, projection=projection)
+
+
+def finetune_task(recipe: Any, key: str) -> str | None:
+    """The fine-tuning task of backbone ``key``, if the recipe has one."""
+    return next((name for name, spec in recipe.tasks.items() if spec.type == "finetune" and spec.backbone == key),
+                None)
+
+
+def uses(spec: Any, key: str) -> bool:
+    """Whether a task or evaluator table's ``backbone`` (a key, or a table of roles) names ``key``."""
+    named = spec.backbone
+    return named == key if isinstance(named, str) else key in dict(named or {}).values()
+
+
+def data_of(recipe: Any, key: str) -> str:
+    """The data table of the first task that trains backbone ``key`` (else of an evaluator reading it,
+    else the first task's): the samples that backbone was trained on, and how served inputs decode."""
+    for spec in recipe.tasks.values():
+        if uses(spec, key):
+            return spec.data
+    for spec in (recipe.evaluators or {}).values():
+        if getattr(spec, "data", None) and uses(spec, key):
+            return spec.data
+    return next(iter(recipe.tasks.values())).data
+
+
+def _known_backbone(recipe: Any, key: str) -> str:
+    if key not in recipe.backbones:
+        raise ValueError(f"backbone {key!r}: the recipe has no such backbone{_hint(key, recipe.backbones)} "
+                         f"(its backbones: {', '.join(recipe.backbones)})")
+    return key
+
+
+def _hint(name: str, known: Any) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def _projection(built: Any, recipe: Any, key: str, project: str) -> torch.nn.Module:
+    """Task ``project``'s ``joint_projection(role)``: the module from backbone ``key``'s pooled
+    features to the space the task compares them in. ``role`` is the backbone's role in the task's
+    ``backbone`` table (``{ image = "cnn", text = "bert" }``), None for a task of one backbone."""
+    if project not in recipe.tasks:
+        raise ValueError(f"project {project!r}: the recipe has no such task{_hint(project, recipe.tasks)} "
+                         f"(its tasks: {', '.join(recipe.tasks)})")
+    spec, task = recipe.tasks[project], built.model.tasks[project]
+    joint = getattr(task, "joint_projection", None)
+    if joint is None:
+        raise ValueError(f"project {project!r}: a {spec.type!r} task has no joint_projection(); "
+                         "use the backbone's own features (no project)")
+    if not uses(spec, key):
+        raise ValueError(f"project {project!r}: that task does not train backbone {key!r}")
+    roles = [role for role, named in dict(spec.backbone).items() if named == key] if not isinstance(
+        spec.backbone, str) else [None]
+    return joint(roles[0])
 
 
 def primary(recipe: Any) -> tuple[str, str | None]:
@@ -147,7 +231,7 @@ def primary(recipe: Any) -> tuple[str, str | None]:
 
 
 def _from_export(folder: Path, pm: Any, device: str) -> Model:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     from selfsup.components import BuildContext
     from selfsup.engine import checkpoint as ckpt
@@ -161,15 +245,15 @@ def _from_export(folder: Path, pm: Any, device: str) -> Model:
     context = BuildContext(name=manifest["key"], seed=0, base_dir=Path(manifest.get("base_dir", ".")),
                            _registry=pm.registry, load_weights=False)  # the export's weights are loaded next
     backbone = context.build("backbones", manifest["type"], manifest.get("options") or {})
-    backbone.load_state_dict(load_file(str(folder / manifest["weights"])))
+    load_model(backbone, str(folder / manifest["weights"]))  # strict; restores tied tensors
     task = None
     if manifest.get("task"):
         spec = manifest["task"]
         task = context.build("tasks", spec["type"], spec["options"], name=spec["name"], backbone=backbone)
-        task.load_state_dict(load_file(str(folder / spec["weights"])))
+        load_model(task, str(folder / spec["weights"]))
     collate = None
     if manifest.get("collate_data"):  # the data source's collate (text padding): rebuilt from its options
         data = manifest["collate_data"]
         collate = getattr(context.build("data", data["type"], data.get("options") or {}), "collate", None)
     return Model(backbone, task, collate=collate, device=device, source=str(folder), recipe=manifest.get("recipe"),
-                 base_dir=manifest.get("base_dir", "."))
+                 base_dir=manifest.get("base_dir", "."), key=manifest["key"])

@@ -9,6 +9,7 @@ process. Streaming sources are deterministic for a given seed, process count and
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -108,9 +109,19 @@ class AugmentedView(Dataset):
         return apply_pipeline(sample, self.pipeline, self._generator.manual_seed(seed), self.augment_labels)
 
 
+def takes_keep(source: Any) -> bool:
+    """Whether the source's ``iterate`` takes ``keep`` (see :class:`selfsup.components.IterableDataSource`)."""
+    try:
+        return "keep" in inspect.signature(source.iterate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class AugmentedStream(IterableDataset):
     """An iterable source's epoch seen through the pipeline, skipping ``skip`` samples (resume),
-    split between data-loader workers."""
+    split between data-loader workers. A source that takes ``keep`` decodes only the worker's share;
+    its positions then count the samples it could not decode too (``None``), so with several workers
+    a resumed epoch that met such samples before the resume point may repeat as many samples."""
 
     def __init__(
         self, source: Any, pipeline: Pipeline, seed: int, stream: int, epoch: int, rank: int, world: int, skip: int
@@ -121,9 +132,14 @@ class AugmentedStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        it = self.source.iterate(epoch=self.epoch, rank=self.rank, world_size=self.world, seed=self.seed)
+
+        def mine(position: int) -> bool:
+            return position >= self.skip and position % workers == worker
+
+        extra = {"keep": mine} if workers > 1 and takes_keep(self.source) else {}  # decode only this worker's share
+        it = self.source.iterate(epoch=self.epoch, rank=self.rank, world_size=self.world, seed=self.seed, **extra)
         for position, sample in enumerate(it):
-            if position < self.skip or position % workers != worker:
+            if sample is None or not mine(position):
                 continue
             g = sample_generator(self.seed, self.stream, self.epoch, position)
             yield apply_pipeline(sample, self.pipeline, g) if self.pipeline else sample

@@ -83,7 +83,9 @@ def train(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False, resu
 
                 # forward/backward over micro-batches; DDP all-reduces gradients on the last one only
                 for micro in range(cfg.grad_accum):
+                    waited = time.perf_counter()  # the time spent waiting for data: data_wait_share
                     batches = {t: next(run.streams[t]) for t in picked}
+                    meter.data_wait += time.perf_counter() - waited
                     batches = {t: to_device(b, run.device) for t, b in batches.items()}
                     last = micro == cfg.grad_accum - 1
                     with gradient_sync(run, model, last):
@@ -217,6 +219,7 @@ class Meter:
         self.sums: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.samples, self.start = 0, time.perf_counter()
+        self.data_wait = 0.0  # seconds spent in next(stream) since the last log
         self.last: dict[str, float] = {}
 
     def add(self, key: str, value: Any) -> None:
@@ -235,7 +238,8 @@ class Meter:
         self.add("loss", loss)
 
     def flush(self, info: Any, **extra: float) -> dict[str, float]:
-        """The window's means (averaged over ranks), ``samples_per_s`` and ``extra``; then a new window."""
+        """The window's means (averaged over ranks), ``samples_per_s``, ``data_wait_share`` (the share of the
+        window's wall time spent waiting for the next batch, this rank's) and ``extra``; then a new window."""
         keys = sorted(self.sums)
         if not keys:
             return {**extra}
@@ -247,7 +251,8 @@ class Meter:
             values /= info.world_size
         metrics = dict(zip(keys, values.tolist()))
         elapsed = time.perf_counter() - self.start
-        metrics.update(extra, samples_per_s=self.samples / max(elapsed, 1e-9))
+        metrics.update(extra, samples_per_s=self.samples / max(elapsed, 1e-9),
+                       data_wait_share=min(1.0, self.data_wait / max(elapsed, 1e-9)))
         self.sums.clear(), self.counts.clear()
-        self.samples, self.start, self.last = 0, time.perf_counter(), metrics
+        self.samples, self.start, self.last, self.data_wait = 0, time.perf_counter(), metrics, 0.0
         return metrics

@@ -14,8 +14,8 @@ Submodules, which may also be imported directly:
 * :mod:`selfsup.lib.losses`: ``info_nce``;
 * :mod:`selfsup.lib.probes`: ``fit_linear_probe``, ``weighted_knn_predict``;
 * :mod:`selfsup.lib.clustering`: ``kmeans``, ``KMeansResult``, ``normalized_mutual_info``, ``purity``;
-* :mod:`selfsup.lib.data`: ``is_iterable_source``, ``ordered``, ``batches``, ``to_device``, ``extract_features``,
-  ``scan_targets``;
+* :mod:`selfsup.lib.data`: ``is_iterable_source``, ``find_inputs``, ``ordered``, ``batches``, ``to_device``,
+  ``extract_features``, ``scan_targets``;
 * :mod:`selfsup.lib.modules`: ``frozen``, ``masked_mean``, ``sinusoidal_positions``, ``layer_groups``;
 * :mod:`selfsup.lib.metrics`: ``confusion_matrix``, ``class_report``, ``ClassReport``, ``multilabel_report``,
   ``regression_report``, ``expected_calibration_error``;
@@ -43,7 +43,7 @@ from typing import Any
 #: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
 #: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
 #: removal or an incompatible change of signature or behaviour bumps the major version.
-API_VERSION = "1.5"
+API_VERSION = "1.6"
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",
@@ -53,8 +53,8 @@ _HOME: dict[str, str] = {
     "info_nce": "selfsup.lib.losses",
     **dict.fromkeys(["fit_linear_probe", "weighted_knn_predict"], "selfsup.lib.probes"),
     **dict.fromkeys(["KMeansResult", "kmeans", "normalized_mutual_info", "purity"], "selfsup.lib.clustering"),
-    **dict.fromkeys(["batches", "extract_features", "is_iterable_source", "ordered", "scan_targets", "to_device"],
-                    "selfsup.lib.data"),
+    **dict.fromkeys(["batches", "extract_features", "find_inputs", "is_iterable_source", "ordered", "scan_targets",
+                     "to_device"], "selfsup.lib.data"),
     **dict.fromkeys(["frozen", "layer_groups", "masked_mean", "sinusoidal_positions"], "selfsup.lib.modules"),
     **dict.fromkeys(["ClassReport", "class_report", "confusion_matrix", "expected_calibration_error",
                      "multilabel_report", "regression_report"], "selfsup.lib.metrics"),

@@ -5,7 +5,9 @@ Importing this module does not import torch (functions that need it import it wh
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+import glob
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from selfsup.lib.modules import frozen
 from selfsup.lib.seeding import sample_generator
@@ -107,3 +109,40 @@ def scan_targets(source: Any, key: str, *, limit: int | None = None) -> list[Any
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def find_inputs(inputs: Iterable[str], extensions: Iterable[str], *,
+                what: str = "files") -> tuple[list[Path], list[str] | None]:
+    """``(files, labels)``: the files of ``inputs`` (folders searched recursively, files, glob
+    patterns) whose suffix is one of ``extensions``, in order, each once; ``labels[i]`` is the class
+    sub-folder of ``files[i]`` when every file lies in a sub-folder of an input folder (as the
+    folder data sources label them), else ``labels`` is None. ``what`` names the files in errors.
+    What the ``prepare-*`` commands of the plugins read."""
+    exts = {e.lower() for e in extensions}
+    files: list[Path] = []
+    labels: list[str | None] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+            files += found
+            labels += [p.relative_to(path).parts[0] if p.parent != path else None for p in found]
+        elif path.is_file():
+            files.append(path)
+            labels.append(None)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
+            if not matches:
+                raise ValueError(f"no such file, folder or matching pattern: {item}")
+            files += matches
+            labels += [None] * len(matches)
+    seen: set[Path] = set()
+    keep = []
+    for i, f in enumerate(files):
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            keep.append(i)
+    files, labels = [files[i] for i in keep], [labels[i] for i in keep]
+    if not files:
+        raise ValueError(f"no {what} ({', '.join(sorted(exts))}) in {', '.join(inputs)}")
+    return files, (labels if all(x is not None for x in labels) else None)  # type: ignore[return-value]

@@ -13,7 +13,9 @@ shares, whatever it decodes (images, videos, audio):
 * samples pass through a seeded shuffle buffer holding their encoded bytes (small), so the source
   decodes a sample when it leaves the buffer;
 * a sample the source cannot decode is reported with :meth:`ShardStream.bad`: counted once,
-  warned naming the shard and key (or recorded, during a check pass at build), or raised.
+  warned naming the shard and key (or recorded, during a check pass at build), or raised;
+* with several data-loader workers, each decodes only its share of the stream
+  (:meth:`ShardStream.decoded`'s ``keep``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import io
 import random
 import tarfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from selfsup.badfiles import BadFiles
 
@@ -161,11 +163,20 @@ class ShardStream:
         else:
             self.bad_files.record(f"{shard}:{key}", reason)
 
-    def decoded(self, raw: Iterable[Raw], decode: Any) -> Iterator[dict[str, Any]]:
+    def decoded(self, raw: Iterable[Raw], decode: Any,
+                keep: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any] | None]:
         """``decode(shard, key, parts) -> sample`` of each item; one that raises is reported with
-        :meth:`bad` and left out."""
-        for shard, key, parts in raw:
+        :meth:`bad` and left out. With ``keep`` (the core's data-loader worker split, see
+        :class:`selfsup.components.IterableDataSource`), the item at stream position ``i`` is decoded
+        only when ``keep(i)``; every other position, and an item that cannot be decoded, yields
+        ``None`` in its place, so every worker numbers the stream alike and decodes only its share."""
+        for position, (shard, key, parts) in enumerate(raw):
+            if keep is not None and not keep(position):
+                yield None
+                continue
             try:
                 yield decode(shard, key, parts)
             except Exception as exc:  # noqa: BLE001 - any decoder error means "unreadable"
                 self.bad(shard, key, exc)
+                if keep is not None:
+                    yield None

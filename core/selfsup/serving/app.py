@@ -267,6 +267,11 @@ def _decode(loaded: Any, raws: list[dict[str, Any]], config: ServeConfig, predic
                            exc.status) from None
         except Exception as exc:  # noqa: BLE001 - a decoder that did not say BadInput: still the input's fault
             raise BadInput(f"inputs[{i}]", f"cannot be decoded: {type(exc).__name__}: {str(exc)[:300]}", 422) from None
+        missing = [key for key in loaded.needs if key not in sample]
+        if missing:
+            raise BadInput(f"inputs[{i}]", f"gives no {', '.join(missing)}, which the served backbone "
+                           f"{loaded.info['backbone']!r} reads (this model reads the fields "
+                           f"{', '.join(loaded.decoder.fields)}: send the one of its modality)", 422)
         service.metrics.observe_inputs(stats)
         payloads.append(Payload(sample=sample, predict=predict, summary=summarise(raw, stats, loaded.decoder.fields)))
     if config.log_inputs is not None:
@@ -298,7 +303,8 @@ def _describe(service: Service, loaded: Any) -> dict[str, Any]:
     model = loaded.model
     out: dict[str, Any] = {
         "version": loaded.version, "source": str(service.config.path), "checkpoint": loaded.checkpoint,
-        "loaded_at": loaded.loaded_at, "inputs": loaded.info["inputs"], "embedding_dim": loaded.info.get(
+        "loaded_at": loaded.loaded_at, "inputs": loaded.info["inputs"], "backbone": loaded.info["backbone"],
+        "project": loaded.info["project"], "embedding_dim": loaded.info.get(
             "embedding_dim"), "data": loaded.info["data"], "recipe": model.recipe,
         "head": None if model.task is None else {"problem": model.task.head.problem,
                                                  "labels": loaded.info.get("label_names")},
@@ -323,7 +329,7 @@ def _stats(service: Service, batcher: Batcher) -> dict[str, Any]:
     return {
         "time": time.time(), "ready": service.ready,
         "version": service.current.version if service.current else None,
-        "queue": batcher.pending, "requests": service.metrics.summary(), "recent": list(service.recent),
+        "queue": batcher.pending, "requests": service.metrics.summary(), "recent": service.recent_inputs(),
         "drift": None if monitor is None else {
             "score": monitor.score(), "threshold": monitor.reference.threshold, "alert": monitor.alert,
             "history": [list(h) for h in monitor.history]},

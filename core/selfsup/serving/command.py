@@ -26,6 +26,12 @@ KEY_ENV = "SELFSUP_API_KEY"
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, mps.")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="PyTorch eager, or ONNX Runtime (CPU; the run is exported to ONNX once, checked against PyTorch).")
+@click.option("--http", type=click.Choice(["auto", "httptools", "h11"]), default="auto", show_default=True,
+              help="HTTP/1.1 parser: httptools (C), h11 (pure Python), auto (httptools when installed).")
+@click.option("--backbone", default=None,
+              help="The backbone to serve, by its recipe key (a run with several: multimodal, shared trunks).")
+@click.option("--project", default=None,
+              help="A task whose joint projection embeddings go through (clip: the shared image-text space).")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="Most inputs run at once (1: no batching).")
 @click.option("--max-wait-ms", type=float, default=0.0, show_default=True,
               help="How long a batch waits to fill up (0: it takes what is queued while the model was busy).")
@@ -48,7 +54,8 @@ KEY_ENV = "SELFSUP_API_KEY"
 @click.option("--log-max-mb", type=float, default=100.0, show_default=True, help="Size cap of the input log.")
 @click.option("--shutdown-seconds", type=float, default=30.0, show_default=True,
               help="On SIGTERM, how long in-flight requests may take to finish.")
-def serve(path: Path, host: str, port: int, workers: int, device: str, runtime: str, max_batch: int, max_wait_ms: float,
+def serve(path: Path, host: str, port: int, workers: int, device: str, runtime: str, http: str, backbone: str | None,
+          project: str | None, max_batch: int, max_wait_ms: float,
           max_queue: int, max_inputs: int, max_body_mb: float, truncate: bool, api_key: str | None, protect: str,
           watch_seconds: float, drift_window: int, no_drift: bool, log_inputs: Path | None, log_max_mb: float,
           shutdown_seconds: float) -> None:
@@ -71,7 +78,7 @@ def serve(path: Path, host: str, port: int, workers: int, device: str, runtime: 
     try:
         config = ServeConfig(
             path=path.resolve(), host=host, port=port, workers=workers, device=device, runtime=runtime,
-            max_batch=max_batch,
+            http=http, backbone=backbone, project=project, max_batch=max_batch,
             max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs, max_body_mb=max_body_mb,
             truncate=truncate, api_key=api_key or os.environ.get(KEY_ENV) or None, protect=protect,
             watch_seconds=watch_seconds, drift_window=drift_window, drift=not no_drift, log_inputs=log_inputs,
@@ -88,7 +95,7 @@ def run(config: ServeConfig) -> None:
     import uvicorn
 
     common = dict(host=config.host, port=config.port, timeout_graceful_shutdown=config.shutdown_seconds,
-                  log_level="info", access_log=False)
+                  log_level="info", access_log=False, http=config.http)
     click.echo(f"serving {config.path} on http://{config.host}:{config.port} (dashboard: /dashboard)", err=True)
     if config.workers == 1:
         from selfsup.serving.app import create_app

@@ -20,6 +20,13 @@ class ServeConfig(BaseModel):
     device: str = Field("cpu", description="Where the model runs: cpu, cuda, cuda:1, mps.")
     runtime: Literal["torch", "onnx"] = Field(
         "torch", description="PyTorch eager, or ONNX Runtime on the CPU (a run directory: exported and checked once).")
+    http: Literal["auto", "httptools", "h11"] = Field(
+        "auto", description="uvicorn's HTTP/1.1 parser: httptools (C, `pip install httptools`), h11 (pure Python) "
+        "or auto (httptools when installed; no measurable difference in bench/serve_load.py).")
+    backbone: str | None = Field(None, description="The backbone to serve, by its key in the run's recipe (default: "
+                                 "the fine-tuned one, else the first).")
+    project: str | None = Field(None, description="A task whose joint projection the embeddings go through (a "
+                                "CLIP task: the shared space of its two encoders).")
     max_batch: int = Field(32, ge=1, le=4096, description="Most inputs the model runs at once.")
     max_wait_ms: float = Field(0.0, ge=0, le=10_000,
                                description="How long a batch waits to fill up (0: it takes what is queued).")

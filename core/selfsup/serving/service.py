@@ -47,6 +47,7 @@ class Loaded:
     reference: Any = None  # selfsup.lib.drift.DriftReference, or None
     neighbours: Any = None  # selfsup.serving.reference.Neighbours, or None (no training data at hand)
     session: Any = None  # an onnxruntime.InferenceSession (--runtime onnx), else None: PyTorch eager
+    needs: tuple[str, ...] = ()  # sample keys the served backbone reads (its registered `consumes`, required ones)
     info: dict[str, Any] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
@@ -62,7 +63,7 @@ class Loaded:
             return self._infer_onnx(collate([dict(s) for s in samples]), heads)
         batch = to_device(collate([dict(s) for s in samples]), model.device)
         with torch.inference_mode():
-            features = model.backbone.embed(batch).float()  # [N, D]
+            features = model.features(batch).float()  # [N, D]
             outputs = None
             if heads and model.task is not None:
                 reads_own = getattr(model.task.head, "inputs", None) is not None
@@ -97,14 +98,15 @@ class Loaded:
 
 def data_spec(model: Any) -> tuple[str, dict[str, Any]]:
     """The data source (type, options) whose samples the served model was trained on."""
-    from selfsup.model import primary
+    from selfsup.model import data_of, finetune_task, primary
     from selfsup.recipe import parse_recipe
 
     if not model.recipe:
         raise ValueError(f"{model.source} records no recipe (an export from an older selfsup): export it again")
     recipe = parse_recipe(model.recipe, "recipe")
-    _key, task = primary(recipe)
-    spec = recipe.data[recipe.tasks[task or next(iter(recipe.tasks))].data]
+    key = model.key or primary(recipe)[0]
+    finetune = finetune_task(recipe, key) if model.task is not None else None
+    spec = recipe.data[recipe.tasks[finetune].data if finetune else data_of(recipe, key)]
     return spec.type, dict(spec.options or {})
 
 
@@ -114,23 +116,23 @@ def load(config: ServeConfig, pm: Any) -> Loaded:
     from selfsup.model import load_model
 
     path = Path(config.path)
-    model = load_model(path, pm, device=config.device)
-    model.backbone.eval()
-    if model.task is not None:
-        model.task.eval()
+    model = load_model(path, pm, device=config.device, backbone=config.backbone, project=config.project)
+    for module in model.modules():
+        module.eval()
     kind, options = data_spec(model)
     decoder = BuildContext(name="serve", base_dir=model.base_dir, _registry=pm.registry).decoder(kind, options)
     export = (path / MANIFEST).is_file()
     checkpoint = str(path) if export else model.source.rsplit("(", 1)[-1].rstrip(")")
     version = _version(path, checkpoint, export)
     info: dict[str, Any] = {"data": {"type": kind, "options": options}, "inputs": dict(decoder.fields),
-                            "export": export}
+                            "export": export, "backbone": model.key, "project": config.project}
     names = getattr(model.data, "label_names", None)
     if names:
         info["label_names"] = [str(n) for n in names]
-    loaded = Loaded(model=model, decoder=decoder, version=version, checkpoint=checkpoint, info=info)
+    loaded = Loaded(model=model, decoder=decoder, version=version, checkpoint=checkpoint, info=info,
+                    needs=needed_keys(model, pm))
     if config.runtime == "onnx":
-        loaded.session = onnx_session(loaded, path, export)
+        loaded.session = onnx_session(loaded, path, export, config)
         info["runtime"] = "onnx"
     loaded.info["embedding_dim"] = warm_up(loaded)
     if config.drift:
@@ -139,7 +141,23 @@ def load(config: ServeConfig, pm: Any) -> Loaded:
     return loaded
 
 
-def onnx_session(loaded: Loaded, path: Path, export: bool) -> Any:
+def needed_keys(model: Any, pm: Any) -> tuple[str, ...]:
+    """The sample keys the served backbone must get (its registered ``consumes``, optional ones left
+    out): a decoder of a paired source (image + caption) decodes either field, and an input without
+    the served backbone's is refused by name before it reaches the model."""
+    from selfsup.model import primary
+    from selfsup.recipe import parse_recipe
+
+    recipe = parse_recipe(model.recipe, "recipe")
+    spec = recipe.backbones[model.key or primary(recipe)[0]]
+    component = pm.registry.get("backbone", spec.type)
+    if component is None or not component.consumes:
+        return ()
+    return tuple(k.key for k in component.consumes.resolve(dict(spec.options or {}))
+                 if not k.optional and k.type is not None)
+
+
+def onnx_session(loaded: Loaded, path: Path, export: bool, config: ServeConfig) -> Any:
     """An ONNX Runtime session of the model: exported once per version under ``<run>/serve/`` (traced
     from the run's own batch and checked against PyTorch by ``selfsup export``'s code)."""
     import onnxruntime
@@ -149,7 +167,7 @@ def onnx_session(loaded: Loaded, path: Path, export: bool) -> Any:
     if export:
         raise ValueError("--runtime onnx serves a run directory (it exports the model to ONNX from the run's data); "
                          "serve the run, or use --runtime torch for a selfsup export")
-    folder = path / "serve" / f"onnx-{loaded.version}"
+    folder = path / "serve" / f"onnx-{loaded.version}{_variant(config)}"
     if not (folder / "model.onnx").is_file():
         tmp = folder.with_name(folder.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
@@ -157,6 +175,11 @@ def onnx_session(loaded: Loaded, path: Path, export: bool) -> Any:
         tmp.replace(folder)
     loaded.model.to("cpu")
     return onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def _variant(config: ServeConfig) -> str:
+    """The served backbone and projection in the names of the files cached per model (ONNX, drift)."""
+    return "".join(f"-{part}" for part in (config.backbone, config.project) if part)
 
 
 def _version(path: Path, checkpoint: str, export: bool) -> str:
@@ -209,7 +232,7 @@ def drift_reference(loaded: Loaded, path: Path, export: bool, config: ServeConfi
             return DriftReference.load(file)
         log.warning("%s has no drift.json (exported before drift references existed): drift is not scored", path)
         return None
-    file = path / "serve" / f"drift-{loaded.version}-w{config.drift_window}.json"
+    file = path / "serve" / f"drift-{loaded.version}{_variant(config)}-w{config.drift_window}.json"
     if file.is_file():
         return DriftReference.load(file)
     reference = fit_reference(loaded.model, config.drift_window)
@@ -313,10 +336,20 @@ class Service:
         return [r if isinstance(r, BaseException) else loaded.answer(r[0], r[1]) for r in rows]
 
     def _remember(self, loaded: Loaded, payloads: list[Payload], embeddings: np.ndarray) -> None:
-        nearest = loaded.neighbours.nearest(embeddings) if loaded.neighbours is not None else [None] * len(payloads)
         now = time.time()
-        for p, near in zip(payloads, nearest):
-            self.recent.append({"time": now, "input": p.summary, "nearest": near})
+        for p, row in zip(payloads, embeddings):
+            self.recent.append({"time": now, "input": p.summary, "embedding": row, "neighbours": loaded.neighbours})
+
+    def recent_inputs(self) -> list[dict[str, Any]]:
+        """The dashboard's recent inputs with their nearest training examples, found now (when the
+        dashboard asks) rather than for every batch served."""
+        rows = list(self.recent)
+        out = []
+        for row in rows:
+            neighbours = row["neighbours"]
+            near = neighbours.nearest(row["embedding"][None])[0] if neighbours is not None else None
+            out.append({"time": row["time"], "input": row["input"], "nearest": near})
+        return out
 
     def _drift_metrics(self) -> None:
         score = self.monitor.score()

@@ -9,7 +9,10 @@ import torch.nn.functional as F
 
 from selfsup_text.tasks.linear_ce import linear_cross_entropy
 
-N, D, V = 300, 24, 97  # 300 positions: chunks of 128, 128 and 44
+N, D, V = 300, 24, 97  # 300 positions
+#: (chunk, group): the defaults (one group, chunks of 256 and 44); groups of 128, 128 and 44 rows in
+#: chunks of 64; groups and chunks of 7 rows (the last ones of 6)
+SPLITS = [(256, None), (64, 128), (7, 7)]
 
 
 def _inputs(bias: bool):
@@ -26,8 +29,9 @@ def _leaves(*tensors):
     return [None if t is None else t.clone().requires_grad_(True) for t in tensors]
 
 
+@pytest.mark.parametrize("chunk,group", SPLITS)
 @pytest.mark.parametrize("bias", [False, True])
-def test_equals_the_plain_head_in_float32(bias):
+def test_equals_the_plain_head_in_float32(bias, chunk, group):
     h, w, b, y = _inputs(bias)
     h1, w1, b1 = _leaves(h, w, b)
     logits = F.linear(h1, w1, b1)  # [3, 100, V]
@@ -36,7 +40,7 @@ def test_equals_the_plain_head_in_float32(bias):
     kept = y != -100
     ref_acc = (logits.argmax(-1)[kept] == y[kept]).float().mean()
     h2, w2, b2 = _leaves(h, w, b)
-    loss, acc = linear_cross_entropy(h2, w2, y, b2)
+    loss, acc = linear_cross_entropy(h2, w2, y, b2, chunk=chunk, group=group)
     (2.0 * loss).backward()  # the incoming gradient scales every stored gradient
     torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-6)
     assert acc.item() == pytest.approx(ref_acc.item()) and not acc.requires_grad
@@ -47,7 +51,8 @@ def test_equals_the_plain_head_in_float32(bias):
     assert h2.grad[y == -100].abs().max() == 0  # ignored positions get no gradient
 
 
-def test_bf16_autocast_matches_the_autocast_head():
+@pytest.mark.parametrize("chunk,group", SPLITS)
+def test_bf16_autocast_matches_the_autocast_head(chunk, group):
     h, w, _, y = _inputs(False)
     h1, w1 = _leaves(h, w)
     with torch.autocast("cpu", torch.bfloat16):
@@ -57,7 +62,7 @@ def test_bf16_autocast_matches_the_autocast_head():
     ref.backward()
     h2, w2 = _leaves(h, w)
     with torch.autocast("cpu", torch.bfloat16):
-        loss, _ = linear_cross_entropy(h2, w2, y)
+        loss, _ = linear_cross_entropy(h2, w2, y, chunk=chunk, group=group)
     loss.backward()
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)  # the same bf16 logits, float32 softmax
     assert h2.grad.dtype == w2.grad.dtype == torch.float32

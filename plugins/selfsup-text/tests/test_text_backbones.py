@@ -82,6 +82,22 @@ def test_sizes_special_ids_and_heads(family: str) -> None:
             b.nsp_logits(hidden)
 
 
+def test_gpt2_gelu_is_the_fused_kernel_with_gelu_new_outputs() -> None:
+    """A GPT-2 built here runs its tanh GELU as one kernel (issue 20: the config's default "gelu_new"
+    is 8 elementwise ops a step); the hidden states are gelu_new's to float32 rounding."""
+    from transformers import GPT2Model
+
+    torch.manual_seed(0)
+    b = _backbone(family="gpt2", dropout=0.0)
+    assert b.model.config.activation_function == "gelu_pytorch_tanh"
+    reference = GPT2Model(b.model.config.__class__(**{**b.model.config.to_dict(), "activation_function": "gelu_new"}))
+    reference.load_state_dict(b.body.state_dict())
+    ids = torch.randint(0, b.vocab_size, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(b.hidden_states(ids), reference(input_ids=ids).last_hidden_state,
+                                   rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["gpt2", "bert"])
 def test_pooling_ignores_padding(family: str) -> None:
     torch.manual_seed(0)

@@ -36,11 +36,13 @@ def register_data_sources(register):
     register("digit_captions", _lazy("data.digit_captions:build_digit_captions"), options=do.DigitCaptionsOptions,
              modality=MODALITY,
              summary="scikit-learn's digits, each with a caption naming it: image-text pairs.",
-             produces={"image": "float32[1,{digits.size|8},{digits.size|8}]", "label": "int64[]", **CAPTION})
+             produces={"image": "float32[1,{digits.size|8},{digits.size|8}]", "label": "int64[]", **CAPTION},
+             decoder=_lazy("data.serving:digit_captions_decoder"))
     register("spoken_words", _lazy("data.spoken_words:build_spoken_words"), options=do.SpokenWordsOptions,
              modality=MODALITY,
              summary="Synthesized spoken keywords with their transcripts: speech-text pairs, held-out voices.",
-             produces={"audio": "float32[S]", "label": "int64[]", "speaker": "int64[]", **CAPTION})
+             produces={"audio": "float32[S]", "label": "int64[]", "speaker": "int64[]", **CAPTION},
+             decoder=_lazy("data.serving:spoken_words_decoder"))
 
 
 @selfsup.hookimpl

@@ -1,12 +1,13 @@
 """selfsup-speech: self-supervised learning on speech.
 
 Registers audio data sources (a synthesized-speech set made with espeak-ng, audio folders,
-fairseq-style manifests), torchaudio augmentations, backbones (a wav2vec 2.0-style conv feature
-encoder + transformer built from torchaudio components, a log-mel front end + transformer or LSTM),
-the wav2vec 2.0, HuBERT and APC pretext tasks, a SUPERB-style probe evaluator with an MFCC
-baseline, and a quickstart recipe per task. Every data source also registers a serving decoder
-(``data/serving.py``: uploaded audio bytes -> the source's sample). Implementations are imported inside
-the factories, so loading this plugin imports no torch.
+fairseq-style manifests, shards from ``selfsup prepare-audio``), torchaudio augmentations, backbones
+(a wav2vec 2.0-style conv feature encoder + transformer built from torchaudio components, a log-mel
+front end + transformer or LSTM), the wav2vec 2.0, HuBERT and APC pretext tasks, a SUPERB-style probe
+evaluator with an MFCC baseline, the ``selfsup prepare-audio`` command and a quickstart recipe per
+task. Every data source also registers a serving decoder (``data/serving.py``: uploaded audio bytes
+-> the source's sample). Implementations are imported inside the factories, so loading this plugin
+imports no torch.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def register_data_sources(register):
              decoder=_lazy("data.serving:manifest_decoder"),
              summary="A fairseq-style TSV manifest (root line, then path and sample count) for large sets.",
              produces={**WAVE, "label if labels": "int64[]"})
+    register("audio_shards", _lazy("data.shards:build"), options=do.AudioShardsOptions, modality=MODALITY,
+             decoder=_lazy("data.serving:shards_decoder"),
+             summary="Memory-mapped int16 (or FLAC) shards from `selfsup prepare-audio`, hash-checked when built.",
+             produces={**WAVE, "label?": "int64[]"})
 
 
 @selfsup.hookimpl
@@ -100,6 +105,13 @@ def register_evaluators(register):
     register("speech_probe", _lazy("evaluators.probe:build"), options=eo.SpeechProbeOptions, modality=MODALITY,
              summary="Frozen-feature linear probe (keyword or voice) on held-out voices, MFCC baseline beside.",
              consumes={**WAVE, "{target}": "int64[]"})
+
+
+@selfsup.hookimpl
+def register_commands(cli):
+    from selfsup_speech.prepare.command import add_command
+
+    add_command(cli)
 
 
 # name -> summary; the TOML text is recipes/<name>.toml in this package.

@@ -5,9 +5,9 @@ decoder: an uploaded image file -> its sample, :mod:`selfsup_vision.data.serving
 augmentations (single transforms, multi-view and multi-crop generators), backbones (any timm
 model, a small CNN for tiny images), the SimCLR, MoCo v3, BYOL, DINO, Barlow Twins, VICReg, MAE,
 DeepCluster and SwAV pretext tasks (the momentum teachers are ``selfsup.lib.EMATeacher``; the ViT
-backbone also serves the core's data2vec), image evaluators (k-means NMI/ARI, t-SNE plot) and a
-quickstart recipe per method. Implementations are imported inside the factories, so loading this
-plugin imports no torch.
+backbone also serves the core's data2vec), image evaluators (k-means NMI/ARI, t-SNE plot), the
+``selfsup prepare-images`` command (downsized WebDataset shards) and a quickstart recipe per method.
+Implementations are imported inside the factories, so loading this plugin imports no torch.
 """
 
 from __future__ import annotations
@@ -157,6 +157,13 @@ RECIPES = {
 @selfsup.hookimpl
 def register_recipes(register):
     package_recipes(register, "selfsup_vision", RECIPES, modality=MODALITY)
+
+
+@selfsup.hookimpl
+def register_commands(cli):
+    from selfsup_vision.prepare.command import add_command
+
+    add_command(cli)
 
 
 @selfsup.hookimpl

@@ -31,7 +31,15 @@ def tokenized(texts: list[str], options: Any, context: BuildContext) -> Any:
 
 def collate_pairs(samples: list[dict[str, Any]], text: Any, collate_rest: Any) -> dict[str, Any]:
     """The text side through the ``texts`` source's ``collate`` (``input_ids``, ``attention_mask``),
-    the other modality by ``collate_rest``, captions as a list under ``"text"``."""
-    padded = text.collate([{"input_ids": s["input_ids"]} for s in samples])
-    rest = collate_rest([{k: v for k, v in s.items() if k not in ("input_ids", "text")} for s in samples])
-    return {**rest, **padded, "text": [s["text"] for s in samples]}
+    the other modality by ``collate_rest``, captions as a list under ``"text"``. Only the keys every
+    sample has are kept: served inputs may carry one modality (see :mod:`selfsup_multimodal.data.serving`)."""
+    common = set.intersection(*(set(s) for s in samples))
+    out: dict[str, Any] = {}
+    rest = [{k: v for k, v in s.items() if k in common and k not in ("input_ids", "text")} for s in samples]
+    if rest[0]:
+        out.update(collate_rest(rest))
+    if "input_ids" in common:
+        out.update(text.collate([{"input_ids": s["input_ids"]} for s in samples]))
+    if "text" in common:
+        out["text"] = [s["text"] for s in samples]
+    return out

@@ -85,6 +85,17 @@ class Projection(nn.Sequential):
             super().__init__(nn.Linear(in_dim, out_dim, bias=False))
 
 
+class Joint(nn.Module):
+    """A role's projection and L2 normalisation: pooled features ``[N, D]`` -> shared space ``[N, E]``."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(features).float(), dim=1)  # [N, E]
+
+
 class CLIP(nn.Module):
     """Two roles, each with a projection; ``embed(role, backbone, batch)`` is the normalised
     shared-space embedding (used by the ``retrieval`` evaluator too)."""
@@ -104,7 +115,14 @@ class CLIP(nn.Module):
             self.register_buffer("logit_scale", scale)
 
     def embed(self, role: str, backbone: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return F.normalize(self.heads[role](backbone.embed(batch)).float(), dim=1)  # [B, E]
+        return self.joint_projection(role)(backbone.embed(batch))  # [B, E]
+
+    def joint_projection(self, role: str | None) -> Joint:
+        """Role ``role``'s map into the shared space (``selfsup serve --project``, ``selfsup.load(project=)``);
+        it shares this task's tensors."""
+        if role not in self.heads:
+            raise ValueError(f"clip has the roles {', '.join(self.heads)}, not {role!r}")
+        return Joint(self.heads[role])
 
     def forward(self, batch: dict[str, Any], backbones: dict[str, nn.Module]) -> TaskOutput:
         a_role, b_role = self.roles

@@ -198,3 +198,15 @@ class AudioManifestOptions(Options):
         if self.min_seconds is not None and self.max_seconds is not None and self.min_seconds > self.max_seconds:
             raise ValueError("min_seconds must not exceed max_seconds")
         return self
+
+
+class AudioShardsOptions(Options):
+    """A folder written by ``selfsup prepare-audio`` (``manifest.json`` + shards). Every shard is checked
+    against the manifest when the source is built; a damaged one is an error naming it."""
+
+    root: ExistingDir = Field(description="The prepared folder (relative to the recipe).")
+    sample_rate: int = Field(16000, ge=1000, le=192000,
+                             description="Must be the rate the folder was prepared at (nothing is resampled).")
+    verify: Literal["sha256", "size"] = Field(
+        "sha256", description="Check each shard's size and SHA-256 (reads every shard once) or only its size.")
+    limit: int | None = Field(None, gt=0, description="Keep only the first N entries.")

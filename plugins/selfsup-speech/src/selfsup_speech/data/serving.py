@@ -4,8 +4,9 @@ OGG, ... anything soundfile reads) -> the sample the source would yield for such
 Each source registers a ``decoder=`` factory ``(options, context) -> AudioDecoder`` built from its
 recipe options alone (no file of the data set is read, nothing is synthesized):
 
-* ``audio_folder``, ``audio_manifest``: decoded, mixed to mono and resampled to ``sample_rate`` by
-  :func:`selfsup_speech.data.audio_io.to_waveform`, the function the sources read files with;
+* ``audio_folder``, ``audio_manifest``, ``audio_shards``: decoded, mixed to mono and resampled to
+  ``sample_rate`` by :func:`selfsup_speech.data.audio_io.to_waveform`, the function the sources read
+  files with (``selfsup prepare-audio`` too);
 * ``synth_speech``: the same, then silence-trimmed (``trim_db``) and peak-normalised (``peak``) by
   :func:`selfsup_speech.synth.postprocess.trim_and_normalise`, as every generated clip was.
 
@@ -118,6 +119,12 @@ def manifest_decoder(options: Any, context: BuildContext) -> AudioDecoder:
     """``audio_manifest``: mono, resampled to ``sample_rate``; clips of at most ``max_seconds`` (the source's
     filter) or ``DEFAULT_MAX_SECONDS``."""
     return AudioDecoder(options.sample_rate, max_seconds=options.max_seconds, source="audio_manifest")
+
+
+def shards_decoder(options: Any, context: BuildContext) -> AudioDecoder:
+    """``audio_shards``: mono, resampled to ``sample_rate`` (the rate the shards were prepared at), as
+    ``selfsup prepare-audio`` made them; clips of at most ``DEFAULT_MAX_SECONDS``."""
+    return AudioDecoder(options.sample_rate, source="audio_shards")
 
 
 def synth_decoder(options: Any, context: BuildContext) -> AudioDecoder:

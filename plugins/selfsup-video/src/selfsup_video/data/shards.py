@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from selfsup.components import BuildContext
 from selfsup.lib import sample_generator
@@ -52,9 +52,10 @@ class VideoShards:
         """This rank's encoded samples of one epoch, in the shuffle buffer's order."""
         return self.stream.raw(epoch=epoch, rank=rank, world_size=world_size, seed=seed)
 
-    def iterate(self, *, epoch: int, rank: int, world_size: int, seed: int) -> Iterator[dict[str, Any]]:
+    def iterate(self, *, epoch: int, rank: int, world_size: int, seed: int,
+                keep: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any] | None]:
         raw = self.raw(epoch=epoch, rank=rank, world_size=world_size, seed=seed)
-        return self.stream.decoded(raw, lambda shard, key, parts: self._decode(key, parts, seed, epoch))
+        return self.stream.decoded(raw, lambda shard, key, parts: self._decode(key, parts, seed, epoch), keep)
 
     def _decode(self, key: str, parts: dict[str, bytes], seed: int, epoch: int) -> dict[str, Any]:
         o = self.options

@@ -16,7 +16,7 @@ found before training. Samples that fail to decode while streaming are skipped, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from selfsup.components import BuildContext
 from selfsup.lib.shards import ShardStream
@@ -47,9 +47,10 @@ class WebDatasetSource:
         """Shards and samples skipped so far (each counted once)."""
         return self.stream.skipped
 
-    def iterate(self, *, epoch: int, rank: int, world_size: int, seed: int) -> Iterator[dict[str, Any]]:
+    def iterate(self, *, epoch: int, rank: int, world_size: int, seed: int,
+                keep: Callable[[int], bool] | None = None) -> Iterator[dict[str, Any] | None]:
         raw = self.stream.raw(epoch=epoch, rank=rank, world_size=world_size, seed=seed)
-        return self.stream.decoded(raw, self._decode)
+        return self.stream.decoded(raw, self._decode, keep)
 
     def _decode(self, shard: Path, key: str, parts: dict[str, bytes]) -> dict[str, Any]:
         o = self.options
