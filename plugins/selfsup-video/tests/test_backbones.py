@@ -134,6 +134,20 @@ def test_framewise_concat_needs_its_clip_length():
         net(torch.rand(1, 3, 1, 32, 32))
 
 
+def test_framewise_difference_embeds_the_changes_between_frames():
+    torch.manual_seed(0)
+    net = build("framewise", {"name": "test_convnext", "fusion": "difference", "frames": 4}).eval()
+    assert net.output_dim == 3 * net.frame_dim and not net.order_blind
+    video = torch.rand(2, 4, 1, 32, 32)
+    with torch.no_grad():
+        f = net.frame_features(video)  # [2, 4, F]
+        torch.testing.assert_close(net(video), torch.cat([f[:, 1] - f[:, 0], f[:, 2] - f[:, 1], f[:, 3] - f[:, 2]], 1))
+        still = video[:, :1].expand(-1, 4, -1, -1, -1)  # a clip that does not move embeds to zero
+        assert net(still).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="difference fusion needs clips of exactly frames = 4"):
+        net(torch.rand(1, 5, 1, 32, 32))
+
+
 class _ImageNet(nn.Module):
     """A stand-in image backbone: [N, C, H, W] -> [N, 6]."""
 

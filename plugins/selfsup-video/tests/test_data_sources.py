@@ -37,7 +37,8 @@ def build(name, options, base_dir=None, seed=0):
 
 class TestMovingMNIST(DataSourceConformance):
     data = ("moving_mnist", {"n": 16, "frames": 8})
-    bad_options = [{"digits": 3}, {"split": "all"}, {"speed": (2.0, 1.0)}, {"digit_size": 32}, {"directions": 6}]
+    bad_options = [{"digits": 3}, {"split": "all"}, {"speed": (2.0, 1.0)}, {"digit_size": 32}, {"directions": 6},
+                   {"friction": 1.0}]
     option_variants = {"angle_jitter": 20.0}
 
 
@@ -126,6 +127,19 @@ def test_wrap_keeps_the_direction_and_two_digits_draw_two():
     assert np.allclose(step, one.velocity[:, None], atol=1e-9)
     two = build("moving_mnist", {"n": 20, "frames": 4, "digits": 2})
     assert (two.videos[:, 0] > 0).sum() > (build("moving_mnist", {"n": 20, "frames": 4}).videos[:, 0] > 0).sum()
+
+
+def test_friction_slows_the_digits_down_by_its_factor_every_frame():
+    """With friction the distance travelled between frames shrinks by (1 - friction) each frame, so a
+    clip played backwards speeds up: time has a direction. Without it the draws are unchanged."""
+    options = {"n": 40, "frames": 12, "boundary": "wrap", "speed": (2.0, 3.0)}
+    plain, slowing = build("moving_mnist", options), build("moving_mnist", {**options, "friction": 0.2})
+    step = (np.diff(slowing.position, axis=1) + 16) % 32 - 16  # [n, T-1, 2], the wrap undone
+    expected = slowing.velocity[:, None] * 0.8 ** np.arange(11)[None, :, None]
+    assert np.allclose(step, expected, atol=1e-9)
+    np.testing.assert_allclose(slowing.velocity, plain.velocity)  # the same seeded draws
+    assert torch.equal(plain.videos, build("moving_mnist", {**options, "friction": 0.0}).videos)
+    assert not torch.equal(plain.videos[:, 1:], slowing.videos[:, 1:])
 
 
 def test_more_frames_lengthen_the_same_trajectories():

@@ -44,6 +44,8 @@ def test_sequences_show_the_frames_in_the_order_of_their_class():
 
 
 def test_loss_is_the_cross_entropy_of_the_fused_pair_features():
+    from test_shuffle_and_learn import standardised
+
     torch.manual_seed(0)
     context = BuildContext(name="opn", seed=3)
     backbone = context.build("backbones", "framewise", {"name": "test_convnext"})
@@ -52,7 +54,7 @@ def test_loss_is_the_cross_entropy_of_the_fused_pair_features():
     out = task(batch, backbone)
     shuffled, classes, _ = make_sequences(batch["video"], task.generator(batch))
     with torch.no_grad():
-        f = backbone.frame_features(shuffled)  # [B, 4, F]
+        f = standardised(backbone.frame_features(shuffled))  # [B, 4, F]
         fc7 = task.pair[0]
         pair_feats = [torch.relu(fc7(torch.cat([f[:, i], f[:, j]], dim=1))) for i, j in PAIRS]  # 6 x [B, 8]
         logits = task.classifier(torch.cat(pair_feats, dim=1))  # [B, 12]
@@ -75,3 +77,9 @@ def test_learnable_when_frames_show_their_time(one_thread):
     from test_shuffle_and_learn import learned_accuracy
 
     assert learned_accuracy("order_prediction", 400) > 0.8
+
+
+def test_shortened_quickstart_learns_and_beats_random_init_on_the_motion_probe(tmp_path, one_thread):
+    from test_shuffle_and_learn import shortened_run_learns
+
+    shortened_run_learns("opn-moving-mnist", "opn", tmp_path, 200, 1 / 12, 0.05)

@@ -15,6 +15,10 @@ Fusion of the frame features ``[B, T, F]`` into ``[B, D]``:
 * ``attention``: learned temporal positions, a small pre-norm transformer encoder over the T frame
   tokens (Vaswani et al. 2017), then the mean of its outputs (D = F).
 * ``concat``: the frame features side by side (D = T * F; clips must have exactly ``frames`` frames).
+* ``difference``: the T - 1 changes between consecutive frame features side by side (D = (T - 1) * F;
+  exactly ``frames`` frames): motion without the absolute appearance every frame repeats, the frame
+  differencing of Wang et al., Temporal Segment Networks, ECCV 2016 ("RGB difference"), applied to
+  features.
 
 ``frame_features(video [B, T, C, H, W]) -> [B, T, F]`` gives the per-frame features before fusion,
 each frame encoded on its own (what Shuffle and Learn and OPN fuse themselves).
@@ -115,7 +119,7 @@ class Framewise(nn.Module):
         self.fusion: nn.Module | None = None
         if o.fusion == "attention":
             self.fusion = TemporalAttention(self.frame_dim, o.frames, o.attention_layers, o.attention_heads)
-        self.output_dim = self.frame_dim * (o.frames if o.fusion == "concat" else 1)
+        self.output_dim = self.frame_dim * {"concat": o.frames, "difference": o.frames - 1}.get(o.fusion, 1)
 
     def frame_features(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W] -> [B, T, F]``: each frame through the 2D encoder on its own."""
@@ -128,11 +132,13 @@ class Framewise(nn.Module):
         x = self.frame_features(video)  # [B, T, F]
         if self.options.fusion == "mean":
             return x.mean(dim=1)  # [B, F]
-        if self.options.fusion == "concat":
+        if self.options.fusion in ("concat", "difference"):
             if x.shape[1] != self.options.frames:
-                raise ValueError(f"concat fusion needs clips of exactly frames = {self.options.frames} frames, got "
-                                 f"{x.shape[1]}")
-            return x.flatten(1)  # [B, T*F]
+                raise ValueError(f"{self.options.fusion} fusion needs clips of exactly frames = {self.options.frames} "
+                                 f"frames, got {x.shape[1]}")
+            if self.options.fusion == "difference":
+                x = x[:, 1:] - x[:, :-1]  # [B, T-1, F]
+            return x.flatten(1)  # [B, T*F] or [B, (T-1)*F]
         return self.fusion(x)  # [B, F]
 
     def embed(self, batch: Mapping[str, Any]) -> torch.Tensor:

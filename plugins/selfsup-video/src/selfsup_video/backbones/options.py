@@ -74,12 +74,14 @@ class FramewiseOptions(PretrainedOptions):
         None, description="Key of an image backbone defined before this one in the recipe (e.g. vision's 'timm' or "
                           "'small_cnn'): its module encodes the frames, so both backbones train one set of weights. "
                           "name/kwargs/in_chans are then unused: leave them at their defaults.")
-    fusion: Literal["mean", "attention", "concat"] = Field(
+    fusion: Literal["mean", "attention", "concat", "difference"] = Field(
         "mean", description="mean: average of the frame features (order-blind: a shuffled clip embeds the same); "
                             "attention: a pre-norm transformer over the frame features with learned temporal "
-                            "positions, then their mean; concat: the frame features side by side (fixed clip length).")
-    frames: int = Field(8, gt=0, description="attention: most frames a clip may have (temporal positions); concat: "
-                                             "the exact clip length. Unused by mean.")
+                            "positions, then their mean; concat: the frame features side by side (fixed clip length); "
+                            "difference: the changes between consecutive frame features side by side (fixed clip "
+                            "length; where the clip moves, not where it is).")
+    frames: int = Field(8, gt=0, description="attention: most frames a clip may have (temporal positions); concat "
+                                             "and difference: the exact clip length. Unused by mean.")
     attention_layers: int = Field(1, gt=0, description="attention: transformer layers.")
     attention_heads: int = Field(2, gt=0, description="attention: heads (must divide the frame feature size).")
 

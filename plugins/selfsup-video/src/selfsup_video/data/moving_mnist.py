@@ -3,7 +3,9 @@
 Srivastava, Mansimov and Salakhutdinov, "Unsupervised Learning of Video Representations using
 LSTMs", ICML 2015: handwritten digits bouncing inside a canvas. Here the digits are scikit-learn's
 1,797 8x8 digits (shipped with scikit-learn, so nothing is downloaded), upscaled to ``digit_size``
-and moved with seeded straight-line trajectories that reflect at the canvas edges (or wrap).
+and moved with seeded straight-line trajectories that reflect at the canvas edges (or wrap), at a
+constant speed or, with ``friction``, slowing down by a constant factor every frame (the one
+option under which a sequence played backwards is not another valid sequence).
 
 Each sample carries two labels: ``digit`` (the first digit's class: appearance) and ``motion`` (the
 direction class of the first digit's initial velocity, ``k`` of ``directions`` evenly spaced angles,
@@ -71,7 +73,8 @@ def _reflect(p: np.ndarray, limit: float) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def generate(split: str, n: int, frames: int, size: int, digit_size: int, digits: int, seed: int, directions: int,
-             angle_jitter: float, speed: tuple[float, float], boundary: str) -> tuple[np.ndarray, ...]:
+             angle_jitter: float, speed: tuple[float, float], boundary: str,
+             friction: float = 0.0) -> tuple[np.ndarray, ...]:
     """``(videos uint8 [n, frames, size, size], digit [n], motion [n], velocity float [n, 2] (dx, dy) of the
     first digit, position float [n, frames, 2] (x, y) of the first digit's top-left corner)``."""
     _, labels, parts = _digit_pool()
@@ -88,7 +91,10 @@ def generate(split: str, n: int, frames: int, size: int, digit_size: int, digits
     limit = size - digit_size
     start = rng.uniform(0, limit, size=(n, digits, 2))  # top-left corner (x, y)
     t = np.arange(frames, dtype=np.float64)[None, :, None, None]  # [1, T, 1, 1]
-    free = start[:, None] + vel[:, None] * t  # [n, T, digits, 2]
+    # distance covered by frame t at a speed multiplied by (1 - friction) each frame: sum of r^k, k < t
+    r = 1.0 - friction
+    travelled = t if friction == 0 else (1 - r ** t) / (1 - r)  # [1, T, 1, 1]
+    free = start[:, None] + vel[:, None] * travelled  # [n, T, digits, 2]
     pos = _reflect(free, limit) if boundary == "bounce" else np.mod(free, size)
     corner = np.rint(pos).astype(np.int64)  # [n, T, digits, 2]
     videos = np.zeros((n, frames, size, size), dtype=np.uint8)
@@ -110,7 +116,7 @@ class MovingMNIST:
         self.options = o
         videos, digit, motion, self.velocity, self.position = generate(
             o.split, o.n, o.frames, o.size, o.digit_size, o.digits, o.seed, o.directions, o.angle_jitter,
-            tuple(o.speed), o.boundary)
+            tuple(o.speed), o.boundary, o.friction)
         self.videos = torch.from_numpy(videos)  # [N, T, S, S] uint8, shared with the cache: never written
         self.digit = torch.as_tensor(digit, dtype=torch.long)
         self.motion = torch.as_tensor(motion, dtype=torch.long)

@@ -39,6 +39,10 @@ class MovingMNISTOptions(Options):
     boundary: Literal["bounce", "wrap"] = Field(
         "bounce", description="bounce: reflect at the canvas edges (the original); wrap: leave one side and enter "
         "the other, so the direction never changes.")
+    friction: float = Field(
+        0.0, ge=0, lt=1, description="Share of its speed a digit loses every frame (0: constant speed, the original). "
+        "Above 0 the digits slow down, so a clip played backwards (speeding up from rest) is no longer a valid "
+        "sequence: time gets a direction that the arrow-of-time task can learn.")
 
     @model_validator(mode="after")
     def _check(self) -> "MovingMNISTOptions":

@@ -15,6 +15,10 @@ class ShuffleAndLearnOptions(Options):
     both_directions: bool = Field(
         True, description="Positives run forward or backward in time (50/50): the question is whether the middle "
                           "frame lies between the other two, not which way time runs.")
+    frame_norm: bool = Field(
+        True, description="Standardise each frame feature over the batch (BatchNorm without affine weights, shared "
+                          "by the frames) before the classifier: frames of one clip have nearly equal features, and "
+                          "the raw differences are too small for the classifier to start learning from.")
 
 
 class OrderPredictionOptions(Options):
@@ -23,6 +27,10 @@ class OrderPredictionOptions(Options):
     pair_dim: int = Field(64, gt=0, description="Width of each pair's fused feature (fc7 in the paper).")
     hidden_dim: int = Field(0, ge=0, description="Hidden width of the classifier on the six pair features "
                                                  "(0: linear, as the paper's fc8).")
+    frame_norm: bool = Field(
+        True, description="Standardise each frame feature over the batch (BatchNorm without affine weights, shared "
+                          "by the frames) before the classifier: frames of one clip have nearly equal features, and "
+                          "the raw differences are too small for the classifier to start learning from.")
 
 
 class ArrowOfTimeOptions(Options):

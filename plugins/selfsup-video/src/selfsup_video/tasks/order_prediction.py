@@ -7,7 +7,8 @@ Four frames of a clip (distinct positions, drawn per clip, in temporal order) ar
 the 24 orders. An order and its reverse count as one class (a forward and a backward sequence are
 equally plausible), so there are 12 classes; the class is drawn uniformly and then one of its two
 orders with equal odds. Each frame goes through the backbone on its own (``frame_features``; the
-paper's shared-weight CNN), then *pairwise feature extraction*: every one of the 6 pairs ``(i, j),
+paper's shared-weight CNN), standardised over the batch (``frame_norm``,
+:class:`~selfsup_video.tasks.common.FrameNorm`), then *pairwise feature extraction*: every one of the 6 pairs ``(i, j),
 i < j`` of presented frames has its two features concatenated and mapped by a shared linear layer
 with ReLU (fc7) to a pair feature; the 6 pair features, concatenated, are classified into the 12
 orders (fc8); the loss is the cross entropy. Draws come from a generator seeded by (run seed, task
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
-from selfsup_video.tasks.common import StepCounter, frame_features, mlp, sorted_positions, video_of
+from selfsup_video.tasks.common import FrameNorm, StepCounter, frame_features, mlp, sorted_positions, video_of
 
 FRAMES = 4
 #: The 12 classes: each order of 4 frames whose first element is smaller than its last, i.e. one of
@@ -58,6 +59,7 @@ class OrderPrediction(StepCounter):
     def __init__(self, options: Any, context: BuildContext):
         super().__init__(context.seed, context.name)
         dim = int(getattr(context.backbone, "frame_dim", context.backbone.output_dim))
+        self.norm = FrameNorm(dim, options.frame_norm)  # [B, 4, F] -> [B, 4, F]
         self.pair = nn.Sequential(nn.Linear(2 * dim, options.pair_dim), nn.ReLU(inplace=True))  # fc7, shared by pairs
         self.classifier = mlp(len(PAIRS) * options.pair_dim, options.hidden_dim, len(ORDERS))  # fc8
 
@@ -70,7 +72,7 @@ class OrderPrediction(StepCounter):
     def forward(self, batch: dict[str, Any], backbone: nn.Module) -> TaskOutput:
         video = video_of(batch, "order_prediction")  # [B, T, C, H, W]
         shuffled, classes, _ = make_sequences(video, self.generator(batch))
-        logits = self.logits(frame_features(backbone, shuffled, "order_prediction"))  # [B, 12]
+        logits = self.logits(self.norm(frame_features(backbone, shuffled, "order_prediction")))  # [B, 12]
         loss = F.cross_entropy(logits.float(), classes)
         accuracy = (logits.argmax(1) == classes).float().mean()
         return TaskOutput(loss=loss, metrics={"accuracy": accuracy.detach()})

@@ -14,9 +14,11 @@ other two, and the direction of time is no cue. Each batch holds as many positiv
 
 Each frame of a tuple goes through the backbone on its own (``frame_features``: the paper's
 siamese network with shared weights); the three features are concatenated and classified
-(ordered or not) by an MLP; the loss is the cross entropy. All draws come from a generator seeded by
-(run seed, task name, step, the batch's sample indices). The paper samples tuples from windows of
-high motion (optical flow); clips here are short and always moving, so positions are uniform.
+(ordered or not) by an MLP, after each frame feature is standardised over the batch
+(``frame_norm``, :class:`~selfsup_video.tasks.common.FrameNorm`); the loss is the cross entropy.
+All draws come from a generator seeded by (run seed, task name, step, the batch's sample indices).
+The paper samples tuples from windows of high motion (optical flow); clips here are short and always
+moving, so positions are uniform.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.components import BuildContext, TaskOutput
-from selfsup_video.tasks.common import StepCounter, balanced_labels, frame_features, mlp, sorted_positions, video_of
+from selfsup_video.tasks.common import (
+    FrameNorm,
+    StepCounter,
+    balanced_labels,
+    frame_features,
+    mlp,
+    sorted_positions,
+    video_of,
+)
 
 
 def make_tuples(video: torch.Tensor, generator: torch.Generator,
@@ -54,12 +64,13 @@ class ShuffleAndLearn(StepCounter):
         super().__init__(context.seed, context.name)
         self.options = options
         dim = int(getattr(context.backbone, "frame_dim", context.backbone.output_dim))
+        self.norm = FrameNorm(dim, options.frame_norm)  # [B, 3, F] -> [B, 3, F]
         self.head = mlp(3 * dim, options.hidden_dim, 2)  # [B, 3F] -> [B, 2]
 
     def forward(self, batch: dict[str, Any], backbone: nn.Module) -> TaskOutput:
         video = video_of(batch, "shuffle_and_learn")  # [B, T, C, H, W]
         tuples, labels, _ = make_tuples(video, self.generator(batch), self.options.both_directions)
-        feats = frame_features(backbone, tuples, "shuffle_and_learn")  # [B, 3, F]
+        feats = self.norm(frame_features(backbone, tuples, "shuffle_and_learn"))  # [B, 3, F]
         logits = self.head(feats.flatten(1))  # [B, 2]
         loss = F.cross_entropy(logits.float(), labels)
         accuracy = (logits.argmax(1) == labels).float().mean()
