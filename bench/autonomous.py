@@ -7,7 +7,10 @@ into ``--rounds`` rounds with the ``salient_cloze`` feedback after each round bu
 training windows, the gap curriculum, and confidence-filtered self-training samples appended to the
 data. Ablations (``--variants``): ``no-curriculum`` (curriculum = false), ``no-filter`` (confidence
 threshold 0: every agreeing answer is added), ``no-open-book`` (appended_form = "closed": no open-book
-samples), ``no-self-training`` (the curriculum alone).
+samples), ``no-self-training`` (the curriculum alone); and ``reading``: the rounds with open-book
+training (``reading = 128``: REALM-style samples of a retrieved passage before a sentence holding its
+salient span, from the data alone), and ``reading-swap``: the same with half of those samples'
+span swapped for another of its kind in passage and sentence, so that only reading answers them.
 
 Measured for every run after training, with the same fixed question set (``--questions`` salient
 spans of the training windows drawn with seed 1234, the same for every run and seed):
@@ -78,6 +81,8 @@ FEEDBACK = {
     "no-filter": {"confidence_threshold": 0.0},
     "no-open-book": {"appended_form": "closed"},
     "no-self-training": {"self_training": False},
+    "reading": {"reading": 128},
+    "reading-swap": {"reading": 128, "reading_counterfactual": 0.5},
 }
 
 

@@ -20,7 +20,7 @@ from selfsup_text.backbones.transformer import build as build_backbone
 from selfsup_text.data.corpus import build as build_corpus
 from selfsup_text.data.gensim_data import news_documents
 from selfsup_text.data.options import EmbeddedCorpusOptions
-from selfsup_text.feedback.cloze import SalientCloze, clm_greedy, clm_logprob, focus, mlm_fill
+from selfsup_text.feedback.cloze import SalientCloze, clm_greedy, clm_logprob, focus, mlm_fill, replace_run
 from selfsup_text.feedback.options import SalientClozeOptions
 from selfsup_text.feedback.salient_spans import find_spans
 
@@ -209,6 +209,61 @@ def test_gaps_weights_and_self_training_follow_the_rules(tmp_path, form):
     expected[n:] = 0.5
     expected *= expected.numel() / expected.sum()
     assert torch.allclose(result.weights, expected)
+
+
+def test_reading_appends_retrieved_passages_before_the_corpus_own_sentences(tmp_path):
+    """Open-book training samples: ``passage [SEP] sentence [SEP]``, the sentence as the corpus has it
+    (span included, whatever the model answered), at most ``reading`` of them, weighted as appended."""
+    data = _news(window=32, limit=30)
+    backbone = _backbone("gpt2", "bpe-8k")
+    sep = backbone.tokenizer.sep_token_id
+    options = SalientClozeOptions(questions=20, reading=12, self_training=False, appended_weight=0.5,
+                                  curriculum=False)
+    result = Scripted(options).run(_context(backbone, data, tmp_path))
+    assert 6 <= len(result.samples) <= 12 and result.metrics["reading"] == len(result.samples)
+    windows = [data[i]["input_ids"].tolist() for i in range(len(data))]
+    for sample in result.samples:
+        ids = sample["input_ids"].tolist()
+        assert ids[-1] == sep and ids.count(sep) == 2 and len(ids) <= backbone.max_positions + 1
+        cut = ids.index(sep)
+        passage, sentence = ids[:cut], ids[cut + 1:-1]
+        assert len(passage) > 0 and len(sentence) >= options.min_question_tokens
+        assert any(w[j:j + len(sentence)] == sentence for w in windows for j in range(len(w)))  # the corpus's text
+        assert any(passage[0] in w for w in windows)
+    n = len(data)
+    expected = torch.ones(n + len(result.samples), dtype=torch.float64)
+    expected[n:] = 0.5
+    assert torch.allclose(result.weights, expected * expected.numel() / expected.sum())
+    none = Scripted(SalientClozeOptions(questions=20, self_training=False)).run(_context(backbone, data, tmp_path))
+    assert none.samples == [] and none.metrics["reading"] == 0
+
+
+def test_replace_run_swaps_every_occurrence():
+    assert replace_run([1, 2, 3, 1, 2, 1], [1, 2], [9]) == [9, 3, 9, 1]
+    assert replace_run([1, 1, 1], [1, 1], [7, 7, 7]) == [7, 7, 7, 1]
+    assert replace_run([4, 5], [6], [1]) == [4, 5]
+
+
+def test_counterfactual_reading_swaps_the_span_in_passage_and_sentence(tmp_path):
+    """reading_counterfactual = 1: every sample's span is another reading question's span of the same
+    kind, in the sentence and wherever the original stood in the passage, so the sentence is in no
+    training window while the passage still shows the (swapped) answer for the model to copy."""
+    data = _news(window=32, limit=30)
+    backbone = _backbone("gpt2", "bpe-8k")
+    sep = backbone.tokenizer.sep_token_id
+    options = SalientClozeOptions(questions=20, reading=12, self_training=False, reading_counterfactual=1.0)
+    result = Scripted(options).run(_context(backbone, data, tmp_path))
+    windows = [data[i]["input_ids"].tolist() for i in range(len(data))]
+    swapped = copied = 0
+    for sample in result.samples:
+        ids = sample["input_ids"].tolist()
+        cut = ids.index(sep)
+        passage, sentence = ids[:cut], ids[cut + 1:-1]
+        in_corpus = any(w[j:j + len(sentence)] == sentence for w in windows for j in range(len(w)))
+        swapped += not in_corpus
+        # the passage repeats the sentence up to the span: what follows it there is the swapped answer
+        copied += any(passage[j:j + len(sentence)] == sentence for j in range(len(passage)))
+    assert swapped >= len(result.samples) - 2 and copied >= len(result.samples) // 2, (swapped, copied)
 
 
 # ------------------------------------------------------------------------------------------ in rounds

@@ -35,14 +35,27 @@ After each round, on the feedback's data (the training passages: packed windows 
    is never checked against the true span. Each accepted question becomes a training sample: the
    question with the model's answer filled in (``appended_form = "closed"``), the retrieved passage
    followed by it (``"open"``, the open-book phase), or both.
-7. **Metrics** (``feedback/<name>``): ``questions``, ``recall_at_k``, ``closed_accuracy``,
+7. **Open-book training** (``reading``; REALM's pretraining objective, Guu et al. 2020, with BM25 as the
+   retriever): up to ``reading`` further questions are drawn each round, and each becomes a sample
+   made of the data alone: the passage BM25 retrieves for it, then the question's sentence with the
+   span the corpus holds (the ``"open"`` form with the true span instead of the model's answer). No
+   label is involved: the span is part of the training text. With ``reading_counterfactual``, that
+   share of them has its span swapped, in the passage and in the sentence alike, for the span of
+   another reading question of the same kind (Longpre et al., Entity-Based Knowledge Conflicts in
+   Question Answering, EMNLP 2021, swap entities to make a reader rely on its context): a fact the
+   model may have memorised then gives the wrong answer, and copying from the passage the right
+   one. Without ``reading`` the model is asked open-book questions but never trained to read a
+   passage before a question, and a decoder trained on isolated documents does not
+   (docs/autonomous.md).
+8. **Metrics** (``feedback/<name>``): ``questions``, ``recall_at_k``, ``closed_accuracy``,
    ``open_accuracy``, ``gaps`` and ``gap_share``, ``agreement``, ``accepted``, ``appended``,
    ``accepted_correct`` (the share of accepted answers that equal the true span: measured with the
    truth, never used for training; absent when nothing was accepted), ``wrong_but_confident`` (the
    closed-book answers that are wrong with a confidence at or above the threshold: where self-training
    without verification goes wrong) and its share, ``closed_confidence``, ``closed_ece`` (expected
-   calibration error of the closed-book confidences, 10 bins), ``spans_unaligned`` (salient spans
-   skipped because their characters are not whole tokens) and ``segments_unaligned``.
+   calibration error of the closed-book confidences, 10 bins), ``reading`` (open-book training samples
+   appended, counted in ``appended`` too), ``spans_unaligned`` (salient spans skipped because their
+   characters are not whole tokens) and ``segments_unaligned``.
 
 Every question, the answers, confidences and retrieved passages go to ``<run>/rounds/<r>/cloze.jsonl``.
 """
@@ -101,6 +114,19 @@ def passage_text(ids: Sequence[int], tokenizer: Any) -> str:
     special = set(tokenizer.all_special_ids)
     keep = [int(t) for t in ids if int(t) not in special]
     return plain_backend(tokenizer).decode(keep, skip_special_tokens=False)
+
+
+def replace_run(ids: list[int], old: list[int], new: list[int]) -> list[int]:
+    """``ids`` with every occurrence of the run ``old`` replaced by ``new`` (left to right, no overlaps)."""
+    out, i, n = [], 0, len(old)
+    while i < len(ids):
+        if n and ids[i:i + n] == old:
+            out += new
+            i += n
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
 
 
 # ------------------------------------------------------------------------------------------ questions
@@ -320,14 +346,15 @@ class SalientCloze:
             self._index = (id(data), len(data), BM25Index(texts, k1=self.options.k1, b=self.options.b), texts)
         return self._index[2], self._index[3]
 
-    def ask(self, data: Any, tokenizer: Any, generator: torch.Generator,
-            decoder: bool) -> tuple[list[Question], dict[str, float]]:
-        """``questions`` questions from passages drawn at random, one span each."""
+    def ask(self, data: Any, tokenizer: Any, generator: torch.Generator, decoder: bool,
+            count: int | None = None) -> tuple[list[Question], dict[str, float]]:
+        """``count`` (default ``questions``) questions from passages drawn at random, one span each."""
         o = self.options
+        count = o.questions if count is None else count
         chosen: list[Question] = []
         unaligned = unaligned_segments = 0
         for sample in torch.randperm(len(data), generator=generator).tolist():
-            if len(chosen) >= o.questions:
+            if len(chosen) >= count:
                 break
             parts = segments(data[sample]["input_ids"].tolist(), tokenizer)
             unaligned_segments += sum(p.ends is None for p in parts)
@@ -378,7 +405,7 @@ class SalientCloze:
         extra = keys - {"input_ids", "document_ids"}
         if extra:
             raise ValueError(f"self-training samples cannot be made for data whose samples carry {sorted(extra)}; "
-                             f"set self_training = false or use a source without them")
+                             f"set self_training = false (and reading = 0) or use a source without them")
         sample: dict[str, Any] = {"input_ids": torch.tensor(ids, dtype=torch.long)}
         if "document_ids" in keys:
             sample["document_ids"] = torch.zeros(len(ids), dtype=torch.long)  # one document
@@ -395,12 +422,21 @@ class SalientCloze:
         if self.options.appended_form in ("closed", "both"):
             out.append(wrap(filled + ([sep] if decoder else []))[:limit])
         if self.options.appended_form in ("open", "both"):
-            budget = limit - len(filled) - (2 if decoder else 3)
-            kept = (focus(passage, q.left, budget, tail=self.options.max_answer_tokens) if decoder
-                    else focus(passage, q.left + q.right, budget))
-            ids = [*kept, sep, *filled, sep] if decoder else [int(tok.cls_token_id), *kept, sep, *filled, sep]
-            out.append(ids[:limit])
+            out.append(self.open_form(backbone, q, own, passage))
         return [ids for ids in out if len(ids) >= 2]
+
+    def open_form(self, backbone: Any, q: Question, answer: list[int], passage: list[int]) -> list[int]:
+        """``passage [SEP] sentence [SEP]`` (``[CLS]`` first for an encoder), the sentence being the
+        question with ``answer`` filled in, the passage cut to what fits (:func:`focus`)."""
+        tok, decoder = backbone.tokenizer, backbone.is_decoder
+        limit = backbone.max_positions + (1 if decoder else 0)
+        sep = int(tok.sep_token_id)
+        filled = q.left + answer + q.right
+        budget = limit - len(filled) - (2 if decoder else 3)
+        kept = (focus(passage, q.left, budget, tail=self.options.max_answer_tokens) if decoder
+                else focus(passage, q.left + q.right, budget))
+        ids = [*kept, sep, *filled, sep] if decoder else [int(tok.cls_token_id), *kept, sep, *filled, sep]
+        return ids[:limit]
 
     # ------------------------------------------------------------------ run
 
@@ -411,7 +447,7 @@ class SalientCloze:
             raise ValueError("salient_cloze needs a transformer backbone (a decoder for CLM, bert for MLM)")
         if not decoder and tok.mask_token_id is None:
             raise ValueError("salient_cloze: the encoder's tokenizer has no mask token")
-        if o.self_training:
+        if o.self_training or o.reading:
             self.sample_like(data, [0, 0])  # fails now, not after the answers, on data it cannot extend
         index, _ = self.index(data, tok)
         questions, metrics = self.ask(data, tok, context.generator, decoder)
@@ -441,6 +477,8 @@ class SalientCloze:
             for i in torch.nonzero(accepted).flatten().tolist():
                 for ids in self.forms(backbone, questions[i], closed[i], top[i]):
                     samples.append(self.sample_like(data, ids))
+        reading = self.reading_samples(data, index, context.generator, backbone) if o.reading else []
+        samples += reading
         n = len(data)
         weights = torch.ones(n + len(samples), dtype=torch.float64)
         if o.curriculum:
@@ -455,7 +493,7 @@ class SalientCloze:
             recall_at_k=float(np.mean([q_.passage in row.tolist() for q_, row in zip(questions, found)])),
             closed_accuracy=float(closed_ok.double().mean()), open_accuracy=float(open_ok.double().mean()),
             gaps=float(gaps.sum()), gap_share=float(gaps.double().mean()), agreement=float(agree.double().mean()),
-            accepted=float(accepted.sum()), appended=float(len(samples)),
+            accepted=float(accepted.sum()), appended=float(len(samples)), reading=float(len(reading)),
             wrong_but_confident=float(wrong_confident.sum()),
             wrong_but_confident_share=float(wrong_confident.double().mean()),
             closed_confidence=float(closed_conf.mean()), open_confidence=float(open_conf.mean()),
@@ -465,6 +503,29 @@ class SalientCloze:
             metrics["accepted_correct"] = float(closed_ok[accepted].double().mean())
         self._write(context, questions, found, closed, opened, closed_conf, open_conf, gaps, accepted, tok)
         return FeedbackResult(weights=weights, samples=samples, metrics=metrics)
+
+    def reading_samples(self, data: Any, index: BM25Index, generator: torch.Generator,
+                        backbone: Any) -> list[dict[str, Any]]:
+        """Open-book training samples (``reading``): fresh questions, each after its BM25 top-1 passage
+        with the corpus's own span filled in."""
+        tok = backbone.tokenizer
+        practice, _ = self.ask(data, tok, generator, bool(backbone.is_decoder), count=self.options.reading)
+        if not practice:
+            return []
+        found, _ = index.search([q.query for q in practice], 1)  # [R, 1]
+        special = set(tok.all_special_ids)
+        swap = torch.rand(len(practice), generator=generator) < self.options.reading_counterfactual  # [R]
+        out = []
+        for i, (q, row) in enumerate(zip(practice, found)):
+            passage = [t for t in data[int(row[0])]["input_ids"].tolist() if t not in special]
+            answer = q.answer
+            if swap[i]:
+                others = [p.answer for p in practice if p.kind == q.kind and p.answer != q.answer]
+                if others:
+                    answer = others[int(torch.randint(len(others), (1,), generator=generator))]
+                    passage = replace_run(passage, q.answer, answer)
+            out.append(self.sample_like(data, self.open_form(backbone, q, answer, passage)))
+        return out
 
     @staticmethod
     def _write(context: FeedbackContext, questions: list[Question], found: np.ndarray, closed: list[list[int]],

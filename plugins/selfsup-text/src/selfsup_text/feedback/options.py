@@ -37,6 +37,15 @@ class SalientClozeOptions(Options):
         "both", description="An accepted question becomes a sample as the question with the model's answer "
                             "filled in ('closed'), the retrieved passage followed by it ('open', the open-book "
                             "phase), or both.")
+    reading: int = Field(
+        0, ge=0, description="Open-book training (REALM's salient span masking with a retrieved passage): each "
+        "round appends up to this many samples made from the data alone, a salient span's sentence (with the span "
+        "the corpus holds, not the model's answer) after the passage BM25 retrieves for it, so the model learns to "
+        "read its sources. 0: none (the open book is then only asked, never trained).")
+    reading_counterfactual: float = Field(
+        0.0, ge=0, le=1, description="Share of the reading samples whose span is swapped, in the passage and in the "
+        "sentence alike, for the span of another reading question of the same kind: the swapped fact is in no "
+        "training text, so the only way to predict it is to read the passage (a memorised answer is wrong).")
     curriculum: bool = Field(True, description="Up-weight the passages that hold the gap answers (false: uniform "
                                                "weights over the data, appended samples at appended_weight).")
     k1: float = Field(1.5, gt=0, description="BM25 k1.")
