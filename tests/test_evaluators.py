@@ -63,3 +63,19 @@ def test_knn_raw_baseline_reports_input_space_accuracy(tmp_path):
                       inputs=lambda s, key: extract_inputs(s, key, pipeline=[], seed=0))  # a list is a map-style source
     metrics = KNNEvaluator(KNNOptions(k=10, raw_baseline="input")).evaluate(ctx)
     assert metrics["raw_accuracy"] > 0.95 and metrics["accuracy"] < 0.8
+
+
+def test_standardize_features_uses_the_fit_statistics_only():
+    from selfsup.lib import standardize_features
+
+    g = torch.Generator().manual_seed(0)
+    fit = torch.randn(500, 4, generator=g, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.1, 2.0]) + 3.0
+    val = torch.randn(7, 4, generator=g) + 100.0  # far from the fit set: it must not move the statistics
+    fit_z, val_z = standardize_features(fit, val)
+    assert fit_z.dtype == val_z.dtype == torch.float32
+    torch.testing.assert_close(fit_z.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fit_z.std(0), torch.ones(4), atol=1e-5, rtol=0)
+    mean, std = fit.float().mean(0), fit.float().std(0)
+    torch.testing.assert_close(val_z, (val - mean) / std)
+    const = standardize_features(torch.ones(3, 2))[0]  # a constant dimension: std floored, no division by zero
+    assert torch.isfinite(const).all() and not const.any()

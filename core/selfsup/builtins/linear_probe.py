@@ -8,7 +8,7 @@ import torch
 
 from selfsup.builtins.options import LinearProbeOptions
 from selfsup.components import EvalContext
-from selfsup.lib.probes import fit_linear_probe
+from selfsup.lib.probes import fit_linear_probe, standardize_features
 
 
 class LinearProbe:
@@ -22,10 +22,10 @@ class LinearProbe:
         x_val, y_val = context.features(context.data)
         if y_fit is None or y_val is None:
             raise ValueError(f"evaluator {context.name!r}: a linear probe needs data sources that give a 'label'")
-        x_fit, x_val = x_fit.float(), x_val.float()
         if self.options.standardize:
-            mean, std = x_fit.mean(0), x_fit.std(0).clamp_min(1e-6)
-            x_fit, x_val = (x_fit - mean) / std, (x_val - mean) / std
+            x_fit, x_val = standardize_features(x_fit, x_val)
+        else:
+            x_fit, x_val = x_fit.float(), x_val.float()
         num_classes = int(max(y_fit.max(), y_val.max())) + 1
         head = fit_linear_probe(
             x_fit, y_fit, num_classes=num_classes, weight_decay=self.options.weight_decay,

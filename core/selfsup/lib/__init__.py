@@ -12,7 +12,7 @@ Submodules, which may also be imported directly:
 * :mod:`selfsup.lib.seeding`: ``splitmix64``, ``stream_id``, ``sample_seed``, ``sample_seeds``,
   ``sample_generator``, ``batch_seed``, ``batch_generator``;
 * :mod:`selfsup.lib.losses`: ``info_nce``;
-* :mod:`selfsup.lib.probes`: ``fit_linear_probe``, ``weighted_knn_predict``;
+* :mod:`selfsup.lib.probes`: ``fit_linear_probe``, ``standardize_features``, ``weighted_knn_predict``;
 * :mod:`selfsup.lib.clustering`: ``kmeans``, ``KMeansResult``, ``normalized_mutual_info``, ``purity``;
 * :mod:`selfsup.lib.data`: ``is_iterable_source``, ``find_inputs``, ``ordered``, ``batches``, ``to_device``,
   ``extract_features``, ``scan_targets``;
@@ -43,7 +43,7 @@ from typing import Any
 #: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
 #: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
 #: removal or an incompatible change of signature or behaviour bumps the major version.
-API_VERSION = "1.6"
+API_VERSION = "1.7"
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",
@@ -51,7 +51,7 @@ _HOME: dict[str, str] = {
     **dict.fromkeys(["batch_generator", "batch_seed", "sample_generator", "sample_seed", "sample_seeds", "splitmix64",
                      "stream_id"], "selfsup.lib.seeding"),
     "info_nce": "selfsup.lib.losses",
-    **dict.fromkeys(["fit_linear_probe", "weighted_knn_predict"], "selfsup.lib.probes"),
+    **dict.fromkeys(["fit_linear_probe", "standardize_features", "weighted_knn_predict"], "selfsup.lib.probes"),
     **dict.fromkeys(["KMeansResult", "kmeans", "normalized_mutual_info", "purity"], "selfsup.lib.clustering"),
     **dict.fromkeys(["batches", "extract_features", "find_inputs", "is_iterable_source", "ordered", "scan_targets",
                      "to_device"], "selfsup.lib.data"),

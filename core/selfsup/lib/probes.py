@@ -10,6 +10,15 @@ import torch
 import torch.nn.functional as F
 
 
+def standardize_features(fit: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``fit [N, D]`` and every tensor of ``others`` (``[M, D]``) as float32, standardised with the fit
+    set's per-dimension mean and standard deviation (floored at 1e-6): statistics of the fit set only,
+    so nothing of an evaluated set leaks into its features."""
+    fit = fit.float()
+    mean, std = fit.mean(0), fit.std(0).clamp_min(1e-6)
+    return ((fit - mean) / std, *((x.float() - mean) / std for x in others))
+
+
 def fit_linear_probe(
     x: torch.Tensor,  # [N, D]
     y: torch.Tensor,  # [N] int64

@@ -138,6 +138,59 @@ def test_mlm_accuracy_fixed_masks_and_uniform_head(tmp_path) -> None:
     assert uniform["loss"] == pytest.approx(math.log(len(b.tokenizer)), rel=1e-5)
 
 
+class TestMaskedTokenProbeConformance(EvaluatorConformance):
+    evaluator = "masked_token_probe"
+    evaluator_options = {"classes": 16, "max_iter": 20}
+    data = DOCS
+    fit_data = DOCS
+    backbone = ("transformer", TINY_BERT)
+    bad_options = [{"classes": 1}, {"max_iter": 0}]
+    option_variants = {"random_fraction": 0.2}
+    inert_options = {"span_p": "used only with masking = 'span'", "max_span_length": "used only with masking = 'span'",
+                     "max_batches": "the suite's data fits in one batch"}
+
+
+def test_masked_token_probe_reads_the_token_when_the_features_hold_it(tmp_path) -> None:
+    """Features that carry the masked token (the encoder's input embedding of the original token, put
+    there by hand) are probed near perfectly; the random encoder's features at [MASK] are not, and the
+    positions, classes and majority baseline are counted as stated."""
+    data = _build("data_source", *DOCS)
+    torch.manual_seed(0)
+    b = _build("backbone", "transformer", TINY_BERT)
+    ev = _build("evaluator", "masked_token_probe", {"classes": 8}, backbone=b, data=data)
+    random_init = ev.evaluate(_context(b, data, fit=data, tmp_path=tmp_path))
+    assert random_init == ev.evaluate(_context(b, data, fit=data, tmp_path=tmp_path))  # fixed masks, no randomness
+    assert 0 < random_init["covered"] < 1 and random_init["positions"] > 20
+    assert random_init["majority"] <= random_init["accuracy"] + 0.35
+
+    # periodic texts: each token is fixed by its left neighbour
+    tok = b.tokenizer
+    period = [int(t) for t in tok("abcde", add_special_tokens=False)["input_ids"]]
+    texts = [[tok.cls_token_id, *[period[(k + phase) % 5] for k in range(40)], tok.sep_token_id]
+             for phase in [0, 1, 2, 3, 4] * 8]
+    periodic = [{"input_ids": torch.tensor(ids)} for ids in texts]
+
+    class Neighbour(torch.nn.Module):
+        """A stand-in encoder whose feature at a position is the one-hot of the token on its left (or,
+        ``blind``, of the token at the position itself: [MASK] wherever the probe looks)."""
+
+        def __init__(self, blind: bool):
+            super().__init__()
+            self.blind, self.tokenizer, self.family = blind, tok, "bert"
+
+        def hidden_states(self, input_ids, attention_mask=None, token_type_ids=None):
+            source = input_ids if self.blind else torch.cat([input_ids[:, :1], input_ids[:, :-1]], dim=1)
+            return torch.nn.functional.one_hot(source, len(tok)).float()
+
+    for blind in (False, True):
+        m = ev.evaluate(_context(Neighbour(blind), periodic, fit=periodic, tmp_path=tmp_path))
+        assert m["covered"] == 1.0 and m["positions"] > 100  # five classes, all among the eight
+        if blind:
+            assert m["accuracy"] == pytest.approx(m["majority"], abs=0.05)  # a constant guess, at best
+        else:
+            assert m["accuracy"] > 0.75 > m["majority"] + 0.3  # wrong only where the left token is masked too
+
+
 def test_nsp_accuracy_of_a_constant_head_is_the_label_rate(tmp_path) -> None:
     data = _build("data_source", *SENTENCES)
     torch.manual_seed(0)

@@ -149,6 +149,10 @@ def register_evaluators(register):
     register("mlm_accuracy", _lazy("evaluators.mlm_accuracy:build"), options=eo.MLMAccuracyOptions,
              modality=MODALITY, summary="Accuracy of an encoder's masked-token predictions on held-out text.",
              consumes={"input_ids": "int64[T]", "index?": "int64[]"})
+    register("masked_token_probe", _lazy("evaluators.masked_token_probe:build"), options=eo.MaskedTokenProbeOptions,
+             modality=MODALITY, summary="Linear probe of the masked token from an encoder's frozen features "
+                                        "(any objective: no MLM head needed).",
+             consumes={"input_ids": "int64[T]", "index?": "int64[]"})
     register("nsp_accuracy", _lazy("evaluators.nsp_accuracy:build"), options=eo.NSPAccuracyOptions,
              modality=MODALITY, summary="Accuracy of an encoder's next-sentence head on held-out pairs.",
              consumes={"input_ids": "int64[T]", "sentence_starts": "int64[S]"})

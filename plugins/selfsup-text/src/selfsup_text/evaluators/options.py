@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from selfsup.options import Options
@@ -22,6 +24,17 @@ class MLMAccuracyOptions(MaskingOptions):
 
     seed: int = Field(0, ge=0, description="Masking seed (the same positions at every evaluation).")
     max_batches: int | None = Field(None, gt=0, description="Evaluate only the first N batches.")
+
+
+class MaskedTokenProbeOptions(MLMAccuracyOptions):
+    """A linear probe of the masked token from an encoder's frozen features at [MASK] positions, fitted on
+    ``fit_data`` and scored on ``data`` (no MLM head needed)."""
+
+    needs_fit_data: ClassVar[bool] = True
+    classes: int = Field(256, ge=2, description="Probe the most frequent tokens among the fit positions; masked "
+                                                "positions holding another token are left out (reported: covered).")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 penalty of the probe.")
+    max_iter: int = Field(200, gt=0, description="L-BFGS iterations of the probe.")
 
 
 class NSPAccuracyOptions(Options):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from selfsup.components import EvalContext
-from selfsup.lib import fit_linear_probe, seeding, to_device
+from selfsup.lib import fit_linear_probe, seeding, standardize_features, to_device
 from selfsup.lib.modules import frozen
 
 
@@ -73,8 +73,7 @@ class FrameOrderAccuracy:
     def evaluate(self, context: EvalContext) -> dict[str, float]:
         x_fit, y_fit = self._pairs(context, context.fit_data, "fit")
         x_val, y_val = self._pairs(context, context.data, "val")
-        mean, std = x_fit.mean(0), x_fit.std(0).clamp_min(1e-6)
-        x_fit, x_val = (x_fit - mean) / std, (x_val - mean) / std
+        x_fit, x_val = standardize_features(x_fit, x_val)
         head = fit_linear_probe(x_fit, y_fit, num_classes=2, weight_decay=self.options.weight_decay,
                                 max_iter=self.options.max_iter)
         with torch.no_grad():
