@@ -64,7 +64,7 @@ class MaskedTokenProbe:
         x_fit, y_fit = self.masked_features(context, context.fit_data)
         x_val, y_val = self.masked_features(context, context.data)
         counts = torch.bincount(y_fit)
-        top = counts.argsort(descending=True)[: self.options.classes]
+        top = counts.argsort(descending=True, stable=True)[: self.options.classes]  # ties: the lower id first
         top = top[counts[top] > 0]  # [C] token ids, most frequent first
         index = torch.full((max(int(y_fit.max()), int(y_val.max())) + 1,), -1, dtype=torch.long)
         index[top] = torch.arange(len(top))
