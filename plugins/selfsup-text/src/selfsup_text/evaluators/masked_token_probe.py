@@ -13,9 +13,10 @@ L-BFGS, no randomness) is fitted on the fit positions and scored on the evaluate
 
 Unlike ``mlm_accuracy`` it needs no trained MLM head, so it scores an encoder trained by any
 objective (data2vec regresses a teacher's layers and never trains a token head) and its random
-initialisation alike. Reports ``accuracy``, ``fit_accuracy``, ``majority`` (the share of the most
-frequent class among the scored positions: what a constant guess reaches), ``positions`` (scored)
-and ``covered`` (the share of the masked positions whose token is among the classes).
+initialisation alike. Reports ``accuracy``, ``loss`` (the probe's mean cross entropy on the
+evaluated positions), ``fit_accuracy``, ``majority`` (the share of the most frequent class among
+the scored positions: what a constant guess reaches), ``positions`` (scored) and ``covered`` (the
+share of the masked positions whose token is among the classes).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class MaskedTokenProbe:
         x_fit, y_fit = self.masked_features(context, context.fit_data)
         x_val, y_val = self.masked_features(context, context.data)
         counts = torch.bincount(y_fit)
-        top = counts.argsort(descending=True, stable=True)[: self.options.classes]  # ties: the lower id first
+        top = counts.argsort(descending=True, stable=True)[: self.options.classes]  # ties: lower id first
         top = top[counts[top] > 0]  # [C] token ids, most frequent first
         index = torch.full((max(int(y_fit.max()), int(y_val.max())) + 1,), -1, dtype=torch.long)
         index[top] = torch.arange(len(top))
@@ -79,10 +80,12 @@ class MaskedTokenProbe:
                                 max_iter=self.options.max_iter)
         with torch.no_grad():
             fit_acc = (head(x_fit).argmax(1) == y_fit).float().mean().item()
-            acc = (head(x_val).argmax(1) == y_val).float().mean().item()
+            logits = head(x_val)  # [N, C]
+            acc = (logits.argmax(1) == y_val).float().mean().item()
+            loss = torch.nn.functional.cross_entropy(logits, y_val).item()
         majority = torch.bincount(y_val, minlength=len(top)).max().item() / len(y_val)
-        return {"accuracy": acc, "fit_accuracy": fit_acc, "majority": majority, "positions": float(len(y_val)),
-                "covered": float(keep_val.double().mean())}
+        return {"accuracy": acc, "loss": loss, "fit_accuracy": fit_acc, "majority": majority,
+                "positions": float(len(y_val)), "covered": float(keep_val.double().mean())}
 
 
 def build(options: Any, context: BuildContext) -> MaskedTokenProbe:
