@@ -191,6 +191,18 @@ def test_masked_token_probe_reads_the_token_when_the_features_hold_it(tmp_path) 
             assert m["accuracy"] > 0.75 > m["majority"] + 0.3  # wrong only where the left token is masked too
 
 
+def test_masked_token_probe_refuses_fit_data_with_another_tokenizer(tmp_path) -> None:
+    """The build sees only ``data``; the fit set is checked when the probe runs, before any feature."""
+    data = _build("data_source", *DOCS)
+    other = _build("data_source", DOCS[0], {**DOCS[1], "tokenizer": "bpe-8k"})
+    b = _build("backbone", "transformer", TINY_BERT)
+    ev = _build("evaluator", "masked_token_probe", {"classes": 8}, backbone=b, data=data)
+    with pytest.raises(ValueError, match=r"masked_token_probe\), fit_data: .* 8192 tokens but the backbone's has 261"):
+        ev.evaluate(_context(b, data, fit=other, tmp_path=tmp_path))
+    with pytest.raises(ValueError, match="8192 tokens"):  # and the build, for the evaluated set
+        _build("evaluator", "masked_token_probe", {"classes": 8}, backbone=b, data=other)
+
+
 def test_nsp_accuracy_of_a_constant_head_is_the_label_rate(tmp_path) -> None:
     data = _build("data_source", *SENTENCES)
     torch.manual_seed(0)

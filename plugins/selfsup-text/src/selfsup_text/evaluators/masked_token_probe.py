@@ -28,8 +28,9 @@ import torch
 from selfsup.components import BuildContext, EvalContext
 from selfsup.lib import fit_linear_probe, frozen, standardize_features, to_device
 from selfsup_text.evaluators.batches import sample_batches
+from selfsup_text.evaluators.mlm_accuracy import check_masking_evaluator
 from selfsup_text.tasks.common import batch_generator, check_data, require_encoder, source_collate
-from selfsup_text.tasks.mlm import mask_batch, word_start_table
+from selfsup_text.tasks.mlm import mask_batch
 
 
 class MaskedTokenProbe:
@@ -61,7 +62,9 @@ class MaskedTokenProbe:
         return torch.cat(feats), torch.cat(tokens)
 
     def evaluate(self, context: EvalContext) -> dict[str, float]:
-        require_encoder(context.backbone, f"evaluator {context.name!r}")
+        who = f"evaluator {context.name!r} (masked_token_probe)"
+        require_encoder(context.backbone, who)
+        check_data(context.backbone, context.fit_data, f"{who}, fit_data")  # the build saw only ``data``
         x_fit, y_fit = self.masked_features(context, context.fit_data)
         x_val, y_val = self.masked_features(context, context.data)
         counts = torch.bincount(y_fit)
@@ -89,11 +92,5 @@ class MaskedTokenProbe:
 
 
 def build(options: Any, context: BuildContext) -> MaskedTokenProbe:
-    who = f"evaluator {context.name!r} (masked_token_probe)"
-    if context.backbone is not None:
-        require_encoder(context.backbone, who)
-        if context.data is not None:
-            check_data(context.backbone, context.data, who)
-        if options.masking != "token":
-            word_start_table(context.backbone.tokenizer)
+    check_masking_evaluator(options, context, "masked_token_probe")
     return MaskedTokenProbe(options)

@@ -45,12 +45,19 @@ class MLMAccuracy:
         return {"accuracy": correct / count, "loss": loss_sum / count, "masked": float(count)}
 
 
-def build(options: Any, context: BuildContext) -> MLMAccuracy:
-    who = f"evaluator {context.name!r} (mlm_accuracy)"
+def check_masking_evaluator(options: Any, context: BuildContext, kind: str) -> None:
+    """What an evaluator that masks text as MLM does needs, checked when it is built: an encoder
+    backbone, a data source with the backbone's tokenizer and, for word-level masking, a tokenizer
+    whose word starts can be read."""
+    who = f"evaluator {context.name!r} ({kind})"
     if context.backbone is not None:
         require_encoder(context.backbone, who)
         if context.data is not None:
             check_data(context.backbone, context.data, who)
         if options.masking != "token":
             word_start_table(context.backbone.tokenizer)
+
+
+def build(options: Any, context: BuildContext) -> MLMAccuracy:
+    check_masking_evaluator(options, context, "mlm_accuracy")
     return MLMAccuracy(options)
