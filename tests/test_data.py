@@ -71,6 +71,46 @@ def test_batched_seeds_equal_one_by_one_and_splitmix64_reference():
     assert batched[0]["input"].item() != batched[4]["input"].item()  # another epoch, another draw
 
 
+class BatchJitter:
+    """``jitter`` with a ``batch`` (API 1.8) that counts its calls and draws one sample at a time."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, sample, generator):
+        return jitter(sample, generator)
+
+    def batch(self, samples, generators):
+        self.calls += 1
+        noise = torch.cat([torch.rand(1, generator=g) for g in generators])  # [N]
+        return [{**s, "input": s["input"] + n} for s, n in zip(samples, noise)]
+
+
+def test_batch_augmentations_take_whole_batches_and_equal_the_per_sample_path():
+    """A pipeline mixing a batch augmentation with a per-sample one: each sample keeps its generator
+    from stage to stage, so the batch path gives what ``__getitem__`` gives."""
+    batched, plain = BatchJitter(), BatchJitter()
+    view = AugmentedView(Numbers(50), [batched, jitter], seed=3, stream=9)
+    keys = [(2, i) for i in (5, 0, 49, 17, 5)]
+    got = view.__getitems__(keys)
+    assert batched.calls == 1
+    reference = AugmentedView(Numbers(50), [plain, jitter], seed=3, stream=9)
+    expected = [reference[k] for k in keys]
+    assert plain.calls == 0 and [g["input"].item() for g in got] == [e["input"].item() for e in expected]
+    stream = TaskStream("t", Numbers(20), [BatchJitter()], batch_size=4, seed=1)
+    assert take(stream, 5) == take(TaskStream("t", Numbers(20), [jitter], batch_size=4, seed=1), 5)
+
+
+def test_a_failing_batch_augmentation_is_named():
+    class Broken(BatchJitter):
+        def batch(self, samples, generators):
+            return samples[:-1]
+
+    view = AugmentedView(Numbers(10), [Broken()], seed=0, stream=0, labels={"augment": ["augmentations.views"]})
+    with pytest.raises(Exception, match=r"augmentations\.views.*returned 1 samples for 2"):
+        view.__getitems__([(0, 1), (0, 2)])
+
+
 def test_resume_from_state_continues_exactly():
     full = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0)
     expected = take(full, 17)  # crosses two epoch boundaries (7 batches per epoch)
@@ -81,6 +121,36 @@ def test_resume_from_state_continues_exactly():
     resumed = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0)
     resumed.load_state_dict(state)
     assert head + take(resumed, 8) == expected
+
+
+def test_workers_live_across_epochs_and_resume_exactly():
+    """With data-loader workers and no epoch hook, one loader serves every epoch (its workers run on
+    into the next epoch); the batches, the position and a resume from any point equal the
+    in-process stream's, an epoch end included. With sampling weights it stops at each epoch end."""
+    expected = take(TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0), 21)  # 7 batches per epoch
+    stream = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, workers=2)
+    states, got = [], []
+    for _ in range(17):
+        states.append(stream.state_dict())
+        got.append(next(stream)["input"].flatten().tolist())
+    loader = stream._persistent
+    assert got == expected[:17] and loader is not None and stream._sampler.chain
+    assert stream.state_dict() == {"epoch": 2, "batches": 3}
+    assert states[7] == {"epoch": 0, "batches": 7} and states[8] == {"epoch": 1, "batches": 1}
+    for at in (7, 9):  # at an epoch end, mid-epoch
+        resumed = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, workers=2)
+        resumed.load_state_dict(states[at])
+        assert take(resumed, 17 - at) == expected[at:17]
+    workers = loader._iterator._workers
+    stream.close()  # workers stopped; fresh ones at the same position
+    assert not any(w.is_alive() for w in workers)
+    assert take(stream, 4) == expected[17:21] and stream._persistent is not loader
+    def uniform(epoch):
+        return torch.ones(30)
+
+    weighted = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, workers=2, sample_weights=uniform)
+    reference = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, sample_weights=uniform)
+    assert take(weighted, 9) == take(reference, 9) and not weighted._sampler.chain
 
 
 def test_ranks_split_the_global_batch():

@@ -65,7 +65,14 @@ class IterableDataSource(Protocol):
 class Augmentation(Protocol):
     """A per-sample transform. Randomness must come only from ``generator`` (seeded per sample by
     the core from the run seed, epoch and sample index), so runs and resumes are reproducible.
-    Returns a new or updated sample dict (a multi-view augmentation adds e.g. ``"views"``)."""
+    Returns a new or updated sample dict (a multi-view augmentation adds e.g. ``"views"``).
+
+    Optional (API 1.8): ``batch(samples, generators) -> samples``, a list of samples each with its
+    own generator, returning what ``[self(s, g) for s, g in zip(samples, generators)]`` returns (equal
+    up to float rounding, the generators left in the same state) with the work done for the whole
+    list at once. Data-loader workers call it for the batches of map-style sources: per-sample
+    Python and small-tensor overhead is then paid once per batch. The conformance suite checks the
+    equality."""
 
     def __call__(self, sample: Sample, generator: torch.Generator) -> Sample: ...
 

@@ -57,6 +57,7 @@ class AugmentedView(Dataset):
         self.data_label = (labels or {}).get("data", "the data source")
         self.augment_labels = list((labels or {}).get("augment", []))
         self._generator = torch.Generator()  # reseeded per sample (each worker has its own copy)
+        self._generators: list[torch.Generator] = []  # one per sample of a batch, for batch augmentations
 
     def __len__(self) -> int:
         return len(self.source)
@@ -75,6 +76,8 @@ class AugmentedView(Dataset):
         if not self.pipeline or len(epochs) != 1:
             return [self[key] for key in keys]
         seeds = sample_seeds(self.seed, self.stream, epochs.pop(), indices)
+        if any(callable(getattr(augment, "batch", None)) for augment in self.pipeline):
+            return self._batched(indices, seeds)
         # the per-sample work of _augmented, inlined: a batch of small samples spends a measurable
         # share of its time in function calls (bench/overhead.py); errors are named the same way
         source, pipeline, generator, out = self.source, self.pipeline, self._generator, []
@@ -91,6 +94,34 @@ class AugmentedView(Dataset):
                 raise self._error(exc, stage, index, sample) from exc
             out.append(sample)
         return out
+
+    def _batched(self, indices: list[int], seeds: list[int]) -> list[dict[str, Any]]:
+        """The batch through a pipeline with augmentations that take whole batches
+        (``Augmentation.batch``, API 1.8): each sample keeps its own generator, seeded as in
+        ``__getitem__``, from stage to stage, so the samples equal the per-sample path's."""
+        samples = []
+        for index in indices:
+            try:
+                sample = self.source[index]
+            except Exception as exc:  # noqa: BLE001 - re-raised naming the data source
+                raise self._error(exc, -1, index, None) from exc
+            samples.append(sample if "index" in sample else {**sample, "index": index})
+        while len(self._generators) < len(samples):
+            self._generators.append(torch.Generator())
+        generators = self._generators[: len(samples)]
+        for generator, seed in zip(generators, seeds):
+            generator.manual_seed(seed)
+        for stage, augment in enumerate(self.pipeline):
+            try:
+                batch = getattr(augment, "batch", None)
+                out = batch(samples, generators) if callable(batch) else [
+                    augment(sample, generator) for sample, generator in zip(samples, generators)]
+                if len(out) != len(samples):
+                    raise ValueError(f"batch() returned {len(out)} samples for {len(samples)}")
+            except Exception as exc:  # noqa: BLE001 - re-raised naming the augmentation
+                raise self._error(exc, stage, indices[0], samples[0]) from exc
+            samples = list(out)
+        return samples
 
     def _error(self, exc: Exception, stage: int, index: int, sample: Any) -> Exception:
         """The error of ``read_sample`` (stage -1) or ``apply_pipeline`` (stage i) for ``exc``."""
@@ -145,6 +176,30 @@ class AugmentedStream(IterableDataset):
             yield apply_pipeline(sample, self.pipeline, g) if self.pipeline else sample
 
 
+class EpochBatches:
+    """The batch sampler of a data loader whose workers live across epochs (it runs in this process;
+    the workers keep their copy of the data): the batches of ``stream`` from ``(epoch, skip)`` on,
+    that epoch's only or, with ``chain``, epoch after epoch, so the workers prepare the next epoch's
+    first batches while this one's last are trained on. ``lengths``: batches per epoch, as drawn."""
+
+    def __init__(self, stream: "TaskStream", chain: bool):
+        self.stream, self.chain = stream, chain
+        self.epoch, self.skip = 0, 0
+        self.lengths: dict[int, int] = {}
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = self.epoch, self.skip
+        while True:
+            batches = self.stream.epoch_batches(epoch)
+            if not batches:
+                raise ValueError(f"task {self.stream.name!r}: its data source yielded no batch in epoch {epoch}")
+            self.lengths[epoch] = len(batches)
+            yield from batches[skip:]
+            if not self.chain:
+                return
+            epoch, skip = epoch + 1, 0
+
+
 class TaskStream:
     """Endless batches for one task. ``state_dict()`` is ``{"epoch", "batches"}``: the epoch in
     progress and how many of its batches were handed out; loading it resumes exactly there."""
@@ -178,6 +233,8 @@ class TaskStream:
         self.epoch, self.batches = 0, 0
         self._it: Iterator[Any] | None = None
         self._started_epoch: int | None = None
+        self._persistent: DataLoader | None = None  # the loader whose workers live across epochs
+        self._sampler: EpochBatches | None = None  # its batch sampler
 
     # ------------------------------------------------------------ epoch layout (map-style)
 
@@ -256,14 +313,35 @@ class TaskStream:
                 skip=self.batches * self.batch_size,
             )
             return iter(DataLoader(data, batch_size=self.batch_size, drop_last=True, **common))
-        batches = self.epoch_batches(self.epoch)
-        if not batches:
-            raise ValueError(
-                f"task {self.name!r}: its data source has {len(self.source)} samples, fewer than one batch "
-                f"of {self.batch_size} per process (x{self.world_size} processes)"
-            )
-        view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
-        return iter(DataLoader(view, batch_sampler=batches[self.batches :], **common))
+        if self.workers == 0 or self.on_epoch_start is not None:
+            # a task with an epoch hook may change what its collate or the source reads: fresh workers
+            batches = self.epoch_batches(self.epoch)
+            if not batches:
+                raise ValueError(
+                    f"task {self.name!r}: its data source has {len(self.source)} samples, fewer than one batch "
+                    f"of {self.batch_size} per process (x{self.world_size} processes)"
+                )
+            view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
+            return iter(DataLoader(view, batch_sampler=batches[self.batches :], **common))
+        if self._persistent is None:  # workers kept from epoch to epoch: starting them costs more than
+            # a small epoch's batches. Without sampling weights an epoch's batches are known before
+            # it starts, so the workers run on into the next one.
+            self._sampler = EpochBatches(self, chain=self.sample_weights is None)
+            view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
+            self._persistent = DataLoader(view, batch_sampler=self._sampler, persistent_workers=True, **common)
+        self._sampler.epoch, self._sampler.skip = self.epoch, self.batches
+        return iter(self._persistent)
+
+    def close(self) -> None:
+        """Stop the data-loader workers now (the run ended, or a round's feedback changed the data
+        they hold a copy of). The stream can go on: its next batch starts fresh workers at the same
+        position ``(epoch, batches)``. Stopped here rather than left to garbage collection: a child
+        process forked later (another run in this process) would inherit the live loader and try to
+        stop workers that are not its own."""
+        shutdown = getattr(self._it, "_shutdown_workers", None)  # torch's multi-process loader iterator
+        if callable(shutdown):
+            shutdown()
+        self._it, self._started_epoch, self._persistent, self._sampler = None, None, None, None
 
     def __iter__(self) -> TaskStream:
         return self
@@ -276,6 +354,12 @@ class TaskStream:
                 self._started_epoch = self.epoch
                 self._it = self._loader()
             try:
+                if self._sampler is not None and self._sampler.chain:  # the loader runs on into the next epoch
+                    lengths = self._sampler.lengths
+                    if self.epoch not in lengths:  # (the loader's prefetch has normally drawn it already)
+                        lengths[self.epoch] = len(self.epoch_batches(self.epoch))
+                    if self.batches >= lengths[self.epoch]:
+                        self.epoch, self.batches = self.epoch + 1, 0
                 batch = next(self._it)
             except StopIteration:
                 self._it = None
@@ -290,5 +374,4 @@ class TaskStream:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
-        self._it = None
-        self._started_epoch = None
+        self.close()

@@ -421,7 +421,7 @@ class Rounds:
                 stream.lengths = torch.as_tensor(list(self.view.lengths()), dtype=torch.long)
             if restart and stream.batches > 0:
                 stream.epoch, stream.batches = stream.epoch + 1, 0
-            stream._it, stream._started_epoch = None, None
+            stream.close()  # the workers' copy of the data is out of date: fresh ones start
         self.applied, self.applied_sha = r, sha
         run.info.round = r + 1
 

@@ -337,6 +337,8 @@ class Run:
         """Close the outputs (rank 0) and leave the process group: every rank waits for the others
         when the run ended together (rank 0 may still be exporting or evaluating), so no rank exits
         while a collective or the group's threads still need it."""
+        for stream in self.streams.values():  # data-loader workers stop with the run
+            stream.close()
         if self.dist.is_main and self.writer is not None:
             self.bar.close()
             self.pm.fire("on_train_end", run=self.info, status=status, metrics={**metrics, **self.evaluation})

@@ -43,7 +43,7 @@ from typing import Any
 #: Version of the public plugin API (this package, ``selfsup.components``, ``selfsup.options``,
 #: ``selfsup.registry``, ``selfsup.testing``). Within a major version names are only added; a
 #: removal or an incompatible change of signature or behaviour bumps the major version.
-API_VERSION = "1.7"
+API_VERSION = "1.8"
 
 _HOME: dict[str, str] = {
     **dict.fromkeys(["DeviceUnavailable", "barrier", "gather_with_grad", "local_offset", "rank", "resolve_device",

@@ -122,3 +122,35 @@ def test_color_jitter_factors_stay_in_range():
     factors = torch.tensor([float(jitter(image, g)[0, 0, 0]) / 0.5 for _ in range(500)])
     assert factors.min() >= 0.6 - 1e-6 and factors.max() <= 1.4 + 1e-6
     assert factors.std() > 0.15  # uniform on [0.6, 1.4]: std 0.23
+
+
+def test_jitter_orders_are_uniform_permutations():
+    """The four colour ops come in each of their 24 orders about equally often (4,800 draws)."""
+    from collections import Counter
+
+    from selfsup_vision.augment.transforms import ColorJitter
+
+    jitter, g = ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0), torch.Generator().manual_seed(0)
+    orders = Counter(tuple(name for name, _ in jitter.draw(g, (3, 4, 4))) for _ in range(4800))
+    assert len(orders) == 24 and min(orders.values()) > 140 and max(orders.values()) < 260, orders
+
+
+@pytest.mark.parametrize(("shape", "size"), [((1, 8, 8), 8), ((1, 8, 8), 4), ((3, 32, 48), 16), ((3, 300, 200), 64),
+                                             ((3, 40, 40), 96)])
+def test_batched_views_equal_torchvision_image_by_image(shape, size):
+    """Every step of a photo view (crop and resize, flip, colour jitter with hue, grayscale, blur,
+    solarize, normalise) on a stack of images, each with its own parameters, equals the
+    ``torchvision.transforms.v2.functional`` ops applied image by image: shrinking crops
+    (antialiased), enlarging ones, grey and RGB images."""
+    from selfsup_vision.augment.options import MultiViewOptions
+    from selfsup_vision.augment.transforms import transform_many
+    from selfsup_vision.augment.views import view_transform
+
+    o = MultiViewOptions(size=size, preset="photo", solarize=0.3, blur=0.5, mean=[0.5] * shape[0])
+    step = view_transform(o, size, (0.08, 1.0)).step
+    images = [torch.rand(shape, generator=torch.Generator().manual_seed(i)) for i in range(24)]
+    params = [step.draw(torch.Generator().manual_seed(100 + i), shape) for i in range(24)]
+    crops = {p[0][2:] for p in params}
+    assert len(crops) > 10 and any(h > size for h, _ in crops) == (shape[1] > size)
+    one_by_one = torch.stack([step.apply(image, p) for image, p in zip(images, params)])
+    torch.testing.assert_close(torch.stack(transform_many(step, images, params)), one_by_one)

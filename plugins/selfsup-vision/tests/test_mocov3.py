@@ -118,11 +118,13 @@ class TestMoCoV3Conformance(TaskConformance):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["mocov3-digits", "mocov3-vit-digits"])
-def test_shortened_quickstart_beats_random_init(recipe, tmp_path, one_thread):
-    """Shortened quickstarts (CNN and ViT): held-out kNN must beat random init by 3 points."""
+@pytest.mark.parametrize(("recipe", "epochs"), [("mocov3-digits", 12), ("mocov3-vit-digits", 20)])
+def test_shortened_quickstart_beats_random_init(recipe, epochs, tmp_path, one_thread):
+    """Quickstarts (the CNN shortened to 12 epochs, the ViT as shipped, 20): held-out kNN must beat
+    random init by 3 points. The tiny ViT learns slowly: at 12 epochs its gain was 1.9 to 5.0 points
+    (two seeds, and inputs changed by float rounding alone), at 20 epochs 13.9 (0.529 against 0.390)."""
     trained, random_init = train_against_random_init(
-        recipe, tmp_path / "run", ["train.epochs=12", "train.warmup_steps=5"], evaluators=["knn"]
+        recipe, tmp_path / "run", [f"train.epochs={epochs}", "train.warmup_steps=5"], evaluators=["knn"]
     )
     print(f"kNN accuracy: random init {random_init['knn/accuracy']:.4f}, trained {trained['knn/accuracy']:.4f}")
     assert trained["knn/accuracy"] > random_init["knn/accuracy"] + 0.03, (trained, random_init)

@@ -6,19 +6,24 @@ state. So each transform here draws its parameters from the per-sample generator
 in (seeded from the run seed, epoch and sample index) with torchvision's own parameter rules, and
 applies the deterministic ``v2.functional`` op. Results depend only on that generator; the global
 RNG is never touched. Images are ``[C, H, W]`` float tensors in [0, 1].
+
+Each step splits in two: ``draw(generator, shape)`` takes its parameters from the generator (the
+same draws, in the same order, as one call after the other), ``apply(image, params)`` transforms
+one image and ``batch(images [N, C, H, W], params)`` a stack of them, each with its own
+parameters, in a few tensor operations (equal to ``apply`` up to float rounding; tests check it
+against torchvision). The augmentations' ``batch`` (API 1.8) uses it: data-loader workers then pay
+the per-op overhead of small images once per batch, not once per view.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torchvision.transforms.v2 import functional as F
 
 from selfsup.components import BuildContext
-
-Step = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (image, generator) -> image
 
 
 def uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -30,7 +35,45 @@ def coin(generator: torch.Generator, p: float) -> bool:
     return p >= 1 or (p > 0 and float(torch.rand((), generator=generator)) < p)
 
 
-class RandomResizedCrop:
+class Random:
+    """A step: ``draw(generator, shape)`` takes its parameters from the generator (torchvision's
+    rules), ``apply(image, params)`` transforms one image, ``batch(images, params)`` a stack."""
+
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> Any:
+        return None
+
+    def apply(self, x: torch.Tensor, params: Any) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} defines no apply")
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(x, self.draw(generator, x.shape))
+
+
+def blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """``ratio * a + (1 - ratio) * b`` clamped to [0, 1], one ratio per image (``[N, 1, 1, 1]``):
+    torchvision's ``_blend`` for float images, batched."""
+    return a.mul(ratio).add_(b.mul(1.0 - ratio)).clamp_(0, 1.0)
+
+
+def grey(x: torch.Tensor) -> torch.Tensor:
+    """``[N, 1, H, W]``: the luma of RGB images, the image itself for grey ones."""
+    return F.rgb_to_grayscale(x, num_output_channels=1) if x.shape[-3] == 3 else x
+
+
+def resample_weights(start: torch.Tensor, length: torch.Tensor, size: int, extent: int) -> torch.Tensor:
+    """``[N, size, extent]``: the rows that resample the window ``[start, start + length)`` of an axis
+    of ``extent`` pixels to ``size`` pixels, as torch's antialiased bilinear interpolation does
+    (Pillow's rule: the triangle filter, widened by the scale when shrinking, cut at the window's
+    edges and normalised). ``start`` and ``length``: ``[N]`` pixel counts."""
+    start, length = start.double()[:, None, None], length.double()[:, None, None]  # [N, 1, 1]
+    scale = length / size
+    centre = scale * (torch.arange(size, dtype=torch.float64)[None, :, None] + 0.5)  # [N, size, 1]
+    j = torch.arange(extent, dtype=torch.float64)[None, None, :] - start  # [N, 1, extent], window coordinates
+    w = (1 - ((j + 0.5 - centre) / scale.clamp(min=1.0)).abs()).clamp(min=0) * ((j >= 0) & (j < length))
+    return (w / w.sum(-1, keepdim=True)).float()
+
+
+class RandomResizedCrop(Random):
     """Crop a random area fraction in ``scale`` and aspect ratio in ``ratio`` (log-uniform), resize
     to ``size`` (torchvision's ``RandomResizedCrop.get_params``: 10 tries, then a centre crop)."""
 
@@ -58,59 +101,118 @@ class RandomResizedCrop:
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        top, left, h, w = self.params(x.shape[-2], x.shape[-1], generator)
-        return F.resized_crop(x, top, left, h, w, self.size, antialias=True)
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> tuple[int, int, int, int]:
+        return self.params(shape[-2], shape[-1], generator)
+
+    def out_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        return (*shape[:-2], *self.size)
+
+    def apply(self, x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+        return F.resized_crop(x, *box, self.size, antialias=True)
+
+    def batch(self, x: torch.Tensor, boxes: list[tuple[int, int, int, int]]) -> torch.Tensor:
+        """``[N, C, H, W]`` -> ``[N, C, size, size]``, each image its own box: two batched matrix
+        products with the interpolation weights (equal to ``apply`` up to float rounding)."""
+        top, left, h, w = torch.tensor(boxes, dtype=torch.long).unbind(1)  # [N] each
+        rows = resample_weights(top, h, self.size[0], x.shape[-2])  # [N, size, H]
+        cols = resample_weights(left, w, self.size[1], x.shape[-1])  # [N, size, W]
+        return torch.einsum("nsh,nchw,ntw->ncst", rows, x.float(), cols)  # [N, C, size, size]
 
 
-class HorizontalFlip:
+class HorizontalFlip(Random):
     def __init__(self, p: float):
         self.p = p
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return F.horizontal_flip(x) if coin(generator, self.p) else x
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> bool:
+        return coin(generator, self.p)
+
+    def apply(self, x: torch.Tensor, flip: bool) -> torch.Tensor:
+        return F.horizontal_flip(x) if flip else x
+
+    def batch(self, x: torch.Tensor, flips: list[bool]) -> torch.Tensor:
+        return torch.where(torch.tensor(flips)[:, None, None, None], x.flip(-1), x)
 
 
-class ColorJitter:
+COLOR_OPS = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast,
+             "saturation": F.adjust_saturation, "hue": F.adjust_hue}
+
+
+class ColorJitter(Random):
     """With probability p: brightness, contrast, saturation and hue factors drawn as torchvision's
     ``ColorJitter`` draws them, applied in a random order. Grey images get no saturation or hue."""
 
     def __init__(self, brightness: float, contrast: float, saturation: float, hue: float, p: float = 1.0):
         self.p = p
         self.ops = [
-            (op, low, high)
-            for op, low, high in [
-                (F.adjust_brightness, max(0.0, 1 - brightness), 1 + brightness),
-                (F.adjust_contrast, max(0.0, 1 - contrast), 1 + contrast),
-                (F.adjust_saturation, max(0.0, 1 - saturation), 1 + saturation),
-                (F.adjust_hue, -hue, hue),
+            (name, low, high)
+            for name, low, high in [
+                ("brightness", max(0.0, 1 - brightness), 1 + brightness),
+                ("contrast", max(0.0, 1 - contrast), 1 + contrast),
+                ("saturation", max(0.0, 1 - saturation), 1 + saturation),
+                ("hue", -hue, hue),
             ]
             if high > low
         ]
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> tuple[tuple[str, float], ...]:
+        """The ``(op, factor)`` steps in their drawn order; none when the coin says no. Grey images
+        get only brightness and contrast (the other draws are kept, so seeds line up across channel
+        counts)."""
         if not self.ops or not coin(generator, self.p):
-            return x
-        grey = x.shape[-3] == 1
+            return ()
+        steps = []
         for k in torch.randperm(len(self.ops), generator=generator).tolist():
-            op, low, high = self.ops[k]
+            name, low, high = self.ops[k]
             factor = uniform(generator, low, high)
-            if grey and op in (F.adjust_saturation, F.adjust_hue):
-                continue  # undefined for one channel (the draw is kept so seeds line up across channel counts)
-            x = op(x, factor)
+            if shape[-3] != 1 or name in ("brightness", "contrast"):
+                steps.append((name, factor))
+        return tuple(steps)
+
+    def apply(self, x: torch.Tensor, steps: tuple[tuple[str, float], ...]) -> torch.Tensor:
+        for name, factor in steps:
+            x = COLOR_OPS[name](x, factor)
         return x
 
+    def batch(self, x: torch.Tensor, steps: list[tuple[tuple[str, float], ...]]) -> torch.Tensor:
+        """The images that drew the same order of ops go together, each with its own factors."""
+        out = x.clone()
+        orders: dict[tuple[str, ...], list[int]] = {}
+        for i, s in enumerate(steps):
+            if s:
+                orders.setdefault(tuple(name for name, _ in s), []).append(i)
+        for order, rows in orders.items():
+            y = x[rows]  # [n, C, H, W]
+            for k, name in enumerate(order):
+                factors = [steps[i][k][1] for i in rows]
+                f = torch.tensor(factors, dtype=torch.float64).to(y.dtype)[:, None, None, None]  # [n, 1, 1, 1]
+                if name == "brightness":
+                    y = y.mul(f).clamp_(0, 1.0)
+                elif name == "contrast":
+                    y = blend(y, grey(y).mean(dim=(-3, -2, -1), keepdim=True), f)
+                elif name == "saturation":
+                    y = blend(y, grey(y), f)
+                else:  # hue: through HSV, one image at a time
+                    y = torch.stack([F.adjust_hue(image, factor) for image, factor in zip(y, factors)])
+            out[rows] = y
+        return out
 
-class Grayscale:
+
+class Grayscale(Random):
     """Convert RGB to grey with probability p, keeping 3 channels; grey images pass through."""
 
     def __init__(self, p: float):
         self.p = p
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if x.shape[-3] == 3 and coin(generator, self.p):
-            return F.rgb_to_grayscale(x, num_output_channels=3)
-        return x
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> bool:
+        return shape[-3] == 3 and coin(generator, self.p)
+
+    def apply(self, x: torch.Tensor, convert: bool) -> torch.Tensor:
+        return F.rgb_to_grayscale(x, num_output_channels=3) if convert else x
+
+    def batch(self, x: torch.Tensor, converts: list[bool]) -> torch.Tensor:
+        if not any(converts):
+            return x
+        return torch.where(torch.tensor(converts)[:, None, None, None], F.rgb_to_grayscale(x, num_output_channels=3), x)
 
 
 def blur_kernel(size: int, kernel_size: int | None) -> int:
@@ -118,43 +220,100 @@ def blur_kernel(size: int, kernel_size: int | None) -> int:
     return k if k % 2 == 1 else k + 1
 
 
-class GaussianBlur:
+class GaussianBlur(Random):
     """Blur with probability p and a sigma uniform in ``sigma`` (kernel about 10% of the image side
     when not given, as in SimCLR)."""
 
     def __init__(self, kernel_size: int | None, sigma: Sequence[float], p: float):
         self.kernel_size, self.sigma, self.p = kernel_size, tuple(sigma), p
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if not coin(generator, self.p):
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> float | None:
+        return uniform(generator, *self.sigma) if coin(generator, self.p) else None
+
+    def apply(self, x: torch.Tensor, sigma: float | None) -> torch.Tensor:
+        if sigma is None:
             return x
         k = blur_kernel(min(x.shape[-2:]), self.kernel_size)
-        s = uniform(generator, *self.sigma)
-        return F.gaussian_blur(x, [k, k], [s, s])
+        return F.gaussian_blur(x, [k, k], [sigma, sigma])
+
+    def batch(self, x: torch.Tensor, sigmas: list[float | None]) -> torch.Tensor:
+        return torch.stack([self.apply(image, sigma) for image, sigma in zip(x, sigmas)])  # a kernel per image
 
 
-class Solarize:
+class Solarize(Random):
     def __init__(self, threshold: float, p: float):
         self.threshold, self.p = threshold, p
 
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> bool:
+        return coin(generator, self.p)
+
+    def apply(self, x: torch.Tensor, solarize: bool) -> torch.Tensor:
+        return F.solarize(x, self.threshold) if solarize else x
+
+    def batch(self, x: torch.Tensor, which: list[bool]) -> torch.Tensor:
+        return torch.where(torch.tensor(which)[:, None, None, None], F.solarize(x, self.threshold), x)
+
+
+class Standardize(Random):
+    """``(x - mean) / std`` per channel, no randomness: the last step of a view."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        self.mean, self.std = mean, std
+
+    def apply(self, x: torch.Tensor, _: None) -> torch.Tensor:
+        return F.normalize(x, self.mean, self.std)
+
+    def batch(self, x: torch.Tensor, _: list[None]) -> torch.Tensor:
+        return F.normalize(x, self.mean, self.std)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return F.solarize(x, self.threshold) if coin(generator, self.p) else x
+        return self.apply(x, None)
 
 
-class Compose:
-    def __init__(self, steps: list[Step]):
+class Compose(Random):
+    """Steps in turn. Every step draws its parameters before any is applied (the draws in the order
+    the steps would make them one after the other), so a batch of images can be drawn one by one
+    and then transformed at once."""
+
+    def __init__(self, steps: list[Random]):
         self.steps = steps
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, generator: torch.Generator, shape: Sequence[int]) -> list[Any]:
+        params = []
         for step in self.steps:
-            x = step(x, generator)
+            params.append(step.draw(generator, shape))
+            shape = step.out_shape(shape) if hasattr(step, "out_shape") else shape
+        return params
+
+    def apply(self, x: torch.Tensor, params: list[Any]) -> torch.Tensor:
+        for step, p in zip(self.steps, params):
+            x = step.apply(x, p)
+        return x
+
+    def batch(self, x: torch.Tensor, params: list[list[Any]]) -> torch.Tensor:
+        for k, step in enumerate(self.steps):
+            x = step.batch(x, [p[k] for p in params])
         return x
 
 
-class ImageTransform:
-    """An augmentation: applies ``step(image, generator)`` to ``sample[key]``."""
+def transform_many(step: Any, images: list[torch.Tensor], params: list[Any]) -> list[torch.Tensor]:
+    """``step.batch`` over images of any sizes: the images of one shape and dtype go together."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault((tuple(image.shape), image.dtype), []).append(i)
+    out: list[Any] = [None] * len(images)
+    for rows in groups.values():
+        done = step.batch(torch.stack([images[i] for i in rows]), [params[i] for i in rows])
+        for i, image in zip(rows, done):
+            out[i] = image
+    return out
 
-    def __init__(self, step: Step, key: str = "image"):
+
+class ImageTransform:
+    """An augmentation: applies ``step(image, generator)`` to ``sample[key]``; ``batch`` (API 1.8)
+    transforms a list of samples at once."""
+
+    def __init__(self, step: Any, key: str = "image"):
         self.step, self.key = step, key
 
     def apply(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -162,6 +321,12 @@ class ImageTransform:
 
     def __call__(self, sample: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         return {**sample, self.key: self.step(sample[self.key], generator)}
+
+    def batch(self, samples: list[dict[str, Any]], generators: list[torch.Generator]) -> list[dict[str, Any]]:
+        images = [sample[self.key] for sample in samples]
+        params = [self.step.draw(g, image.shape) for image, g in zip(images, generators)]
+        out = transform_many(self.step, images, params)
+        return [{**sample, self.key: image} for sample, image in zip(samples, out)]
 
 
 def color_jitter(brightness: float, contrast: float, saturation: float, hue: float, p: float = 1.0) -> ColorJitter:

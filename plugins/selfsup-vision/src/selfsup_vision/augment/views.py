@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from selfsup.components import BuildContext
 from selfsup_vision.augment.transforms import (
@@ -17,7 +16,9 @@ from selfsup_vision.augment.transforms import (
     ImageTransform,
     RandomResizedCrop,
     Solarize,
+    Standardize,
     color_jitter,
+    transform_many,
 )
 
 
@@ -70,8 +71,20 @@ def view_transform(o: Any, size: int, scale: tuple[float, float] | None, *, loca
         steps.append(Solarize(0.5, solarize))
     if o.mean is not None:
         mean, std = o.mean, o.std or [1.0] * len(o.mean)
-        steps.append(lambda x, generator: F.normalize(x, mean, std))
+        steps.append(Standardize(mean, std))
     return ImageTransform(Compose(steps), o.key)
+
+
+def views_of(step: Any, images: list[torch.Tensor], params: list[list[Any]]) -> list[torch.Tensor]:
+    """Image ``i``'s views ``[len(params[i]), C, s, s]``: ``images[i]`` through ``step`` with each of
+    ``params[i]``, every view of every image transformed at once."""
+    flat = transform_many(step, [image for image, ps in zip(images, params) for _ in ps],
+                          [p for ps in params for p in ps])
+    out, at = [], 0
+    for ps in params:
+        out.append(torch.stack(flat[at : at + len(ps)]))
+        at += len(ps)
+    return out
 
 
 class MultiView:
@@ -86,6 +99,12 @@ class MultiView:
         views = torch.stack([self.transform.apply(image, generator) for _ in range(self.views)])
         return {**sample, "views": views}
 
+    def batch(self, samples: list[dict[str, Any]], generators: list[torch.Generator]) -> list[dict[str, Any]]:
+        """The views' parameters drawn sample by sample as in ``__call__``, then all views made at once."""
+        images, step = [sample[self.key] for sample in samples], self.transform.step
+        params = [[step.draw(g, image.shape) for _ in range(self.views)] for image, g in zip(images, generators)]
+        return [{**sample, "views": v} for sample, v in zip(samples, views_of(step, images, params))]
+
 
 class MultiCrop:
     """``global_views: [G, C, gs, gs]`` and ``local_views: [L, C, ls, ls]``."""
@@ -95,14 +114,28 @@ class MultiCrop:
         self.global_t = view_transform(o, o.global_size, o.global_scale)
         self.local_t = view_transform(o, o.local_size, o.local_scale, local=True)
 
+    def no_local(self, image: torch.Tensor) -> torch.Tensor:
+        return image.new_zeros((0, image.shape[0], self.o.local_size, self.o.local_size))
+
     def __call__(self, sample: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         image, o = sample[self.key], self.o
         g = torch.stack([self.global_t.apply(image, generator) for _ in range(o.global_crops)])
         if o.local_crops:
             local = torch.stack([self.local_t.apply(image, generator) for _ in range(o.local_crops)])
         else:
-            local = image.new_zeros((0, image.shape[0], o.local_size, o.local_size))
+            local = self.no_local(image)
         return {**sample, "global_views": g, "local_views": local}
+
+    def batch(self, samples: list[dict[str, Any]], generators: list[torch.Generator]) -> list[dict[str, Any]]:
+        """Per sample the global crops are drawn before the local ones, as in ``__call__``."""
+        o, images = self.o, [sample[self.key] for sample in samples]
+        wide, small = [], []
+        for image, generator in zip(images, generators):
+            wide.append([self.global_t.step.draw(generator, image.shape) for _ in range(o.global_crops)])
+            small.append([self.local_t.step.draw(generator, image.shape) for _ in range(o.local_crops)])
+        g = views_of(self.global_t.step, images, wide)
+        local = views_of(self.local_t.step, images, small) if o.local_crops else [self.no_local(i) for i in images]
+        return [{**sample, "global_views": gv, "local_views": lv} for sample, gv, lv in zip(samples, g, local)]
 
 
 def build_multi_view(o: Any, context: BuildContext) -> MultiView:
