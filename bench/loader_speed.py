@@ -25,6 +25,7 @@ which includes starting the workers) and samples/s over those windows, median (m
 ``--repeats``, and the ratio of after to before.
 
     nice -n 10 .venv/bin/python bench/loader_speed.py   # defaults: --steps 100 --repeats 3
+    nice -n 10 .venv/bin/python bench/loader_speed.py --variants after --repeats 1 --recipes ...  # shipped code only
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="e.g. --variants after: the code as shipped only (every shipped recipe's wait)")
     args = parser.parse_args()
     os.environ.setdefault("SELFSUP_MLFLOW", "0")
     print(machine(), flush=True)
@@ -107,16 +110,17 @@ def main() -> None:
           "| recipe | variant | data_wait_share (later windows) | samples/s (later) |\n| --- | --- | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in args.recipes:
-            rows: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+            rows: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
             for _ in range(args.repeats):
-                for variant, (batch, persistent) in VARIANTS.items():
-                    with switched(batch, persistent):
+                for variant in args.variants:
+                    with switched(*VARIANTS[variant]):
                         rows[variant].append(run(recipe, args.steps, Path(tmp)))
             for variant, results in rows.items():
                 print(f"| {recipe} | {variant} | {spread([r['wait'] for r in results], '{:.1%}')} | "
                       f"{spread([r['samples_per_s'] for r in results], '{:,.0f}')} |", flush=True)
-            speed = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(rows["after"], rows["before"])]
-            print(f"| {recipe} | after / before, samples/s | | {spread(speed, '{:.2f}×')} |", flush=True)
+            if "after" in rows and "before" in rows:
+                speed = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(rows["after"], rows["before"])]
+                print(f"| {recipe} | after / before, samples/s | | {spread(speed, '{:.2f}×')} |", flush=True)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 

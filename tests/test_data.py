@@ -151,6 +151,20 @@ def test_workers_live_across_epochs_and_resume_exactly():
     weighted = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, workers=2, sample_weights=uniform)
     reference = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, sample_weights=uniform)
     assert take(weighted, 9) == take(reference, 9) and not weighted._sampler.chain
+    import gc
+    import weakref
+
+    gc.disable()  # no reference cycle keeps a dropped stream's loader (and its workers) alive
+    try:
+        dropped = weakref.ref(weighted._persistent)
+        del weighted
+        assert dropped() is None
+    finally:
+        gc.enable()
+    uniform.known_ahead = True  # weights that do not depend on the training (a round's): drawn ahead
+    ahead = TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0, workers=2, sample_weights=uniform)
+    assert take(ahead, 9) == take(TaskStream("t", Numbers(30), [jitter], batch_size=4, seed=0,
+                                             sample_weights=uniform), 9) and ahead._sampler.chain
 
 
 def test_ranks_split_the_global_batch():
@@ -168,9 +182,10 @@ def test_epoch_hook_is_called_at_each_epoch_start():
     assert seen == [0, 1, 2]
 
 
-def test_too_small_source_is_a_clear_error():
+@pytest.mark.parametrize("workers", [0, 1])
+def test_too_small_source_is_a_clear_error(workers):
     with pytest.raises(ValueError, match="3 samples, fewer than one batch of 4"):
-        next(TaskStream("t", Numbers(3), [], batch_size=4, seed=0))
+        next(TaskStream("t", Numbers(3), [], batch_size=4, seed=0, workers=workers))
 
 
 def test_streaming_source_with_workers_and_resume():

@@ -10,6 +10,7 @@ process. Streaming sources are deterministic for a given seed, process count and
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -183,16 +184,19 @@ class EpochBatches:
     first batches while this one's last are trained on. ``lengths``: batches per epoch, as drawn."""
 
     def __init__(self, stream: "TaskStream", chain: bool):
-        self.stream, self.chain = stream, chain
+        # a weak reference: a cycle stream -> loader -> sampler -> stream would leave the loader to the
+        # cyclic garbage collector, which may finalize its queues first and then wait seconds for workers
+        self.stream, self.chain = weakref.ref(stream), chain
         self.epoch, self.skip = 0, 0
         self.lengths: dict[int, int] = {}
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, skip = self.epoch, self.skip
         while True:
-            batches = self.stream.epoch_batches(epoch)
-            if not batches:
-                raise ValueError(f"task {self.stream.name!r}: its data source yielded no batch in epoch {epoch}")
+            stream = self.stream()  # not held while suspended at the yield below (a cycle again)
+            if stream is None:
+                return
+            batches, stream = stream.batches_of(epoch), None
             self.lengths[epoch] = len(batches)
             yield from batches[skip:]
             if not self.chain:
@@ -315,22 +319,29 @@ class TaskStream:
             return iter(DataLoader(data, batch_size=self.batch_size, drop_last=True, **common))
         if self.workers == 0 or self.on_epoch_start is not None:
             # a task with an epoch hook may change what its collate or the source reads: fresh workers
-            batches = self.epoch_batches(self.epoch)
-            if not batches:
-                raise ValueError(
-                    f"task {self.name!r}: its data source has {len(self.source)} samples, fewer than one batch "
-                    f"of {self.batch_size} per process (x{self.world_size} processes)"
-                )
+            batches = self.batches_of(self.epoch)
             view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
             return iter(DataLoader(view, batch_sampler=batches[self.batches :], **common))
         if self._persistent is None:  # workers kept from epoch to epoch: starting them costs more than
-            # a small epoch's batches. Without sampling weights an epoch's batches are known before
-            # it starts, so the workers run on into the next one.
-            self._sampler = EpochBatches(self, chain=self.sample_weights is None)
+            # a small epoch's batches. When an epoch's batches are known before it starts (no sampling
+            # weights, or weights marked ``known_ahead``) the workers run on into the next one; a
+            # task's own weights may depend on the training so far, so they are drawn at the epoch's start.
+            ahead = self.sample_weights is None or getattr(self.sample_weights, "known_ahead", False)
+            self._sampler = EpochBatches(self, chain=ahead)
             view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
             self._persistent = DataLoader(view, batch_sampler=self._sampler, persistent_workers=True, **common)
         self._sampler.epoch, self._sampler.skip = self.epoch, self.batches
         return iter(self._persistent)
+
+    def batches_of(self, epoch: int) -> list[list[tuple[int, int]]]:
+        """``epoch_batches(epoch)``; none is an error naming the source's size."""
+        batches = self.epoch_batches(epoch)
+        if not batches:
+            raise ValueError(
+                f"task {self.name!r}: its data source has {len(self.source)} samples, fewer than one batch "
+                f"of {self.batch_size} per process (x{self.world_size} processes)"
+            )
+        return batches
 
     def close(self) -> None:
         """Stop the data-loader workers now (the run ended, or a round's feedback changed the data

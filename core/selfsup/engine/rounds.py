@@ -149,6 +149,9 @@ class Rounds:
                                  f"has {len(self.weights)} samples")
             return self.weights * mine
 
+        # without the task's own, the weights change only when a round's feedback is applied, which
+        # restarts the stream (apply): the data loader may draw later epochs' batches ahead of time
+        weights.known_ahead = own is None  # type: ignore[attr-defined]
         return weights
 
     # ------------------------------------------------------------------ checkpoint state

@@ -35,9 +35,10 @@ def coin(generator: torch.Generator, p: float) -> bool:
     return p >= 1 or (p > 0 and float(torch.rand((), generator=generator)) < p)
 
 
-class Random:
-    """A step: ``draw(generator, shape)`` takes its parameters from the generator (torchvision's
-    rules), ``apply(image, params)`` transforms one image, ``batch(images, params)`` a stack."""
+class Step:
+    """One step of a view: ``draw(generator, shape)`` takes its parameters from the generator
+    (torchvision's rules), ``apply(image, params)`` transforms one image, ``batch(images, params)``
+    a stack of them."""
 
     def draw(self, generator: torch.Generator, shape: Sequence[int]) -> Any:
         return None
@@ -73,7 +74,7 @@ def resample_weights(start: torch.Tensor, length: torch.Tensor, size: int, exten
     return (w / w.sum(-1, keepdim=True)).float()
 
 
-class RandomResizedCrop(Random):
+class RandomResizedCrop(Step):
     """Crop a random area fraction in ``scale`` and aspect ratio in ``ratio`` (log-uniform), resize
     to ``size`` (torchvision's ``RandomResizedCrop.get_params``: 10 tries, then a centre crop)."""
 
@@ -119,7 +120,7 @@ class RandomResizedCrop(Random):
         return torch.einsum("nsh,nchw,ntw->ncst", rows, x.float(), cols)  # [N, C, size, size]
 
 
-class HorizontalFlip(Random):
+class HorizontalFlip(Step):
     def __init__(self, p: float):
         self.p = p
 
@@ -137,7 +138,7 @@ COLOR_OPS = {"brightness": F.adjust_brightness, "contrast": F.adjust_contrast,
              "saturation": F.adjust_saturation, "hue": F.adjust_hue}
 
 
-class ColorJitter(Random):
+class ColorJitter(Step):
     """With probability p: brightness, contrast, saturation and hue factors drawn as torchvision's
     ``ColorJitter`` draws them, applied in a random order. Grey images get no saturation or hue."""
 
@@ -197,7 +198,7 @@ class ColorJitter(Random):
         return out
 
 
-class Grayscale(Random):
+class Grayscale(Step):
     """Convert RGB to grey with probability p, keeping 3 channels; grey images pass through."""
 
     def __init__(self, p: float):
@@ -220,7 +221,7 @@ def blur_kernel(size: int, kernel_size: int | None) -> int:
     return k if k % 2 == 1 else k + 1
 
 
-class GaussianBlur(Random):
+class GaussianBlur(Step):
     """Blur with probability p and a sigma uniform in ``sigma`` (kernel about 10% of the image side
     when not given, as in SimCLR)."""
 
@@ -240,7 +241,7 @@ class GaussianBlur(Random):
         return torch.stack([self.apply(image, sigma) for image, sigma in zip(x, sigmas)])  # a kernel per image
 
 
-class Solarize(Random):
+class Solarize(Step):
     def __init__(self, threshold: float, p: float):
         self.threshold, self.p = threshold, p
 
@@ -254,7 +255,7 @@ class Solarize(Random):
         return torch.where(torch.tensor(which)[:, None, None, None], F.solarize(x, self.threshold), x)
 
 
-class Standardize(Random):
+class Standardize(Step):
     """``(x - mean) / std`` per channel, no randomness: the last step of a view."""
 
     def __init__(self, mean: list[float], std: list[float]):
@@ -270,12 +271,12 @@ class Standardize(Random):
         return self.apply(x, None)
 
 
-class Compose(Random):
+class Compose(Step):
     """Steps in turn. Every step draws its parameters before any is applied (the draws in the order
     the steps would make them one after the other), so a batch of images can be drawn one by one
     and then transformed at once."""
 
-    def __init__(self, steps: list[Random]):
+    def __init__(self, steps: list[Step]):
         self.steps = steps
 
     def draw(self, generator: torch.Generator, shape: Sequence[int]) -> list[Any]:
