@@ -102,10 +102,7 @@ class AugmentedView(Dataset):
         ``__getitem__``, from stage to stage, so the samples equal the per-sample path's."""
         samples = []
         for index in indices:
-            try:
-                sample = self.source[index]
-            except Exception as exc:  # noqa: BLE001 - re-raised naming the data source
-                raise self._error(exc, -1, index, None) from exc
+            sample = read_sample(self.source, index, self.data_label)
             samples.append(sample if "index" in sample else {**sample, "index": index})
         while len(self._generators) < len(samples):
             self._generators.append(torch.Generator())
@@ -238,7 +235,11 @@ class TaskStream:
         self._it: Iterator[Any] | None = None
         self._started_epoch: int | None = None
         self._persistent: DataLoader | None = None  # the loader whose workers live across epochs
-        self._sampler: EpochBatches | None = None  # its batch sampler
+
+    @property
+    def _sampler(self) -> EpochBatches | None:
+        """The batch sampler of the loader whose workers live across epochs, if there is one."""
+        return self._persistent.batch_sampler if self._persistent is not None else None
 
     # ------------------------------------------------------------ epoch layout (map-style)
 
@@ -327,9 +328,9 @@ class TaskStream:
             # weights, or weights marked ``known_ahead``) the workers run on into the next one; a
             # task's own weights may depend on the training so far, so they are drawn at the epoch's start.
             ahead = self.sample_weights is None or getattr(self.sample_weights, "known_ahead", False)
-            self._sampler = EpochBatches(self, chain=ahead)
             view = AugmentedView(self.source, self.pipeline, self.seed, self.stream, self.labels)
-            self._persistent = DataLoader(view, batch_sampler=self._sampler, persistent_workers=True, **common)
+            self._persistent = DataLoader(view, batch_sampler=EpochBatches(self, chain=ahead), persistent_workers=True,
+                                          **common)
         self._sampler.epoch, self._sampler.skip = self.epoch, self.batches
         return iter(self._persistent)
 
@@ -352,7 +353,7 @@ class TaskStream:
         shutdown = getattr(self._it, "_shutdown_workers", None)  # torch's multi-process loader iterator
         if callable(shutdown):
             shutdown()
-        self._it, self._started_epoch, self._persistent, self._sampler = None, None, None, None
+        self._it, self._started_epoch, self._persistent = None, None, None
 
     def __iter__(self) -> TaskStream:
         return self

@@ -18,6 +18,7 @@ the per-op overhead of small images once per batch, not once per view.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 import torch
@@ -35,16 +36,19 @@ def coin(generator: torch.Generator, p: float) -> bool:
     return p >= 1 or (p > 0 and float(torch.rand((), generator=generator)) < p)
 
 
-class Step:
+class Step(ABC):
     """One step of a view: ``draw(generator, shape)`` takes its parameters from the generator
-    (torchvision's rules), ``apply(image, params)`` transforms one image, ``batch(images, params)``
-    a stack of them."""
+    (torchvision's rules; none by default), ``apply(image, params)`` transforms one image,
+    ``batch(images, params)`` a stack of them."""
 
     def draw(self, generator: torch.Generator, shape: Sequence[int]) -> Any:
         return None
 
-    def apply(self, x: torch.Tensor, params: Any) -> torch.Tensor:
-        raise TypeError(f"{type(self).__name__} defines no apply")
+    @abstractmethod
+    def apply(self, x: torch.Tensor, params: Any) -> torch.Tensor: ...
+
+    @abstractmethod
+    def batch(self, x: torch.Tensor, params: list[Any]) -> torch.Tensor: ...
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, self.draw(generator, x.shape))
@@ -267,9 +271,6 @@ class Standardize(Step):
     def batch(self, x: torch.Tensor, _: list[None]) -> torch.Tensor:
         return F.normalize(x, self.mean, self.std)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.apply(x, None)
-
 
 class Compose(Step):
     """Steps in turn. Every step draws its parameters before any is applied (the draws in the order
@@ -297,7 +298,7 @@ class Compose(Step):
         return x
 
 
-def transform_many(step: Any, images: list[torch.Tensor], params: list[Any]) -> list[torch.Tensor]:
+def transform_many(step: Step, images: list[torch.Tensor], params: list[Any]) -> list[torch.Tensor]:
     """``step.batch`` over images of any sizes: the images of one shape and dtype go together."""
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, image in enumerate(images):
@@ -314,7 +315,7 @@ class ImageTransform:
     """An augmentation: applies ``step(image, generator)`` to ``sample[key]``; ``batch`` (API 1.8)
     transforms a list of samples at once."""
 
-    def __init__(self, step: Any, key: str = "image"):
+    def __init__(self, step: Step, key: str = "image"):
         self.step, self.key = step, key
 
     def apply(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
