@@ -1,22 +1,27 @@
-"""What the data loader costs the shipped vision recipes: batch augmentations and workers kept
-across epochs, each switched off and on, in one run.
+"""What the data loader costs the shipped vision recipes: batch augmentations, workers kept across
+epochs and rounds, and small tensors sent by value, each switched off and on, in one run.
 
 The vision quickstarts train a small CNN on 8 or 28 px images with two data-loader workers making
-two (or 2 + 4 multi-crop) augmented views per sample. Two costs dominated their data wait:
+two (or 2 + 4 multi-crop) augmented views per sample. Four costs made their data wait:
 
 - **per-sample augmentation**: ~10 generator calls and ~10 small tensor ops per view, each a few
   microseconds of overhead; ``Augmentation.batch`` (API 1.8) draws each view's parameters in one
   generator call and transforms the whole batch in a few tensor operations;
 - **workers started every epoch**: the digits' 1,438 training samples make 5 batches of 256, so a
   new loader (forked workers, then the first batch from cold) every 5 steps; now one loader serves
-  the run and its workers run on into the next epoch.
+  the run and its workers run on into the next epoch;
+- **workers restarted at every round's end** (``[rounds]``): the feedback changes the data the
+  workers hold a copy of; now their copy catches up from the saved result and they stay;
+- **shared memory for every tensor**: about a millisecond per tensor of a batch whatever its size;
+  now small tensors go through the worker's pipe by value (``selfsup.engine.transfer``).
 
 Variants, alternating within each repeat so the machine's load hits them alike:
 
-- ``before``: both switched off (the augmentations' ``batch`` hidden; a no-op ``on_epoch_start``
-  given to every stream, which makes the core start fresh workers each epoch, as it does for tasks
-  with an epoch hook);
-- ``batch only``, ``workers only``: one of the two;
+- ``before``: all four switched off (the augmentations' ``batch`` hidden; a no-op
+  ``on_epoch_start`` given to every stream, which makes the core start fresh workers each epoch, as
+  it does for tasks with an epoch hook; workers restarted at rounds; shared memory throughout);
+- ``batch only``, ``workers only``: one of the first two;
+- ``shared memory``, ``restarted at rounds``: the code as shipped with one of the last two off;
 - ``after``: the code as shipped.
 
 Each run: the recipe as shipped, evaluators removed, ``--steps`` steps (warmup 5) logged every
@@ -47,19 +52,24 @@ from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 
 RECIPES = ["simclr-digits", "dino-digits", "simclr-mnist5k"]
-VARIANTS = {"before": (False, False), "batch only": (True, False), "workers only": (False, True),
-            "after": (True, True)}
+FEATURES = ("batch", "persistent", "by_value", "rounds")
+VARIANTS = {"before": (), "batch only": ("batch",), "workers only": ("persistent",),
+            "shared memory": ("batch", "persistent", "rounds"),
+            "restarted at rounds": ("batch", "persistent", "by_value"),
+            "after": FEATURES}
 
 
 @contextlib.contextmanager
-def switched(batch: bool, persistent: bool) -> Iterator[None]:
-    """The augmentations' ``batch`` hidden unless ``batch``; fresh workers every epoch unless
-    ``persistent`` (a no-op epoch hook on every stream)."""
+def switched(*features: str) -> Iterator[None]:
+    """The shipped loader with only ``features`` on: the augmentations' ``batch`` (else hidden),
+    ``persistent`` workers (else fresh ones every epoch: a no-op epoch hook on every stream),
+    ``by_value`` transfer of small tensors (else torch's shared memory for every tensor) and workers
+    kept across ``rounds`` (else restarted when a round's feedback changes the data)."""
     from selfsup_vision.augment.transforms import ImageTransform
     from selfsup_vision.augment.views import MultiCrop, MultiView
 
     hidden = {cls: cls.batch for cls in (ImageTransform, MultiView, MultiCrop)}
-    init = engine_data.TaskStream.__init__
+    init, by_value, restart = engine_data.TaskStream.__init__, engine_data.ByValue, engine_data.TaskStream.restart
 
     def fresh_workers(self, *args, **kwargs):
         init(self, *args, **kwargs)
@@ -67,16 +77,20 @@ def switched(batch: bool, persistent: bool) -> Iterator[None]:
             self.on_epoch_start = lambda epoch: None
 
     try:
-        if not batch:
+        if "batch" not in features:
             for cls in hidden:
                 del cls.batch
-        if not persistent:
+        if "persistent" not in features:
             engine_data.TaskStream.__init__ = fresh_workers
+        if "by_value" not in features:
+            engine_data.ByValue = lambda collate: collate
+        if "rounds" not in features:
+            engine_data.TaskStream.restart = engine_data.TaskStream.close
         yield
     finally:
         for cls, method in hidden.items():
             cls.batch = method
-        engine_data.TaskStream.__init__ = init
+        engine_data.TaskStream.__init__, engine_data.ByValue, engine_data.TaskStream.restart = init, by_value, restart
 
 
 def run(recipe: str, steps: int, workdir: Path) -> dict[str, float]:

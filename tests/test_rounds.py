@@ -321,6 +321,30 @@ def test_rounds_reshape_the_data_the_sampler_draws(tmp_path, plugins, monkeypatc
     assert [e["noise_mean"] for e in fired] == [r["feedback/noise_mean"] for r in records]
 
 
+def test_loader_workers_follow_the_rounds_without_restarting(tmp_path, plugins, monkeypatch):
+    """With data-loader workers, one set of workers serves the whole run: at a round's end their copy
+    of the data catches up with the feedback's fields and appended samples (read from the saved
+    result), the batches made ahead from the old data are dropped, and the run equals the run
+    without workers sample for sample."""
+    from torch.utils.data import dataloader
+
+    started = []
+    start = dataloader._MultiProcessingDataLoaderIter.__init__
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__",
+                        lambda self, loader: (started.append(1), start(self, loader))[1])
+    inline, workers = tmp_path / "inline", tmp_path / "workers"
+    inline.mkdir(), workers.mkdir()
+    run_in_process(write_recipe(inline), plugins)
+    assert not started
+    run_in_process(write_recipe(workers), plugins, "train.workers=2")
+    assert len(started) == 1, "the rounds' ends restarted the workers"
+    expected, got = final_state(inline / "run"), final_state(workers / "run")
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+    assert got["tasks.count.counts"][1:, N:].sum() > 0  # appended samples and round tags reached the batches
+
+
 def test_the_same_run_again_gives_the_same_feedback(tmp_path, plugins):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
 
 from selfsup.engine.errors import component_error
+from selfsup.engine.transfer import ByValue
 from selfsup.lib.data import is_iterable_source, to_device  # noqa: F401 - re-exported for the core
 from selfsup.lib.seeding import (  # noqa: F401 - the seeding scheme is public (selfsup.lib.seeding)
     sample_generator,
@@ -309,9 +310,8 @@ class TaskStream:
         # an own generator: creating a loader iterator must not draw from the global RNG, or a
         # resumed run (which creates one mid-epoch) would drift from an uninterrupted one
         generator = sample_generator(self.seed, self.stream, self.epoch, 2**32 - 1)
-        common = dict(
-            collate_fn=self.collate, num_workers=self.workers, pin_memory=self.pin_memory, generator=generator
-        )
+        collate = ByValue(self.collate) if self.workers else self.collate  # small tensors not via shared memory
+        common = dict(collate_fn=collate, num_workers=self.workers, pin_memory=self.pin_memory, generator=generator)
         if self.iterable:
             data = AugmentedStream(
                 self.source, self.pipeline, self.seed, self.stream, self.epoch, self.rank, self.world_size,
@@ -354,6 +354,17 @@ class TaskStream:
         if callable(shutdown):
             shutdown()
         self._it, self._started_epoch, self._persistent = None, None, None
+
+    def restart(self) -> None:
+        """The data changed under the stream (a round's feedback, whose source brings the workers'
+        copies up to date itself): drop the batches prepared ahead from the old data. Workers kept
+        across epochs stay (the next batch resumes them at ``(epoch, batches)``, with their queued
+        batches discarded); others stop."""
+        if self._persistent is None:
+            self.close()
+            return
+        self._it, self._started_epoch = None, None
+        self._sampler.lengths.clear()  # epochs drawn ahead were drawn from the old data
 
     def __iter__(self) -> TaskStream:
         return self

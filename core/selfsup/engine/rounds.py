@@ -71,17 +71,43 @@ def round_ends(count: int, steps_per_round: int | None, total: int) -> list[int]
 class RoundData:
     """The feedback's data source as the tasks see it: the source as built, then the samples the
     last feedback appended, each sample with the feedback's fields added (``sample[key] =
-    fields[key][index]``). Evaluators keep reading the source as built."""
+    fields[key][index]``). Evaluators keep reading the source as built.
 
-    def __init__(self, base: Any):
-        self.base = base
+    Data-loader workers kept across epochs hold a copy of this view made before a round ended. So
+    that they need not be restarted (forking them again costs more than a small epoch of batches),
+    the round the run follows is also kept in shared memory: a copy that finds it behind reads that
+    round's result from ``folder`` (``<run>/rounds``, written and verified by the run before it
+    applied it) at its next sample."""
+
+    def __init__(self, base: Any, folder: Path | None = None):
+        self.base, self.folder = base, folder
         self.fields: dict[str, torch.Tensor] = {}
         self.samples: list[dict[str, Any]] = []
+        self.round = -1  # the round whose result this copy holds (-1: none, the source as built)
+        self._applied = torch.full((1,), -1, dtype=torch.long).share_memory_()  # the round the run follows
+
+    def follow(self, r: int, payload: dict[str, Any]) -> None:
+        """Hold round ``r``'s result (``fields`` and ``samples``), here and, at their next sample, in
+        every worker's copy."""
+        self.fields, self.samples, self.round = dict(payload["fields"]), list(payload["samples"]), r
+        self._applied.fill_(r)
+
+    def _catch_up(self) -> None:
+        r = int(self._applied.item())
+        if r == self.round:
+            return
+        if self.folder is None:
+            raise RuntimeError(f"this copy of the round data holds round {self.round}, the run follows round {r}, "
+                               f"and it has no folder to read that round's result from")
+        payload = torch.load(self.folder / str(r) / RESULT, map_location="cpu", weights_only=True)
+        self.fields, self.samples, self.round = dict(payload["fields"]), list(payload["samples"]), r
 
     def __len__(self) -> int:
+        self._catch_up()
         return len(self.base) + len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        self._catch_up()
         n = len(self.base)
         sample = self.base[index] if index < n else dict(self.samples[index - n])
         if self.fields:
@@ -414,8 +440,7 @@ class Rounds:
         the feedback's data begin a fresh epoch (drawn by the new weights); not when resuming from a
         checkpoint whose streams already did."""
         payload, sha = self.load(run.run_dir, r)
-        self.view.fields = dict(payload["fields"])
-        self.view.samples = list(payload["samples"])
+        self.view.follow(r, payload)
         self.weights = payload["weights"]
         for name, stream in run.streams.items():
             if stream.source is not self.view:
@@ -424,7 +449,7 @@ class Rounds:
                 stream.lengths = torch.as_tensor(list(self.view.lengths()), dtype=torch.long)
             if restart and stream.batches > 0:
                 stream.epoch, stream.batches = stream.epoch + 1, 0
-            stream.close()  # the workers' copy of the data is out of date: fresh ones start
+            stream.restart()  # batches made ahead from the old data are dropped; the workers catch up
         self.applied, self.applied_sha = r, sha
         run.info.round = r + 1
 

@@ -37,6 +37,7 @@ from selfsup.engine.health import HealthCheck
 from selfsup.engine.metrics import MetricsWriter, ProgressBar
 from selfsup.engine.optim import apply_hyperparameters, build_optimizer, build_scheduler
 from selfsup.engine.resume import recipe_changes, refuse_unsafe
+from selfsup.engine.rounds import FOLDER as ROUNDS_FOLDER
 from selfsup.engine.rounds import RoundData, Rounds, clean_temporaries, warn_stale
 from selfsup.events import RunInfo
 from selfsup.lib.distributed import DeviceUnavailable
@@ -417,7 +418,7 @@ def prepare_run(loaded: LoadedRecipe, pm: PluginManager, *, resume: bool = False
         if start_from is not None and (weights_only or not sharded_state.is_dir()):
             _load_weights(start_from, model, source)  # whole weights (also a DDP run's, with --resume-weights-only)
         sharding = Sharding(model, cfg.fsdp, cfg.precision, is_main=info.is_main)
-    view, feedback = _feedback(loaded, built, pm) if recipe.rounds is not None else (None, None)
+    view, feedback = _feedback(loaded, built, pm, run_dir) if recipe.rounds is not None else (None, None)
     torch.manual_seed(recipe.seed + 1 + info.rank)  # training-time randomness (dropout...) per rank
     streams = _streams(loaded, built, info, device, view)
     total_steps, sizes = _length(loaded, built, streams)
@@ -497,8 +498,9 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if hasattr(t, "to_local") else t
 
 
-def _feedback(loaded: LoadedRecipe, built: Built, pm: PluginManager) -> tuple[RoundData, Any]:
-    """``[rounds.feedback]``: the view of its data the tasks train on, and the built feedback component."""
+def _feedback(loaded: LoadedRecipe, built: Built, pm: PluginManager, run_dir: Path) -> tuple[RoundData, Any]:
+    """``[rounds.feedback]``: the view of its data the tasks train on (its workers' copies catch up with
+    the rounds from ``<run_dir>/rounds``), and the built feedback component."""
     recipe, source = loaded.recipe, loaded.source
     spec = recipe.rounds.feedback
     data = built.data[spec.data]
@@ -515,7 +517,7 @@ def _feedback(loaded: LoadedRecipe, built: Built, pm: PluginManager) -> tuple[Ro
     if not callable(getattr(feedback, "run", None)):
         raise RecipeError(source, [("rounds.feedback.type", f"{spec.type!r} did not return a feedback component "
                                                             f"(an object with run(context))")])
-    return RoundData(data), feedback
+    return RoundData(data, Path(run_dir) / ROUNDS_FOLDER), feedback
 
 
 def _streams(loaded: LoadedRecipe, built: Built, info: DistInfo, device: torch.device,
