@@ -365,10 +365,13 @@ class TaskEffects:
             record["buffers"] = {n: b.clone() for n, b in task.named_buffers()}
             if callable(getattr(task, "sample_weights", None)):
                 record["sample_weights"] = task.sample_weights(0)
+            if callable(getattr(task, "lr_scales", None)):  # learning-rate multipliers the optimizer applies
+                scales = task.lr_scales()
+                record["lr_scales"] = {n: float(scales[p]) for n, p in params if p in scales}
             return record
 
         check_options_matter(self, self.component("pretext_task", self.task), self.task_options, run,
-                             "losses, metrics, gradients and buffers")
+                             "losses, metrics, gradients, buffers and learning-rate scales")
 
     def test_ignores_labels(self) -> None:
         def result(edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None) -> Any:

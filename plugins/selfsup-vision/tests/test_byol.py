@@ -106,6 +106,15 @@ def test_momentum_follows_the_cosine_schedule():
     assert task(_batch(), backbone).metrics["momentum"].item() == pytest.approx(seen[-1])
 
 
+def test_predictor_lr_scale_scales_the_predictor_alone():
+    task, _ = _task()
+    assert task.lr_scales() == {}  # the run's rate throughout
+    task, backbone = _task(predictor_lr_scale=10.0)
+    scales = task.lr_scales()
+    assert set(map(id, scales)) == {id(p) for p in task.predictor.parameters()} and set(scales.values()) == {10.0}
+    assert not {id(p) for p in [*task.projector.parameters(), *backbone.parameters()]} & set(map(id, scales))
+
+
 class TestBYOLConformance(TaskConformance):
     task = "byol"
     task_options = {"projection_hidden_dim": 32, "projection_dim": 16, "predictor_hidden_dim": 32}

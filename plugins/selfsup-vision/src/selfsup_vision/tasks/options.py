@@ -78,6 +78,10 @@ class BYOLOptions(ProjectionOptions, TeacherOptions):
     predictor_layers: int = Field(
         2, ge=0, description="Layers of the online predictor; 0 removes it (BYOL then collapses: the ablation)."
     )
+    predictor_lr_scale: float = Field(
+        1.0, gt=0, description="The predictor learns at this multiple of the run's learning rate (a predictor that "
+        "adapts faster than the encoder keeps its features from concentrating on a few directions; docs/vision.md)."
+    )
 
 
 class MoCoV3Options(ProjectionOptions, TeacherOptions):
