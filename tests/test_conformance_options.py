@@ -81,7 +81,8 @@ def test_a_task_that_hard_codes_its_options_fails():
         _suite("hard_coded").test_every_option_changes_loss_or_gradients()
     message = str(failed.value)
     assert "pretext task 'probe_task': options that change nothing" in message
-    assert "temperature: 0.5 -> 0.75 leaves the losses, metrics, gradients and buffers unchanged" in message
+    assert ("temperature: 0.5 -> 0.75 leaves the losses, metrics, gradients, buffers and learning-rate scales "
+            "unchanged") in message
     assert "scale: 1.0 -> 1.5 leaves" in message
 
 

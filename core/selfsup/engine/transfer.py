@@ -63,7 +63,7 @@ def _inline(x: Any, budget: list[int]) -> Any:
             return x
         budget[0] -= x.nbytes
         return _Inline(x)
-    if isinstance(x, dict) and type(x) is dict:
+    if type(x) is dict:
         return {key: _inline(value, budget) for key, value in x.items()}
     if type(x) in (list, tuple):
         return type(x)(_inline(value, budget) for value in x)
