@@ -10,7 +10,8 @@ threshold 0: every agreeing answer is added), ``no-open-book`` (appended_form = 
 samples), ``no-self-training`` (the curriculum alone); and ``reading``: the rounds with open-book
 training (``reading = 128``: REALM-style samples of a retrieved passage before a sentence holding its
 salient span, from the data alone), and ``reading-swap``: the same with half of those samples'
-span swapped for another of its kind in passage and sentence, so that only reading answers them.
+span swapped for another of its kind in passage and sentence, so that only reading answers them;
+``reading-no-curriculum``: ``reading`` without the gap curriculum.
 
 Measured for every run after training, with the same fixed question set (``--questions`` salient
 spans of the training windows drawn with seed 1234, the same for every run and seed):
@@ -83,6 +84,7 @@ FEEDBACK = {
     "no-self-training": {"self_training": False},
     "reading": {"reading": 128},
     "reading-swap": {"reading": 128, "reading_counterfactual": 0.5},
+    "reading-no-curriculum": {"reading": 128, "curriculum": False},
 }
 
 

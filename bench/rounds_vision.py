@@ -1,4 +1,4 @@
-"""Training in rounds against the same training without rounds, on held-out digits.
+"""Training in rounds against the same training without rounds, on held-out digits (8 x 8 or MNIST).
 
 For each seed: train ``simclr-digits`` (SimCLR, small CNN, 100 optimizer steps) and
 ``simclr-digits-rounds`` (the same data, backbone, SimCLR task and 100 optimizer steps, split into 3
@@ -15,6 +15,7 @@ and the difference per seed (rounds - no rounds), for docs/autonomous.md.
 
     nice -n 10 .venv/bin/python bench/rounds_vision.py                 # seeds 0 1 2
     nice -n 10 .venv/bin/python bench/rounds_vision.py --seeds 0 1 2 3 4
+    nice -n 10 .venv/bin/python bench/rounds_vision.py --data mnist5k  # simclr-mnist5k(-rounds), 375 steps
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from selfsup.engine.metrics import read_metrics
 from selfsup.plugins import get_plugin_manager
 from selfsup.recipe import load_recipe
 
-VARIANTS = {"no rounds": "simclr-digits", "rounds": "simclr-digits-rounds"}
+PAIRS = {  # --data: (no rounds, rounds)
+    "digits": ("simclr-digits", "simclr-digits-rounds"),
+    "mnist5k": ("simclr-mnist5k", "simclr-mnist5k-rounds"),
+}
 METRICS = {"kNN": "knn/accuracy", "probe": "linear_probe/accuracy"}
 
 
@@ -58,14 +62,18 @@ def run(recipe: str, seed: int, pm) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data", choices=sorted(PAIRS), default="digits",
+                        help="digits: simclr-digits(-rounds), 100 steps; mnist5k: simclr-mnist5k(-rounds), 375 "
+                             "steps (extra 'mnist')")
     args = parser.parse_args()
+    variants = dict(zip(["no rounds", "rounds"], PAIRS[args.data], strict=True))
     pm = get_plugin_manager()
     print(f"machine: {machine()}\n")
-    results: dict[str, dict[int, dict]] = {name: {} for name in VARIANTS}
+    results: dict[str, dict[int, dict]] = {name: {} for name in variants}
     print("| variant | seed | optimizer steps | train time | held-out kNN | held-out linear probe |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for seed in args.seeds:
-        for name, recipe in VARIANTS.items():
+        for name, recipe in variants.items():
             r = results[name][seed] = run(recipe, seed, pm)
             print(f"| {name} | {seed} | {r['steps']} | {r['seconds'] / 60:.1f} min | {r['kNN']:.3f} | "
                   f"{r['probe']:.3f} |", flush=True)
@@ -73,7 +81,7 @@ def main() -> None:
     print(f"\nmean ± sample std over seeds {args.seeds}:\n")
     print("| variant | held-out kNN | held-out linear probe | train time |")
     print("| --- | ---: | ---: | ---: |")
-    for name in VARIANTS:
+    for name in variants:
         runs = list(results[name].values())
         print(f"| {name} | {spread([r['kNN'] for r in runs])} | {spread([r['probe'] for r in runs])} | "
               f"{statistics.fmean(r['seconds'] for r in runs) / 60:.1f} min |")

@@ -151,6 +151,8 @@ RECIPES = {
                     "against raw pixels.",
     "simclr-digits-rounds": "simclr-digits in 3 rounds with k-means pseudo-label self-training and a confidence "
                             "curriculum between them (docs/autonomous.md).",
+    "simclr-mnist5k-rounds": "simclr-mnist5k in 3 rounds with k-means pseudo-label self-training and a "
+                             "confidence curriculum between them (docs/autonomous.md).",
 }
 
 
