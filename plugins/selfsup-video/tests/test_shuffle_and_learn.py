@@ -1,7 +1,6 @@
 """Shuffle and Learn: tuple sampling (positives in order, negatives with an outside middle frame,
 balanced), the loss against its formula (with the frame standardisation), seeding, conformance, and
-a shortened quickstart that learns the task and beats random init on the motion probe (not on kNN:
-docs/video.md)."""
+a shortened quickstart that learns the task and beats random init on held-out motion kNN."""
 
 from __future__ import annotations
 
@@ -133,25 +132,25 @@ SMALL = ["data.train.options.n=600", "data.fit_motion.options.n=400", "data.val_
 
 def shortened_run_learns(recipe: str, task: str, tmp_path, steps: int, chance: float, margin: float) -> None:
     """``recipe`` shrunk (SMALL, ``steps`` steps): the task's training accuracy ends ``margin`` above
-    ``chance`` in the last two logged windows, and the held-out linear probe on the motion label beats the
-    same backbone at random init by 10 points (kNN does not: docs/video.md)."""
+    ``chance`` in the last two logged windows, and held-out kNN on the motion label beats the same
+    backbone at random init by 10 points (measured on seeds 0-2 at 300 steps: +14.5 to +32 points;
+    docs/video.md)."""
     import json
 
     from selfsup.testing import train_against_random_init
 
     trained, random_init = train_against_random_init(recipe, tmp_path / "run", [*SMALL, f"train.max_steps={steps}"],
-                                                     evaluators=["probe_motion"])
+                                                     evaluators=["knn_motion"])
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     accuracy = [r[f"{task}/accuracy"] for r in rows if f"{task}/accuracy" in r][-2:]  # the last logged windows
-    print(f"{task} accuracy {accuracy}; probe motion: random init {random_init['probe_motion/accuracy']:.3f}, "
-          f"trained {trained['probe_motion/accuracy']:.3f}")
+    print(f"{task} accuracy {accuracy}; kNN motion: random init {random_init['knn_motion/accuracy']:.3f}, "
+          f"trained {trained['knn_motion/accuracy']:.3f}")
     assert min(accuracy) > chance + margin, accuracy
-    assert trained["probe_motion/accuracy"] > random_init["probe_motion/accuracy"] + 0.10, (trained, random_init)
+    assert trained["knn_motion/accuracy"] > random_init["knn_motion/accuracy"] + 0.10, (trained, random_init)
 
 
-def test_shortened_quickstart_learns_and_beats_random_init_on_the_motion_probe(tmp_path, one_thread):
-    shortened_run_learns("shuffle-learn-moving-mnist", "shuffle_and_learn", tmp_path, 120, 0.5, 0.1)
-
+def test_shortened_quickstart_learns_and_beats_random_init_on_motion_knn(tmp_path, one_thread):
+    shortened_run_learns("shuffle-learn-moving-mnist", "shuffle_and_learn", tmp_path, 300, 0.5, 0.2)
 
 
 class _Brightness(torch.nn.Module):
