@@ -25,6 +25,7 @@ Prints a Markdown table headed by the machine description.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import statistics
 import tarfile
@@ -91,7 +92,7 @@ def make_shards(root: Path, videos: list[Path], per_shard: int) -> str:
 
 def clip_stream(name: str, source, pipeline, n: int):
     """``n`` augmented samples of ``source`` (cycled), seeded per position."""
-    if name == "video_shards":
+    if name.startswith("video_shards"):
         epoch = 0
         while True:
             for i, s in enumerate(source.iterate(epoch=epoch, rank=0, world_size=1, seed=0)):
@@ -101,6 +102,26 @@ def clip_stream(name: str, source, pipeline, n: int):
     while True:
         yield apply(source[i % len(source)], pipeline, i)
         i += 1
+
+
+@contextlib.contextmanager
+def every_frame_converted():
+    """``video_shards`` as before 2026-12-07: every decoded frame converted to the clip size, the clip picked
+    after (now only the clip's frames are converted where the container declares its frame count)."""
+    from selfsup_video.data import decode
+    from selfsup_video.data import shards as module
+
+    def decode_then_pick(src, choose, size, channels, name=""):
+        n, frames, _ = decode._complete(src, name, size, channels)  # every frame converted
+        clip = np.stack([frames[i] for i in choose(n)])
+        return clip[:, None] if channels == 1 else clip.transpose(0, 3, 1, 2)
+
+    current = module.decode_sampled
+    module.decode_sampled = decode_then_pick
+    try:
+        yield
+    finally:
+        module.decode_sampled = current
 
 
 def apply(sample, pipeline, i):
@@ -182,13 +203,17 @@ def main() -> None:
               f"{args.videos * args.length / scan:.0f} frames/s")
         rows.append((f"video_folder, mp4 {res}x{res}", res, scan, folder, 3, "video_folder"))
         rows.append((f"video_shards, mp4 {res}x{res}", res, None, shards, 3, "video_shards"))
+        rows.append((f"video_shards, mp4 {res}x{res}, every frame converted (before)", res, None, shards, 3,
+                     "video_shards_every_frame"))
     print()
     results: dict[str, list[tuple[float, ...]]] = {row[0]: [] for row in rows}
     for _ in range(args.repeats):  # rounds alternate the sources, so a burst of load hits them all
         for label, _, _, source, channels, name in rows:
-            raw = clips_per_second(name, source, [], args.clips)
-            cps = clips_per_second(name, source, pipe1, args.clips)
-            results[label].append((raw, cps, *training_share(name, source, pipe1, channels, args.batch, args.steps)))
+            with every_frame_converted() if name == "video_shards_every_frame" else contextlib.nullcontext():
+                raw = clips_per_second(name, source, [], args.clips)
+                cps = clips_per_second(name, source, pipe1, args.clips)
+                share = training_share(name, source, pipe1, channels, args.batch, args.steps)
+            results[label].append((raw, cps, *share))
     print(f"| source | clips/s, source only | clips/s with crop+flip | data s/batch of {args.batch} | "
           f"r2plus1d step s/batch | data share of step |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -201,6 +226,12 @@ def main() -> None:
         print(f"| {label} | {cell(raw, '.0f')} | {cell(cps, '.0f')} | {cell(d, '.3f')} | {cell(s, '.3f')} | "
               f"{cell([100 * x for x in share], '.0f')} % |", flush=True)
     print(f"\nmedian (min-max) over {args.repeats} rounds")
+    for res in args.res:  # converting only the clip's frames, against every frame, measured in this run
+        now = results[f"video_shards, mp4 {res}x{res}"]
+        before = results[f"video_shards, mp4 {res}x{res}, every frame converted (before)"]
+        ratio = [a[0] / b[0] for a, b in zip(now, before)]  # per round: source-only clips/s
+        print(f"video_shards {res}x{res}: clips/s now / every frame converted = {statistics.median(ratio):.2f}x "
+              f"({min(ratio):.2f}-{max(ratio):.2f})")
     for tmp in tmps:
         tmp.cleanup()
 

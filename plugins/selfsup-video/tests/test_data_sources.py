@@ -260,6 +260,39 @@ def test_a_video_shorter_than_the_clip_repeats_its_last_frame(tmp_path):
     assert src.indices(0) == [0, 1, 2, 3, 3, 3] and v.shape[0] == 6 and torch.equal(v[3], v[5])
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".avi", ".gif"])
+def test_decode_sampled_converts_only_the_chosen_frames_where_the_count_is_declared(ext, tmp_path, monkeypatch):
+    """What ``video_shards`` decodes with: the chosen frames equal those of a full decode, ``choose`` sees the
+    true frame count, and only the chosen frames are converted when the container declares its count."""
+    from selfsup_video.data import decode
+
+    path = tmp_path / f"a{ext}"
+    write_video(path, _frames(20, (255, 0, 0), n=20))
+    data = path.read_bytes()
+    full = decode.decode_sampled(data, lambda n: list(range(n)), 16, 3)  # [20, 3, 16, 16]
+    assert full.shape == (20, 3, 16, 16)
+    seen, converted = [], []
+    to_array = decode._to_array
+    monkeypatch.setattr(decode, "_to_array", lambda frame, size, channels: converted.append(1) or
+                        to_array(frame, size, channels))
+
+    def choose(n):
+        seen.append(n)
+        return [3, 4, 4, 9]
+
+    clip = decode.decode_sampled(data, choose, 16, 3)
+    assert seen == [20] and np.array_equal(clip, full[[3, 4, 4, 9]])
+    import av
+
+    with av.open(str(path)) as container:
+        declared = container.streams.video[0].frames  # 0 where the container does not say (webm)
+    assert declared in (0, 20)
+    assert len(converted) == (3 if declared else 20), (ext, declared, len(converted))
+    assert ext != ".mp4" or declared  # the common case takes the short path
+    with pytest.raises(ValueError):  # a cut file still fails (the whole video is decoded)
+        decode.decode_sampled(data[: len(data) * 2 // 3], choose, 16, 3)
+
+
 def _bad_tree(tmp_path: Path) -> Path:
     root = tmp_path / "bad"
     shutil.copytree(video_tree(), root)

@@ -8,6 +8,8 @@ serves the folder and shard sources:
   raising when it cannot be opened, has no video stream or no frame, or is cut short: fewer frames
   than the container declares (mp4, avi), a decoded length well short of the container's duration
   (webm/mkv), or a GIF without its trailer byte.
+* :func:`decode_sampled` decodes a whole video (checked as :func:`check_video` checks) and converts
+  only the frames a clip takes from it, picked from the frame count the container declares.
 * :func:`decode_clip` decodes up to the last frame a clip needs (frames before the clip are decoded,
   never converted) and converts only the clip's frames: FFmpeg's swscale resizes the shorter side to
   ``size`` (area filter) and the frame is centre-cropped to a square.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Callable, Sequence
 
 import av
 import numpy as np
@@ -46,24 +48,32 @@ def _check_gif(src: Source | bytes, name: str) -> None:
             raise ValueError("truncated GIF: no trailer byte")
 
 
-def _complete(src: Source | bytes, name: str = "", size: int | None = None,
-              channels: int = 3) -> tuple[int, list[np.ndarray]]:
-    """Decode every frame (converting each when ``size`` is given); raise if the video is unreadable or cut short."""
+def _complete(src: Source | bytes, name: str = "", size: int | None = None, channels: int = 3,
+              choose: Callable[[int], list[int]] | None = None) -> tuple[int, dict[int, np.ndarray], list[int] | None]:
+    """Decode every frame; raise if the video is unreadable or cut short. With ``size``, frames are converted:
+    all of them, or, with ``choose`` (a video's length -> the frame indices wanted), only those ``choose``
+    picks from the frame count the container declares (mp4, avi; ``choose`` is then called before decoding)
+    or, where none is declared (webm, mkv, gif), all of them and ``choose`` is called with the decoded count.
+    Returns ``(frame count, converted frames by index, chosen indices or None)``."""
     _check_gif(src, name)
-    converted: list[np.ndarray] = []
+    converted: dict[int, np.ndarray] = {}
+    indices: list[int] | None = None
     with _open(src) as container:
         stream = _video_stream(container)
+        declared = stream.frames
+        if choose is not None and declared:
+            indices = choose(declared)
+        wanted = set(indices) if indices is not None else None
         rate = float(stream.average_rate) if stream.average_rate else None
         n, last_end = 0, None
         for frame in container.decode(stream):
+            if size is not None and (wanted is None or n in wanted):
+                converted[n] = _to_array(frame, size, channels)
             n += 1
-            if size is not None:
-                converted.append(_to_array(frame, size, channels))
             if frame.pts is not None and frame.time_base is not None:
                 last_end = float(frame.pts * frame.time_base) + (1 / rate if rate else 0.0)
         if n == 0:
             raise ValueError("no decodable frame")
-        declared = stream.frames
         if declared and n < declared:
             raise ValueError(f"truncated: decoded {n} of {declared} frames")
         duration = container.duration / 1e6 if container.duration else None  # seconds
@@ -71,7 +81,9 @@ def _complete(src: Source | bytes, name: str = "", size: int | None = None,
             start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
             if duration - (last_end - start) > max(2 / rate, 0.05 * duration):
                 raise ValueError(f"truncated: frames end at {last_end - start:.2f}s of {duration:.2f}s")
-    return n, converted
+    if choose is not None and indices is None:
+        indices = choose(n)
+    return n, converted, indices
 
 
 def check_video(src: Source | bytes, name: str = "") -> int:
@@ -79,10 +91,13 @@ def check_video(src: Source | bytes, name: str = "") -> int:
     return _complete(src, name)[0]
 
 
-def decode_all(src: Source | bytes, size: int, channels: int, name: str = "") -> np.ndarray:
-    """Every frame, checked as :func:`check_video` checks, as uint8 ``[T, C, size, size]`` (one decoding pass)."""
-    _, frames = _complete(src, name, size, channels)
-    clip = np.stack(frames)  # [T, size, size(, 3)]
+def decode_sampled(src: Source | bytes, choose: Callable[[int], list[int]], size: int, channels: int,
+                   name: str = "") -> np.ndarray:
+    """The frames ``choose(frame count)`` picks, as uint8 ``[len(indices), C, size, size]``: the whole video is
+    decoded in one pass and checked as :func:`check_video` checks, but only the chosen frames are converted
+    when the container declares its frame count (otherwise every frame is, and the chosen ones kept)."""
+    _, frames, indices = _complete(src, name, size, channels, choose)
+    clip = np.stack([frames[i] for i in indices])  # [T, size, size(, 3)]
     return clip[:, None] if channels == 1 else clip.transpose(0, 3, 1, 2)
 
 

@@ -5,11 +5,12 @@ e.g. ``000123.mp4`` + ``000123.cls``. Each epoch, shards are shuffled (seeded by
 and dealt to DDP ranks (round-robin when there are at least as many shards as ranks, otherwise every
 rank reads all shards and keeps every world_size-th sample); the core then interleaves a rank's
 stream between its data-loader workers. Samples pass through a seeded shuffle buffer that holds the
-encoded bytes (small); a video is decoded when it leaves the buffer, whole and in one pass, every
-frame converted to ``size`` (shards hold short clips; decoding to the end also checks that the video
-is complete), and its clip is sampled then: a random start drawn from
-``sample_generator(run seed, "video_shards", epoch, crc32(key))`` (a new window every epoch, the
-same for a key whatever the rank layout), or the centre, start or uniform spread.
+encoded bytes (small); a video is decoded when it leaves the buffer, whole and in one pass (decoding
+to the end checks that the video is complete), and its clip is sampled then: a random start drawn
+from ``sample_generator(run seed, "video_shards", epoch, crc32(key))`` (a new window every epoch,
+the same for a key whatever the rank layout), or the centre, start or uniform spread, over the
+frame count the container declares (mp4, avi; where none is, as in webm, the decoded count), so
+only the clip's frames are converted to ``size``.
 
 Bad data, by ``on_error``: when the source is built every shard's tar headers are read (a missing,
 truncated or non-tar shard is skipped and counted, or the build fails naming it). A video that
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterator
 from selfsup.components import BuildContext
 from selfsup.lib import sample_generator
 from selfsup.lib.shards import Raw, ShardStream
-from selfsup_video.data.decode import decode_all, sample_indices, to_float
+from selfsup_video.data.decode import decode_sampled, sample_indices, to_float
 
 
 class VideoShards:
@@ -62,11 +63,14 @@ class VideoShards:
         ext = next((k for k in o.video_keys if k in parts), None)
         if ext is None:
             raise ValueError(f"no video member ({', '.join(o.video_keys)})")
-        frames = decode_all(parts[ext], o.size, o.channels, f"{key}.{ext}")  # [T, C, size, size] uint8
         random_start = o.offset == "random"
         g = sample_generator(seed, "video_shards", epoch, zlib.crc32(key.encode())) if random_start else None
-        idx = sample_indices(len(frames), o.frames, o.stride, o.offset, g)
-        sample: dict[str, Any] = {"video": to_float(frames[idx])}
+
+        def choose(length: int) -> list[int]:
+            return sample_indices(length, o.frames, o.stride, o.offset, g)
+
+        clip = decode_sampled(parts[ext], choose, o.size, o.channels, f"{key}.{ext}")  # [frames, C, size, size] uint8
+        sample: dict[str, Any] = {"video": to_float(clip)}
         if o.label_key and o.label_key in parts:
             sample["label"] = int(parts[o.label_key].decode().strip())
         return sample
