@@ -52,8 +52,8 @@ def _complete(src: Source | bytes, name: str = "", size: int | None = None, chan
               choose: Callable[[int], list[int]] | None = None) -> tuple[int, dict[int, np.ndarray], list[int] | None]:
     """Decode every frame; raise if the video is unreadable or cut short. With ``size``, frames are converted:
     all of them, or, with ``choose`` (a video's length -> the frame indices wanted), only those ``choose``
-    picks from the frame count the container declares (mp4, avi; ``choose`` is then called before decoding)
-    or, where none is declared (webm, mkv, gif), all of them and ``choose`` is called with the decoded count.
+    picks from the frame count the container declares (mp4, avi, gif; ``choose`` is then called before
+    decoding) or, where none is declared (webm), all of them and ``choose`` is called with the decoded count.
     Returns ``(frame count, converted frames by index, chosen indices or None)``."""
     _check_gif(src, name)
     converted: dict[int, np.ndarray] = {}

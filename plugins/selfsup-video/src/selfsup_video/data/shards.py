@@ -9,7 +9,7 @@ encoded bytes (small); a video is decoded when it leaves the buffer, whole and i
 to the end checks that the video is complete), and its clip is sampled then: a random start drawn
 from ``sample_generator(run seed, "video_shards", epoch, crc32(key))`` (a new window every epoch,
 the same for a key whatever the rank layout), or the centre, start or uniform spread, over the
-frame count the container declares (mp4, avi; where none is, as in webm, the decoded count), so
+frame count the container declares (mp4, avi, gif; where none is, as in webm, the decoded count), so
 only the clip's frames are converted to ``size``.
 
 Bad data, by ``on_error``: when the source is built every shard's tar headers are read (a missing,
