@@ -780,5 +780,40 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="selfsup")
 
 
+def worker_main(argv: list[str] | None = None) -> None:
+    """:func:`main` for a process torchrun started: run the command, then leave with its exit status
+    through ``os._exit`` once ``atexit`` handlers, logging and the standard streams have been flushed,
+    skipping the interpreter's teardown. Why: rank 1 of a 2-process CPU run aborted twice in this
+    project's CI with "terminate called without an active exception" (SIGABRT from C++), which
+    torchrun then reports as a failed run; we think it comes from the teardown, where the last
+    references to the gloo process group (held by DDP's reducer and the model) are dropped after
+    ``destroy_process_group``. Everything a run writes is closed before this point (``Run.close``:
+    checkpoints, metrics, the process group)."""
+    import atexit
+    import logging
+    import traceback
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # sys.exit("message"): printed, status 1, as Python does
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 - reported as Python reports it, then the same status
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
