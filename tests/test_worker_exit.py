@@ -1,7 +1,7 @@
 """How a process torchrun started leaves (``selfsup.cli.worker_main``, chosen by ``python -m selfsup``
 when ``TORCHELASTIC_RUN_ID`` is set): the command's exit status, its output flushed, ``atexit``
-handlers run, and the interpreter's teardown skipped (where torch's gloo backend sometimes aborted
-after complete 2-process runs). The skipped teardown itself is not observable from here."""
+handlers run, and the interpreter's teardown skipped (where, we think, torch's gloo backend aborted
+rank 1 of two 2-process CI runs). The skipped teardown itself is not observable from here."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 import selfsup
-
 
 
 def goodbye():

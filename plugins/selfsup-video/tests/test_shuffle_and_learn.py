@@ -125,7 +125,7 @@ class TestShuffleAndLearnConformance(TaskConformance):
     bad_options = [{"hidden_dim": -1}]
 
 
-#: Moving MNIST shrunk for a test: 600 sequences, 200 held out, 400 to fit the probe.
+#: Moving MNIST shrunk for a test: 600 sequences, 200 held out, 400 to fit kNN.
 SMALL = ["data.train.options.n=600", "data.fit_motion.options.n=400", "data.val_motion.options.n=200",
          "train.warmup_steps=10"]
 
